@@ -1,0 +1,1 @@
+"""Libraries shared by the es-serverless services."""

@@ -1,0 +1,1 @@
+"""What every service shares: settings, logging, subjects, event models, engine adapters."""

@@ -1,0 +1,47 @@
+"""Engine adapters: one interface over OpenSearch and Elasticsearch 8.
+
+Engine differences (vector mapping, kNN query shape) live only in this package.
+"""
+
+from __future__ import annotations
+
+from libs.common.engines.base import (
+    ClusterHealth,
+    EngineError,
+    IndexAlreadyExists,
+    IndexNotFound,
+    IndexResult,
+    SearchEngine,
+    SearchHit,
+    VectorDocument,
+    VectorIndexSpec,
+    VectorQuery,
+)
+
+
+def connect_engine(kind: str, endpoint: str, username: str | None = None, password: str | None = None) -> SearchEngine:
+    """An adapter for the engine `kind` at `endpoint`."""
+    if kind == "opensearch":
+        from libs.common.engines.opensearch import OpenSearchEngine
+
+        return OpenSearchEngine(endpoint, username, password)
+    if kind == "elasticsearch":
+        from libs.common.engines.elasticsearch import ElasticsearchEngine
+
+        return ElasticsearchEngine(endpoint, username, password)
+    raise ValueError(f"unknown engine {kind!r}")
+
+
+__all__ = [
+    "ClusterHealth",
+    "EngineError",
+    "IndexAlreadyExists",
+    "IndexNotFound",
+    "IndexResult",
+    "SearchEngine",
+    "SearchHit",
+    "VectorDocument",
+    "VectorIndexSpec",
+    "VectorQuery",
+    "connect_engine",
+]

@@ -1,0 +1,135 @@
+"""The engine-agnostic interface and value types for health and vector search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Similarity = Literal["cosine", "l2", "dot_product"]
+VECTOR_FIELD = "vector"  # the one vector field of a platform vector index
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    status: str  # green, yellow, red
+    nodes: int
+
+
+@dataclass(frozen=True)
+class VectorIndexSpec:
+    name: str
+    dimensions: int
+    similarity: Similarity
+    text_fields: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VectorDocument:
+    id: str
+    vector: list[float]
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VectorQuery:
+    vector: list[float]
+    k: int
+    filter: dict[str, Any] = field(default_factory=dict)  # field -> exact value
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    id: str
+    score: float
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    indexed: int
+    errors: list[dict[str, str]]
+
+
+class EngineError(Exception):
+    """The engine refused or failed a request."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class IndexNotFound(EngineError):
+    pass
+
+
+class IndexAlreadyExists(EngineError):
+    pass
+
+
+class SearchEngine(Protocol):
+    async def health(self) -> ClusterHealth: ...
+    async def create_vector_index(self, spec: VectorIndexSpec) -> None: ...
+    async def vector_dimensions(self, index: str) -> int: ...
+    async def index_documents(self, index: str, documents: list[VectorDocument]) -> IndexResult: ...
+    async def vector_search(self, index: str, query: VectorQuery) -> list[SearchHit]: ...
+    async def exclude_nodes(self, names: list[str]) -> None: ...
+    async def shards_only_on(self, names: list[str]) -> int: ...
+    async def close(self) -> None: ...
+
+
+def text_field_mapping(text_fields: list[str]) -> dict[str, Any]:
+    # a keyword sub-field, as dynamic mapping would give, so filters can match exact values
+    return {
+        name: {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
+        for name in text_fields
+    }
+
+
+def term_filters(filters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Exact-value filters; strings match the keyword sub-field."""
+    return [
+        {"term": {f"{name}.keyword" if isinstance(value, str) else name: value}}
+        for name, value in filters.items()
+    ]
+
+
+def bulk_body(index: str, documents: list[VectorDocument]) -> list[dict[str, Any]]:
+    body: list[dict[str, Any]] = []
+    for doc in documents:
+        body.append({"index": {"_index": index, "_id": doc.id}})
+        body.append({**doc.fields, VECTOR_FIELD: doc.vector})
+    return body
+
+
+def bulk_result(response: dict[str, Any]) -> IndexResult:
+    errors = []
+    indexed = 0
+    for item in response.get("items", []):
+        action = next(iter(item.values()))
+        if "error" in action:
+            reason = action["error"].get("reason", str(action["error"]))
+            errors.append({"id": str(action.get("_id")), "reason": reason})
+        else:
+            indexed += 1
+    return IndexResult(indexed=indexed, errors=errors)
+
+
+def search_hits(response: dict[str, Any]) -> list[SearchHit]:
+    return [
+        SearchHit(id=hit["_id"], score=float(hit["_score"]), fields=hit.get("_source", {}))
+        for hit in response["hits"]["hits"]
+    ]
+
+
+def count_shards_only_on(rows: list[dict[str, Any]], leaving: list[str]) -> int:
+    """Shards with no started copy outside `leaving`, plus any still relocating (from _cat/shards)."""
+    safe: dict[tuple[str, str], bool] = {}
+    relocating = 0
+    for row in rows:
+        key = (row["index"], row["shard"])
+        safe.setdefault(key, False)
+        if row["state"] == "RELOCATING":
+            relocating += 1
+        if row["state"] == "STARTED" and row.get("node") not in leaving:
+            safe[key] = True
+    return relocating + sum(1 for ok in safe.values() if not ok)

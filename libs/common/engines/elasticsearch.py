@@ -1,0 +1,119 @@
+"""Elasticsearch 8 adapter (elasticsearch-py 8.x): `dense_vector` and the top-level `knn` search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+from elasticsearch import ApiError, NotFoundError
+
+from libs.common.engines.base import (
+    VECTOR_FIELD,
+    ClusterHealth,
+    EngineError,
+    IndexAlreadyExists,
+    IndexNotFound,
+    IndexResult,
+    SearchHit,
+    VectorDocument,
+    VectorIndexSpec,
+    VectorQuery,
+    bulk_body,
+    bulk_result,
+    count_shards_only_on,
+    search_hits,
+    term_filters,
+    text_field_mapping,
+)
+
+SIMILARITIES = {"cosine": "cosine", "l2": "l2_norm", "dot_product": "dot_product"}
+
+
+def _engine_error(exc: ApiError) -> EngineError:
+    if isinstance(exc, NotFoundError):
+        return IndexNotFound(str(exc.message), 404)
+    if exc.error == "resource_already_exists_exception" or exc.message == "resource_already_exists_exception":
+        return IndexAlreadyExists(str(exc.message), 409)
+    return EngineError(f"{exc.message}: {exc.body}", exc.status_code)
+
+
+class ElasticsearchEngine:
+    def __init__(self, endpoint: str, username: str | None = None, password: str | None = None):
+        auth = (username, password) if username else None
+        self._client = AsyncElasticsearch(hosts=[endpoint], basic_auth=auth, request_timeout=30)
+
+    async def health(self) -> ClusterHealth:
+        try:
+            body = await self._client.cluster.health()
+        except ApiError as exc:
+            raise _engine_error(exc) from exc
+        return ClusterHealth(status=body["status"], nodes=body["number_of_nodes"])
+
+    async def create_vector_index(self, spec: VectorIndexSpec) -> None:
+        properties: dict[str, Any] = {
+            VECTOR_FIELD: {
+                "type": "dense_vector",
+                "dims": spec.dimensions,
+                "index": True,
+                "similarity": SIMILARITIES[spec.similarity],
+            },
+            **text_field_mapping(spec.text_fields),
+        }
+        try:
+            await self._client.indices.create(index=spec.name, mappings={"properties": properties})
+        except ApiError as exc:
+            raise _engine_error(exc) from exc
+
+    async def vector_dimensions(self, index: str) -> int:
+        try:
+            mapping = await self._client.indices.get_mapping(index=index)
+        except ApiError as exc:
+            raise _engine_error(exc) from exc
+        properties = mapping[index]["mappings"].get("properties", {})
+        if VECTOR_FIELD not in properties:
+            raise IndexNotFound(f"{index} is not a vector index", 404)
+        return int(properties[VECTOR_FIELD]["dims"])
+
+    async def index_documents(self, index: str, documents: list[VectorDocument]) -> IndexResult:
+        try:
+            response = await self._client.bulk(operations=bulk_body(index, documents), refresh="wait_for")
+        except ApiError as exc:
+            raise _engine_error(exc) from exc
+        return bulk_result(response.body)
+
+    async def vector_search(self, index: str, query: VectorQuery) -> list[SearchHit]:
+        knn: dict[str, Any] = {
+            "field": VECTOR_FIELD,
+            "query_vector": query.vector,
+            "k": query.k,
+            # more candidates than k keeps HNSW recall high on small indices
+            "num_candidates": max(100, query.k * 10),
+        }
+        if query.filter:
+            knn["filter"] = term_filters(query.filter)
+        try:
+            response = await self._client.search(
+                index=index, knn=knn, size=query.k, source_excludes=[VECTOR_FIELD]
+            )
+        except ApiError as exc:
+            raise _engine_error(exc) from exc
+        return search_hits(response.body)
+
+    async def exclude_nodes(self, names: list[str]) -> None:
+        # transient: the exclusion goes away with the full restart that removes the nodes
+        settings = {"cluster.routing.allocation.exclude._name": ",".join(names)}
+        try:
+            await self._client.cluster.put_settings(transient=settings)
+            await self._client.cluster.post_voting_config_exclusions(node_names=names)
+        except ApiError as exc:
+            raise _engine_error(exc) from exc
+
+    async def shards_only_on(self, names: list[str]) -> int:
+        try:
+            rows = (await self._client.cat.shards(format="json", h="index,shard,prirep,state,node")).body
+        except ApiError as exc:
+            raise _engine_error(exc) from exc
+        return count_shards_only_on(rows, names)
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,120 @@
+"""OpenSearch adapter (opensearch-py): k-NN plugin `knn_vector` with the pure-Java lucene engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
+
+from libs.common.engines.base import (
+    VECTOR_FIELD,
+    ClusterHealth,
+    EngineError,
+    IndexAlreadyExists,
+    IndexNotFound,
+    IndexResult,
+    SearchHit,
+    VectorDocument,
+    VectorIndexSpec,
+    VectorQuery,
+    bulk_body,
+    bulk_result,
+    count_shards_only_on,
+    search_hits,
+    term_filters,
+    text_field_mapping,
+)
+
+SPACE_TYPES = {"cosine": "cosinesimil", "l2": "l2", "dot_product": "innerproduct"}
+
+
+def _engine_error(exc: TransportError) -> EngineError:
+    status = exc.status_code if isinstance(exc.status_code, int) else None
+    error = getattr(exc, "error", "")
+    if isinstance(exc, NotFoundError):
+        return IndexNotFound(str(error), 404)
+    if error == "resource_already_exists_exception":
+        return IndexAlreadyExists(str(error), 409)
+    return EngineError(f"{error}: {getattr(exc, 'info', '')}", status)
+
+
+class OpenSearchEngine:
+    def __init__(self, endpoint: str, username: str | None = None, password: str | None = None):
+        auth = (username, password) if username else None
+        self._client = AsyncOpenSearch(hosts=[endpoint], http_auth=auth, timeout=30)
+
+    async def health(self) -> ClusterHealth:
+        try:
+            body = await self._client.cluster.health()
+        except TransportError as exc:
+            raise _engine_error(exc) from exc
+        return ClusterHealth(status=body["status"], nodes=body["number_of_nodes"])
+
+    async def create_vector_index(self, spec: VectorIndexSpec) -> None:
+        properties: dict[str, Any] = {
+            VECTOR_FIELD: {
+                "type": "knn_vector",
+                "dimension": spec.dimensions,
+                "method": {"name": "hnsw", "engine": "lucene", "space_type": SPACE_TYPES[spec.similarity]},
+            },
+            **text_field_mapping(spec.text_fields),
+        }
+        body = {"settings": {"index": {"knn": True}}, "mappings": {"properties": properties}}
+        try:
+            await self._client.indices.create(index=spec.name, body=body)
+        except (RequestError, TransportError) as exc:
+            raise _engine_error(exc) from exc
+
+    async def vector_dimensions(self, index: str) -> int:
+        try:
+            mapping = await self._client.indices.get_mapping(index=index)
+        except TransportError as exc:
+            raise _engine_error(exc) from exc
+        properties = mapping[index]["mappings"].get("properties", {})
+        if VECTOR_FIELD not in properties:
+            raise IndexNotFound(f"{index} is not a vector index", 404)
+        return int(properties[VECTOR_FIELD]["dimension"])
+
+    async def index_documents(self, index: str, documents: list[VectorDocument]) -> IndexResult:
+        try:
+            response = await self._client.bulk(body=bulk_body(index, documents), refresh="wait_for")
+        except TransportError as exc:
+            raise _engine_error(exc) from exc
+        return bulk_result(response)
+
+    async def vector_search(self, index: str, query: VectorQuery) -> list[SearchHit]:
+        knn: dict[str, Any] = {"vector": query.vector, "k": query.k}
+        if query.filter:
+            knn["filter"] = {"bool": {"filter": term_filters(query.filter)}}
+        body = {
+            "size": query.k,
+            "_source": {"excludes": [VECTOR_FIELD]},
+            "query": {"knn": {VECTOR_FIELD: knn}},
+        }
+        try:
+            response = await self._client.search(index=index, body=body)
+        except TransportError as exc:
+            raise _engine_error(exc) from exc
+        return search_hits(response)
+
+    async def exclude_nodes(self, names: list[str]) -> None:
+        # transient: the exclusion goes away with the full restart that removes the nodes
+        settings = {"cluster.routing.allocation.exclude._name": ",".join(names)}
+        try:
+            await self._client.cluster.put_settings(body={"transient": settings})
+            await self._client.transport.perform_request(
+                "POST", "/_cluster/voting_config_exclusions", params={"node_names": ",".join(names)}
+            )
+        except TransportError as exc:
+            raise _engine_error(exc) from exc
+
+    async def shards_only_on(self, names: list[str]) -> int:
+        try:
+            rows = await self._client.cat.shards(format="json", h="index,shard,prirep,state,node")
+        except TransportError as exc:
+            raise _engine_error(exc) from exc
+        return count_shards_only_on(rows, names)
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,63 @@
+"""The domain records kept in JetStream KV: a cluster's spec, status and observed state."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+EngineKind = Literal["opensearch", "elasticsearch"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ClusterStatus(StrEnum):
+    REQUESTED = "requested"
+    PROVISIONING = "provisioning"
+    READY = "ready"
+    SCALING = "scaling"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    FAILED = "failed"
+
+
+class ClusterSpec(BaseModel):
+    """What the tenant asked for (desired state)."""
+
+    replicas: int
+    cpu: str
+    memory: str
+    storage: str
+    engine: EngineKind = "opensearch"
+    version: str
+
+
+class EngineCredentials(BaseModel):
+    username: str
+    password: str
+
+
+class ClusterRecord(BaseModel):
+    """One tenant cluster: desired spec plus what the provisioner last observed."""
+
+    id: str
+    tenant_org_id: str
+    user: str
+    service_name: str
+    spec: ClusterSpec
+    generation: int = 1  # bumped on every spec change
+    observed_generation: int = 0  # the generation the running engine was built from
+    delete_requested: bool = False
+    status: ClusterStatus = ClusterStatus.REQUESTED
+    status_reason: str = "waiting for the provisioner"
+    health: str | None = None
+    nodes: int = 0
+    endpoint: str | None = None
+    credentials: EngineCredentials | None = None
+    request_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

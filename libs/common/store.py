@@ -1,0 +1,106 @@
+"""Cluster records in JetStream KV, with optimistic concurrency by entry revision.
+
+Also the name index (one cluster per tenant and service name) and the idempotency answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+
+from libs.common import subjects
+from libs.common.models import ClusterRecord, utcnow
+
+
+class AlreadyExists(Exception):
+    """The key is taken: another cluster has this tenant and service name."""
+
+
+class RecordGone(Exception):
+    """The record was deleted while we worked on it."""
+
+
+class ClusterStore:
+    def __init__(self, records: KeyValue, names: KeyValue, idempotency: KeyValue):
+        self._records = records
+        self._names = names
+        self._idempotency = idempotency
+
+    @classmethod
+    async def open(cls, broker, idempotency_ttl_s: float) -> "ClusterStore":
+        """Open (declaring if needed) the buckets through a connected FastStream NatsBroker."""
+        return cls(
+            await broker.key_value(subjects.KV_CLUSTERS, history=5),
+            await broker.key_value(subjects.KV_CLUSTER_NAMES),
+            await broker.key_value(subjects.KV_IDEMPOTENCY, ttl=idempotency_ttl_s),
+        )
+
+    async def get(self, cluster_id: str) -> tuple[ClusterRecord, int] | None:
+        try:
+            entry = await self._records.get(cluster_id)
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        return ClusterRecord.model_validate_json(entry.value), entry.revision
+
+    async def list(self) -> list[ClusterRecord]:
+        try:
+            keys = await self._records.keys()
+        except NoKeysError:
+            return []
+        found = [await self.get(key) for key in keys]
+        return [record for record, _ in filter(None, found)]
+
+    async def create(self, record: ClusterRecord) -> None:
+        """Reserve the tenant's service name, then write the record; undo the name on failure."""
+        name_key = subjects.cluster_name_key(record.tenant_org_id, record.service_name)
+        try:
+            await self._names.create(name_key, record.id.encode())
+        except KeyWrongLastSequenceError as exc:
+            raise AlreadyExists(name_key) from exc
+        try:
+            await self._records.create(record.id, record.model_dump_json().encode())
+        except BaseException:
+            await self._names.delete(name_key)
+            raise
+
+    async def mutate(
+        self, cluster_id: str, change: Callable[[ClusterRecord], ClusterRecord | None]
+    ) -> ClusterRecord | None:
+        """Read, apply `change`, write back; on a revision conflict read again and redo.
+
+        `change` returns None to leave the record alone.
+        """
+        while True:
+            found = await self.get(cluster_id)
+            if found is None:
+                raise RecordGone(cluster_id)
+            record, revision = found
+            updated = change(record.model_copy(deep=True))
+            if updated is None:
+                return record
+            updated.updated_at = utcnow()
+            try:
+                await self._records.update(cluster_id, updated.model_dump_json().encode(), last=revision)
+                return updated
+            except KeyWrongLastSequenceError:
+                continue
+
+    async def remove(self, record: ClusterRecord) -> None:
+        """Forget a deleted cluster: its name becomes free again."""
+        await self._names.delete(subjects.cluster_name_key(record.tenant_org_id, record.service_name))
+        await self._records.delete(record.id)
+
+    async def remembered_answer(self, key: str) -> dict | None:
+        try:
+            entry = await self._idempotency.get(key)
+        except KeyNotFoundError:
+            return None
+        return json.loads(entry.value) if entry.value else None
+
+    async def remember_answer(self, key: str, answer: dict) -> None:
+        await self._idempotency.put(key, json.dumps(answer).encode())

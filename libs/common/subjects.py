@@ -1,0 +1,31 @@
+"""Every NATS subject, stream, durable consumer and KV bucket of the platform.
+
+Nothing else spells a subject string.
+"""
+
+from __future__ import annotations
+
+# JetStream KV buckets: control-plane state
+KV_CLUSTERS = "ess_clusters"  # cluster id -> ClusterRecord
+KV_CLUSTER_NAMES = "ess_cluster_names"  # "<tenant>.<service_name>" -> cluster id
+KV_IDEMPOTENCY = "ess_idempotency"  # hashed Idempotency-Key -> first answer
+
+# the lifecycle stream: desired-state changes in, status changes out
+LIFECYCLE_STREAM = "ESS_CLUSTER_LIFECYCLE"
+LIFECYCLE_SUBJECTS = ["ess.cluster.>"]
+LIFECYCLE_MAX_AGE_S = 7 * 24 * 3600.0
+DESIRED_ALL = "ess.cluster.*.*.desired"
+STATUS_ALL = "ess.cluster.*.*.status"
+PROVISIONER_DURABLE = "provisioner"
+
+
+def cluster_desired(tenant_org_id: str, cluster_id: str) -> str:
+    return f"ess.cluster.{tenant_org_id}.{cluster_id}.desired"
+
+
+def cluster_status(tenant_org_id: str, cluster_id: str) -> str:
+    return f"ess.cluster.{tenant_org_id}.{cluster_id}.status"
+
+
+def cluster_name_key(tenant_org_id: str, service_name: str) -> str:
+    return f"{tenant_org_id}.{service_name}"

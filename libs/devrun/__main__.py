@@ -1,0 +1,137 @@
+"""`python -m libs.devrun setup|up|down`: the whole platform on this machine, no Docker.
+
+`up` runs NATS and the three services in the foreground and stops everything it started
+(tenant engines included) on Ctrl-C or SIGTERM; `down` asks a running `up` to do so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from libs.common.settings import Settings
+from libs.devrun.engine_setup import SetupError, install_engine
+from libs.devrun.nats_server import NatsServer
+from services.manager.drivers.local import stop_all_engines
+
+SERVICES = ("manager", "shard_controller", "reporting")
+
+
+def _pidfile(settings: Settings) -> Path:
+    return settings.state_dir.resolve() / "platform.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def setup(settings: Settings) -> int:
+    try:
+        installed = install_engine(settings.engine_home, settings.java_bin)
+    except SetupError as exc:
+        print(f"setup: {exc}", file=sys.stderr)
+        return 2
+    print(f"engine {'installed' if installed else 'already installed'} in {settings.engine_home}")
+    return 0
+
+
+def _wait_ready(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def up(settings: Settings) -> int:
+    if setup(settings):
+        return 2
+    pidfile = _pidfile(settings)
+    if pidfile.exists() and _alive(int(pidfile.read_text())):
+        print(f"the platform already runs (pid {pidfile.read_text()}); `make down` stops it", file=sys.stderr)
+        return 1
+    state = settings.state_dir.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    pidfile.write_text(str(os.getpid()))
+    stopping = False
+
+    def request_stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    nats = NatsServer(settings.nats_url, state / "nats", state / "logs" / "nats.log")
+    children: dict[str, subprocess.Popen] = {}
+    try:
+        nats.start()
+        for name in SERVICES:
+            # own process group: Ctrl-C reaches the supervisor, which stops them in order
+            children[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], process_group=0)
+        api = f"http://{settings.api_host}:{settings.api_port}"
+        if not _wait_ready(f"{api}/ready", 30):
+            print("the manager did not become ready within 30 s; see the log above", file=sys.stderr)
+            return 1
+        print(f"\nes-serverless is up: API {api}  (OpenAPI {api}/docs)  NATS {settings.nats_url}\n"
+              f"Ctrl-C or `make down` stops it and every engine it started.\n", flush=True)
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None and not stopping:
+                    print(f"{name} exited with {child.returncode}; restarting it", file=sys.stderr)
+                    children[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], process_group=0)
+            time.sleep(0.5)
+        return 0
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.terminate()
+        for child in children.values():
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        stopped = stop_all_engines(settings.clusters_dir, settings.engine_stop_timeout_s)
+        nats.stop()
+        pidfile.unlink(missing_ok=True)
+        print(f"es-serverless stopped ({stopped} engine(s) stopped)", file=sys.stderr)
+
+
+def down(settings: Settings) -> int:
+    pidfile = _pidfile(settings)
+    if pidfile.exists() and _alive(pid := int(pidfile.read_text())):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        print("es-serverless stopped")
+    else:
+        stopped = stop_all_engines(settings.clusters_dir, settings.engine_stop_timeout_s)
+        print(f"es-serverless was not running ({stopped} leftover engine(s) stopped)")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m libs.devrun")
+    parser.add_argument("command", choices=["setup", "up", "down"])
+    args = parser.parse_args()
+    settings = Settings()
+    return {"setup": setup, "up": up, "down": down}[args.command](settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The es-serverless services: manager, shard controller, reporting."""

@@ -1,0 +1,20 @@
+"""`python -m services.manager`: the REST API and the provisioner in one process."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from libs.common.logging import configure_logging
+from libs.common.settings import Settings
+from services.manager.app import create_app
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_config=None, access_log=False, timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    main()

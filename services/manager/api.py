@@ -1,0 +1,249 @@
+"""The manager's REST API: validates input, records desired state, answers at once.
+
+Engines are only touched for the vector-index routes; clusters are provisioned by the
+provisioner from what the API writes to KV.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from libs.common import subjects
+from libs.common.engines import (
+    EngineError,
+    IndexAlreadyExists,
+    IndexNotFound,
+    SearchEngine,
+    VectorDocument,
+    VectorIndexSpec,
+    VectorQuery,
+)
+from libs.common.events import ClusterDesiredStateChanged
+from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus
+from libs.common.settings import ENGINE_VERSION
+from libs.common.store import AlreadyExists, RecordGone
+from services.manager.schemas import (
+    ClusterList,
+    ClusterView,
+    CreateClusterRequest,
+    DocumentsRequest,
+    DocumentsResult,
+    SearchHitView,
+    SearchRequest,
+    SearchResult,
+    UpdateClusterRequest,
+    VectorIndexRequest,
+    VectorIndexView,
+)
+
+router = APIRouter()
+log = structlog.get_logger("api")
+
+# engines the local driver can run, and their versions
+LOCAL_ENGINES = {"opensearch": ENGINE_VERSION}
+
+
+def problem(status: int, error: str, message: str, field: str | None = None, fix: str | None = None) -> HTTPException:
+    detail = {"error": error, "message": message}
+    if field:
+        detail["fields"] = [{"field": field, "message": message, "fix": fix}]
+    return HTTPException(status_code=status, detail=detail)
+
+
+async def _load(request: Request, cluster_id: str) -> ClusterRecord:
+    found = await request.app.state.platform.store.get(cluster_id)
+    if found is None or found[0].delete_requested:
+        raise problem(404, "not_found", f"no cluster {cluster_id}")
+    return found[0]
+
+
+async def _announce(request: Request, record: ClusterRecord, change: str) -> None:
+    event = ClusterDesiredStateChanged(
+        cluster_id=record.id, tenant_org_id=record.tenant_org_id, change=change,
+        generation=record.generation, request_id=request.state.request_id,
+    )
+    try:
+        await request.app.state.platform.publish(event, subjects.cluster_desired(record.tenant_org_id, record.id))
+    except Exception:
+        # the desired state is already in KV: the periodic reconcile picks it up
+        log.warning("desired-state event not published; the reconcile pass will catch up", cluster=record.id)
+
+
+@router.get("/health", response_class=PlainTextResponse, tags=["platform"])
+async def health() -> str:
+    return "ok"
+
+
+@router.get("/ready", tags=["platform"])
+async def ready(request: Request) -> JSONResponse:
+    connected = request.app.state.platform.nats_connected()
+    body = {"status": "ready" if connected else "not ready", "nats": "connected" if connected else "unreachable"}
+    return JSONResponse(body, status_code=200 if connected else 503)
+
+
+@router.post("/clusters", status_code=202, response_model=ClusterView, tags=["clusters"])
+async def create_cluster(
+    body: CreateClusterRequest,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+):
+    platform = request.app.state.platform
+    answer_key = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
+    if answer_key and (answer := await platform.store.remembered_answer(answer_key)):
+        return JSONResponse(answer, status_code=202)
+    engine = body.engine or platform.settings.default_engine
+    if engine not in LOCAL_ENGINES:
+        raise problem(422, "invalid_request", f"engine {engine!r} cannot run on the {platform.settings.driver} driver",
+                      "engine", f"use one of {sorted(LOCAL_ENGINES)}")
+    version = body.version or LOCAL_ENGINES[engine]
+    if version != LOCAL_ENGINES[engine]:
+        raise problem(422, "invalid_request", f"{engine} {version} is not available here",
+                      "version", f"use {LOCAL_ENGINES[engine]} or leave version out")
+    record = ClusterRecord(
+        id="c" + uuid.uuid4().hex[:12],
+        tenant_org_id=body.tenant_org_id, user=body.user, service_name=body.service_name,
+        spec=ClusterSpec(replicas=body.replicas, cpu=body.cpu, memory=body.memory, storage=body.storage,
+                         engine=engine, version=version),
+        request_id=request.state.request_id,
+    )
+    try:
+        await platform.store.create(record)
+    except AlreadyExists:
+        raise problem(409, "conflict", f"tenant {body.tenant_org_id} already has a service {body.service_name!r}",
+                      "service_name", "choose another service_name, or delete the existing cluster first")
+    view = ClusterView.of(record)
+    if answer_key:
+        await platform.store.remember_answer(answer_key, view.model_dump(mode="json"))
+    await _announce(request, record, "created")
+    structlog.contextvars.bind_contextvars(cluster=record.id, tenant=record.tenant_org_id)
+    log.info("cluster requested", replicas=body.replicas, memory=body.memory)
+    return view
+
+
+@router.get("/clusters", response_model=ClusterList, tags=["clusters"])
+async def list_clusters(
+    request: Request,
+    tenant_org_id: Annotated[str | None, Query(max_length=63, pattern=r"^[a-z0-9-]+$")] = None,
+):
+    records = await request.app.state.platform.store.list()
+    mine = [r for r in records if tenant_org_id is None or r.tenant_org_id == tenant_org_id]
+    return ClusterList(clusters=[ClusterView.of(r) for r in sorted(mine, key=lambda r: r.created_at)])
+
+
+@router.get("/clusters/{cluster_id}", response_model=ClusterView, tags=["clusters"])
+async def get_cluster(cluster_id: str, request: Request):
+    return ClusterView.of(await _load(request, cluster_id))
+
+
+@router.patch("/clusters/{cluster_id}", status_code=202, response_model=ClusterView, tags=["clusters"])
+async def update_cluster(cluster_id: str, body: UpdateClusterRequest, request: Request):
+    await _load(request, cluster_id)
+
+    def change(record: ClusterRecord) -> ClusterRecord | None:
+        spec = record.spec.model_copy(update=body.model_dump(exclude_none=True))
+        if spec == record.spec or record.delete_requested:
+            return None
+        record.spec = spec
+        record.generation += 1
+        record.status = ClusterStatus.SCALING
+        record.status_reason = "spec changed; waiting for the provisioner"
+        record.request_id = request.state.request_id
+        return record
+
+    try:
+        record = await request.app.state.platform.store.mutate(cluster_id, change)
+    except RecordGone:
+        raise problem(404, "not_found", f"no cluster {cluster_id}")
+    await _announce(request, record, "updated")
+    return ClusterView.of(record)
+
+
+@router.delete("/clusters/{cluster_id}", status_code=202, response_model=ClusterView, tags=["clusters"])
+async def delete_cluster(cluster_id: str, request: Request):
+    await _load(request, cluster_id)
+
+    def change(record: ClusterRecord) -> ClusterRecord:
+        record.delete_requested = True
+        record.status = ClusterStatus.DELETING
+        record.status_reason = "delete requested"
+        record.request_id = request.state.request_id
+        return record
+
+    try:
+        record = await request.app.state.platform.store.mutate(cluster_id, change)
+    except RecordGone:
+        raise problem(404, "not_found", f"no cluster {cluster_id}")
+    await _announce(request, record, "deleted")
+    return ClusterView.of(record)
+
+
+# -- vector indices, through the engine adapter ----------------------------------------------
+async def _engine(request: Request, cluster_id: str) -> SearchEngine:
+    record = await _load(request, cluster_id)
+    if record.status != ClusterStatus.READY or not record.endpoint:
+        raise problem(409, "not_ready", f"cluster {cluster_id} is {record.status}; retry once it is ready")
+    return request.app.state.platform.engine_for(record)
+
+
+def _engine_problem(exc: EngineError, index: str) -> HTTPException:
+    if isinstance(exc, IndexNotFound):
+        return problem(404, "not_found", f"no vector index {index!r} in this cluster")
+    if isinstance(exc, IndexAlreadyExists):
+        return problem(409, "conflict", f"vector index {index!r} already exists", "name", "choose another name")
+    if exc.status and 400 <= exc.status < 500:
+        return problem(400, "engine_rejected", str(exc))
+    return problem(503, "engine_unavailable", f"the cluster's engine did not answer: {exc}; retry shortly")
+
+
+@router.post("/clusters/{cluster_id}/vector-indices", status_code=201, response_model=VectorIndexView,
+             tags=["vectors"])
+async def create_vector_index(cluster_id: str, body: VectorIndexRequest, request: Request):
+    engine = await _engine(request, cluster_id)
+    try:
+        await engine.create_vector_index(VectorIndexSpec(body.name, body.dimensions, body.similarity, body.text_fields))
+    except EngineError as exc:
+        raise _engine_problem(exc, body.name)
+    return VectorIndexView(**body.model_dump())
+
+
+@router.post("/clusters/{cluster_id}/vector-indices/{index}/documents", response_model=DocumentsResult,
+             tags=["vectors"])
+async def index_documents(cluster_id: str, index: str, body: DocumentsRequest, request: Request):
+    engine = await _engine(request, cluster_id)
+    try:
+        dimensions = await engine.vector_dimensions(index)
+        for i, doc in enumerate(body.documents):
+            if len(doc.vector) != dimensions:
+                raise problem(422, "invalid_request", f"vector has {len(doc.vector)} numbers, the index {dimensions}",
+                              f"documents[{i}].vector", f"send exactly {dimensions} numbers")
+        result = await engine.index_documents(
+            index, [VectorDocument(d.id, [float(x) for x in d.vector], d.fields) for d in body.documents]
+        )
+    except EngineError as exc:
+        raise _engine_problem(exc, index)
+    return DocumentsResult(indexed=result.indexed, errors=result.errors)
+
+
+@router.post("/clusters/{cluster_id}/vector-indices/{index}/search", response_model=SearchResult, tags=["vectors"])
+async def search(cluster_id: str, index: str, body: SearchRequest, request: Request):
+    engine = await _engine(request, cluster_id)
+    try:
+        dimensions = await engine.vector_dimensions(index)
+        if len(body.vector) != dimensions:
+            raise problem(422, "invalid_request", f"vector has {len(body.vector)} numbers, the index {dimensions}",
+                          "vector", f"send exactly {dimensions} numbers")
+        hits = await engine.vector_search(index, VectorQuery([float(x) for x in body.vector], body.k, body.filter))
+    except EngineError as exc:
+        raise _engine_problem(exc, index)
+    return SearchResult(hits=[SearchHitView(id=h.id, score=h.score, fields=h.fields) for h in hits])
+
+
+@router.get("/asyncapi.json", tags=["platform"], include_in_schema=False)
+async def asyncapi(request: Request) -> Response:
+    return Response(request.app.state.platform.asyncapi_json(), media_type="application/json")

@@ -1,0 +1,156 @@
+"""Wiring of the manager: settings, NATS broker, KV store, driver, provisioner and API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy, AsyncAPI
+from faststream.nats import JStream, NatsBroker, PullSub
+
+from libs.common import subjects
+from libs.common.engines import SearchEngine, connect_engine
+from libs.common.events import ClusterDesiredStateChanged, ClusterStatusChanged, Event
+from libs.common.models import ClusterRecord
+from libs.common.service import build_broker
+from libs.common.settings import Settings
+from libs.common.store import ClusterStore
+from services.manager.api import router
+from services.manager.drivers.local import LocalDriver
+from services.manager.provisioner import Provisioner
+from services.manager.schemas import field_of, fix_for
+
+LIFECYCLE = JStream(
+    subjects.LIFECYCLE_STREAM, subjects=subjects.LIFECYCLE_SUBJECTS, max_age=subjects.LIFECYCLE_MAX_AGE_S,
+    duplicate_window=120,
+)
+
+
+class Platform:
+    """What the API handlers reach through `request.app.state.platform`."""
+
+    def __init__(self, settings: Settings, broker: NatsBroker):
+        self.settings = settings
+        self.broker = broker
+        self.store: ClusterStore | None = None
+        self.provisioner: Provisioner | None = None
+        self._engines: dict[tuple[str, str], SearchEngine] = {}
+        self._status_publisher = broker.publisher(
+            subjects.STATUS_ALL, stream=LIFECYCLE, schema=ClusterStatusChanged,
+            title="cluster status", description="A cluster moved to a new lifecycle status.",
+        )
+
+    async def publish(self, event: Event, subject: str) -> None:
+        # Nats-Msg-Id lets JetStream drop a re-sent duplicate
+        await self.broker.publish(event, subject, stream=LIFECYCLE.name, headers={"Nats-Msg-Id": event.event_id})
+
+    def nats_connected(self) -> bool:
+        connection = self.broker.connection if self.store else None
+        return bool(connection and connection.is_connected)
+
+    def engine_for(self, record: ClusterRecord) -> SearchEngine:
+        key = (record.id, record.endpoint or "")
+        if key not in self._engines:
+            creds = record.credentials
+            self._engines[key] = connect_engine(
+                record.spec.engine, record.endpoint, creds.username if creds else None, creds.password if creds else None
+            )
+        return self._engines[key]
+
+    def asyncapi_json(self) -> str:
+        return AsyncAPI(self.broker, title="es-serverless manager", version="0.1.0").to_specification().to_json()
+
+    async def close_engines(self) -> None:
+        for engine in self._engines.values():
+            await engine.close()
+        self._engines.clear()
+
+
+def register_handlers(broker: NatsBroker, platform: Platform) -> None:
+    @broker.subscriber(
+        subjects.DESIRED_ALL, stream=LIFECYCLE, durable=subjects.PROVISIONER_DURABLE,
+        pull_sub=PullSub(batch_size=16, timeout=1.0), ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="cluster desired state", description="The API changed a cluster's desired state.",
+    )
+    async def on_desired_state(event: ClusterDesiredStateChanged) -> None:
+        # reconcile is idempotent: a redelivered event only looks again
+        platform.provisioner.kick(event.cluster_id)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    broker = build_broker(settings)
+    platform = Platform(settings, broker)
+    register_handlers(broker, platform)
+    log = structlog.get_logger("manager")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await broker.connect()
+        platform.store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
+        platform.provisioner = Provisioner(settings, platform.store, LocalDriver(settings), platform.publish)
+        await broker.start()
+        periodic = asyncio.create_task(platform.provisioner.run_periodic())
+        log.info("manager started", api=f"http://{settings.api_host}:{settings.api_port}", nats=settings.nats_url)
+        yield
+        periodic.cancel()
+        await platform.provisioner.stop()
+        await platform.close_engines()
+        await broker.stop()
+
+    app = FastAPI(
+        title="es-serverless",
+        version="0.1.0",
+        description="Search clusters (OpenSearch, Elasticsearch) as a multi-tenant serverless service.",
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    app.include_router(router)
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next):
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request_id
+        if request.url.path not in ("/health", "/ready"):
+            log.info("request", method=request.method, path=request.url.path, status=response.status_code,
+                     ms=round((time.perf_counter() - started) * 1000, 1))
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def problem(request: Request, exc: HTTPException) -> JSONResponse:
+        body = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e["type"] == "json_invalid" for e in errors):
+            return JSONResponse(
+                {"error": "invalid_json", "message": "the body is not valid JSON",
+                 "fields": [{"field": "body", "message": "not valid JSON", "fix": "send a JSON object"}]},
+                status_code=400,
+            )
+        fields = []
+        for e in errors:
+            loc = tuple(e["loc"])
+            message = e["msg"].removeprefix("Value error, ")
+            fix = fix_for(loc)
+            if e["type"] == "extra_forbidden":
+                fix = f"remove {field_of(loc)}; it is not a field of this request"
+            elif e["type"] == "missing":
+                fix = f"add {field_of(loc)}" + (f": {fix}" if fix else "")
+            fields.append({"field": field_of(loc), "message": message, "fix": fix})
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return JSONResponse({"error": "invalid_request", "message": summary, "fields": fields}, status_code=422)
+
+    return app

@@ -1,0 +1,108 @@
+"""Pure decisions of the provisioner: how big an engine is, and what to do next.
+
+No I/O here: every function takes values and returns a value with a `reason`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from libs.common.models import ClusterRecord, ClusterStatus
+from libs.common.quantities import parse_bytes, parse_cpu_millis
+
+HEALTHY = ("green", "yellow")
+
+
+@dataclass(frozen=True)
+class EngineSize:
+    nodes: int
+    heap_mb: int
+    processors: int
+
+
+def plan_engine_size(
+    replicas: int, cpu: str, memory: str, heap_min_mb: int, heap_max_mb: int, host_cpus: int
+) -> EngineSize:
+    """One JVM holds all nodes: heap is half of each node's memory, clamped for a small machine."""
+    memory_mb = parse_bytes(memory) // 2**20
+    heap = max(heap_min_mb, min(heap_max_mb, replicas * memory_mb // 2))
+    processors = max(1, min(host_cpus, math.ceil(replicas * parse_cpu_millis(cpu) / 1000)))
+    return EngineSize(nodes=replicas, heap_mb=heap, processors=processors)
+
+
+@dataclass(frozen=True)
+class EngineObservation:
+    running: bool
+    size: EngineSize | None = None  # what the running JVM was started with
+    health: str | None = None  # None: not answering
+    nodes: int = 0
+    endpoint: str | None = None
+
+
+class Step(StrEnum):
+    START = "start"
+    RESTART = "restart"
+    REMOVE = "remove"
+    MARK_READY = "mark_ready"
+    FAIL = "fail"
+    WAIT = "wait"
+    NOTHING = "nothing"
+
+
+@dataclass(frozen=True)
+class ReconcilePlan:
+    step: Step
+    reason: str
+    status: ClusterStatus | None = None  # the status to record; None keeps it
+
+
+def plan_reconcile(
+    record: ClusterRecord,
+    desired: EngineSize,
+    observed: EngineObservation,
+    now: datetime,
+    provision_timeout_s: float,
+) -> ReconcilePlan:
+    """The next step that moves the running engine toward the record's desired state."""
+    if record.delete_requested:
+        return ReconcilePlan(Step.REMOVE, "delete requested", ClusterStatus.DELETING)
+    if record.status == ClusterStatus.FAILED and record.observed_generation == record.generation:
+        return ReconcilePlan(Step.NOTHING, f"failed: {record.status_reason}; change the spec to retry")
+    settling = record.status in (ClusterStatus.REQUESTED, ClusterStatus.PROVISIONING, ClusterStatus.SCALING)
+    if settling and now - record.updated_at > timedelta(seconds=provision_timeout_s) and observed.health not in HEALTHY:
+        return ReconcilePlan(
+            Step.FAIL,
+            f"engine not healthy within {provision_timeout_s:.0f} s; see its engine.log",
+            ClusterStatus.FAILED,
+        )
+    if not observed.running:
+        if record.status == ClusterStatus.READY:
+            return ReconcilePlan(Step.START, "engine exited; restarting it", ClusterStatus.PROVISIONING)
+        status = ClusterStatus.SCALING if record.status == ClusterStatus.SCALING else ClusterStatus.PROVISIONING
+        return ReconcilePlan(Step.START, "engine not running; starting it", status)
+    if observed.size != desired:
+        change = _describe_change(observed.size, desired)
+        return ReconcilePlan(Step.RESTART, f"spec changed: {change}", ClusterStatus.SCALING)
+    if observed.health in HEALTHY and observed.nodes >= desired.nodes:
+        if record.status != ClusterStatus.READY or record.observed_generation != record.generation:
+            return ReconcilePlan(Step.MARK_READY, f"health {observed.health} with {observed.nodes} nodes", ClusterStatus.READY)
+        return ReconcilePlan(Step.NOTHING, "ready and matching its spec")
+    if record.status == ClusterStatus.READY:
+        return ReconcilePlan(Step.NOTHING, f"ready, engine health {observed.health or 'not answering'}")
+    return ReconcilePlan(Step.WAIT, f"engine starting ({observed.nodes}/{desired.nodes} nodes)")
+
+
+def _describe_change(old: EngineSize | None, new: EngineSize) -> str:
+    if old is None:
+        return "unknown running size"
+    parts = []
+    if old.nodes != new.nodes:
+        parts.append(f"nodes {old.nodes} -> {new.nodes}")
+    if old.heap_mb != new.heap_mb:
+        parts.append(f"heap {old.heap_mb} MiB -> {new.heap_mb} MiB")
+    if old.processors != new.processors:
+        parts.append(f"processors {old.processors} -> {new.processors}")
+    return ", ".join(parts)

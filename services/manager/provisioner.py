@@ -1,0 +1,183 @@
+"""The provisioner: reconciles each cluster's running engine with its record in KV.
+
+Triggered by desired-state events (durable consumer) and by a periodic pass over every
+record, so a lost event, a crashed engine or a restarted manager heals by itself. Per
+cluster one reconcile runs at a time; it reads, asks `plan_reconcile`, and applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from libs.common.events import ClusterStatusChanged, Event
+from libs.common.models import ClusterRecord, ClusterStatus, utcnow
+from libs.common.settings import Settings
+from libs.common.store import ClusterStore, RecordGone
+from services.manager.drivers import DrainInProgress, Driver, EngineUnavailable
+from services.manager.planning import (
+    EngineObservation,
+    EngineSize,
+    ReconcilePlan,
+    Step,
+    plan_engine_size,
+    plan_reconcile,
+)
+
+Publish = Callable[[Event, str], Awaitable[None]]
+
+
+class Provisioner:
+    def __init__(self, settings: Settings, store: ClusterStore, driver: Driver, publish: Publish):
+        self._settings = settings
+        self._store = store
+        self._driver = driver
+        self._publish = publish
+        self._running: dict[str, asyncio.Task] = {}
+        self._again: set[str] = set()
+        self._log = structlog.get_logger("provisioner")
+
+    def desired_size(self, record: ClusterRecord) -> EngineSize:
+        spec = record.spec
+        return plan_engine_size(
+            spec.replicas, spec.cpu, spec.memory,
+            self._settings.local_heap_min_mb, self._settings.local_heap_max_mb, os.cpu_count() or 1,
+        )
+
+    # -- scheduling: one reconcile per cluster at a time, never blocking the caller ------
+    def kick(self, cluster_id: str) -> None:
+        task = self._running.get(cluster_id)
+        if task and not task.done():
+            self._again.add(cluster_id)  # changed while we worked: look once more after
+            return
+        self._running[cluster_id] = asyncio.create_task(self._reconcile_loop(cluster_id))
+
+    async def _reconcile_loop(self, cluster_id: str) -> None:
+        while True:
+            self._again.discard(cluster_id)
+            try:
+                settle = await self.reconcile(cluster_id)
+            except Exception:
+                self._log.exception("reconcile failed; retrying on the next pass", cluster=cluster_id)
+                return
+            if settle:
+                # an engine is coming up: look again soon rather than at the next pass
+                await asyncio.sleep(self._settings.ready_poll_interval_s)
+                continue
+            if cluster_id not in self._again:
+                return
+
+    async def run_periodic(self) -> None:
+        while True:
+            try:
+                await self.reconcile_all()
+            except Exception:
+                self._log.exception("periodic reconcile failed")
+            await asyncio.sleep(self._settings.reconcile_interval_s)
+
+    async def reconcile_all(self) -> None:
+        records = await self._store.list()
+        for record in records:
+            self.kick(record.id)
+        for orphan in await self._driver.orphans({r.id for r in records}):
+            self._log.warning("removing an engine no record knows", cluster=orphan)
+            await self._driver.remove(orphan)
+
+    async def stop(self) -> None:
+        for task in self._running.values():
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    # -- one step ------------------------------------------------------------------------
+    async def reconcile(self, cluster_id: str) -> bool:
+        """Take one step toward the desired state; True while an engine is still settling."""
+        found = await self._store.get(cluster_id)
+        if found is None:
+            return False
+        record, _ = found
+        log = self._log.bind(cluster=cluster_id, tenant=record.tenant_org_id, request_id=record.request_id)
+        desired = self.desired_size(record)
+        observed = await self._driver.observe(cluster_id)
+        plan = plan_reconcile(record, desired, observed, utcnow(), self._settings.provision_timeout_s)
+        if plan.step not in (Step.NOTHING, Step.WAIT):
+            log.info("reconcile", step=plan.step, reason=plan.reason)
+        try:
+            return await self._apply(record, plan, desired, observed)
+        except DrainInProgress as exc:
+            await self._record(cluster_id, ClusterStatus.SCALING, str(exc))
+            return False
+        except EngineUnavailable as exc:
+            await self._record(cluster_id, ClusterStatus.FAILED, str(exc), observed_generation=record.generation)
+            return False
+        except RecordGone:
+            return False
+
+    async def _apply(
+        self, record: ClusterRecord, plan: ReconcilePlan, desired: EngineSize, observed: EngineObservation
+    ) -> bool:
+        match plan.step:
+            case Step.REMOVE:
+                await self._record(record.id, ClusterStatus.DELETING, plan.reason)
+                await self._driver.remove(record.id)
+                await self._store.remove(record)
+                await self._emit(record, ClusterStatus.DELETED, "engine stopped and data removed")
+                return False
+            case Step.START | Step.RESTART:
+                await self._record(record.id, plan.status, plan.reason)
+                if plan.step == Step.START:
+                    endpoint = await self._driver.start(record.id, desired)
+                else:
+                    endpoint = await self._driver.resize(record.id, observed.size, desired)
+                await self._record(record.id, plan.status, "engine starting", endpoint=endpoint)
+                return True
+            case Step.MARK_READY:
+                await self._record(
+                    record.id, ClusterStatus.READY, plan.reason, endpoint=observed.endpoint,
+                    health=observed.health, nodes=observed.nodes, observed_generation=record.generation,
+                )
+                return False
+            case Step.FAIL:
+                await self._record(record.id, ClusterStatus.FAILED, plan.reason, observed_generation=record.generation)
+                return False
+            case Step.WAIT:
+                return True
+            case _:
+                if (observed.health, observed.nodes) != (record.health, record.nodes) and observed.running:
+                    await self._record(record.id, None, None, health=observed.health, nodes=observed.nodes)
+                return False
+
+    async def _record(self, cluster_id: str, status: ClusterStatus | None, reason: str | None, **fields) -> None:
+        """Write the observed fields, status last; emit a status event when the status changes."""
+        changed: list[ClusterRecord] = []
+
+        def change(record: ClusterRecord) -> ClusterRecord | None:
+            updates = {k: v for k, v in fields.items() if getattr(record, k) != v}
+            new_status = status if status is not None and status != record.status else None
+            new_reason = reason if reason is not None and reason != record.status_reason else None
+            if not updates and new_status is None and new_reason is None:
+                return None
+            for key, value in updates.items():
+                setattr(record, key, value)
+            if new_reason is not None:
+                record.status_reason = new_reason
+            if new_status is not None:
+                record.status = new_status
+                changed.append(record)
+            return record
+
+        await self._store.mutate(cluster_id, change)
+        if changed:
+            record = changed[-1]
+            await self._emit(record, record.status, record.status_reason)
+
+    async def _emit(self, record: ClusterRecord, status: ClusterStatus, reason: str) -> None:
+        from libs.common import subjects
+
+        event = ClusterStatusChanged(
+            cluster_id=record.id, tenant_org_id=record.tenant_org_id, status=status, reason=reason,
+            endpoint=record.endpoint, nodes=record.nodes, request_id=record.request_id,
+        )
+        await self._publish(event, subjects.cluster_status(record.tenant_org_id, record.id))

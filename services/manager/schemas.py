@@ -1,0 +1,206 @@
+"""Request and response bodies of the manager API; every bound is stated in the schema."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+
+from libs.common.models import ClusterRecord, ClusterStatus, EngineCredentials
+from libs.common.quantities import QuantityError, parse_bytes, parse_cpu_millis
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+FIELD_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+
+
+def _bounded_bytes(low: str, high: str):
+    def check(value: str) -> str:
+        try:
+            size = parse_bytes(value)
+        except QuantityError as exc:
+            raise ValueError(f"{exc}; use e.g. 512Mi, 1Gi or 10Gi") from exc
+        if not parse_bytes(low) <= size <= parse_bytes(high):
+            raise ValueError(f"{value} is outside {low}..{high}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _check_cpu(value: str) -> str:
+    try:
+        millis = parse_cpu_millis(value)
+    except QuantityError as exc:
+        raise ValueError(str(exc)) from exc
+    if not 100 <= millis <= 16000:
+        raise ValueError(f"{value} is outside 100m..16")
+    return value
+
+
+DnsName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+Cpu = Annotated[str, Field(max_length=16, examples=["500m", "1", "2"]), AfterValidator(_check_cpu)]
+Memory = Annotated[str, Field(max_length=16, examples=["1Gi"]), _bounded_bytes("256Mi", "64Gi")]
+Storage = Annotated[str, Field(max_length=16, examples=["5Gi"]), _bounded_bytes("1Gi", "16Ti")]
+Number = StrictInt | StrictFloat
+FieldValue = str | StrictInt | StrictFloat | bool
+
+# what to send instead, by field: joined to the validation message
+FIXES = {
+    "tenant_org_id": "a DNS-1123 label: lowercase letters, digits and '-', at most 63, e.g. acme",
+    "service_name": "a DNS-1123 label: lowercase letters, digits and '-', at most 63, e.g. search",
+    "user": "a non-empty string of at most 128 characters",
+    "replicas": "an integer from 1 to 9",
+    "cpu": "a Kubernetes CPU quantity from 100m to 16, e.g. 500m or 2",
+    "memory": "a Kubernetes memory quantity from 256Mi to 64Gi, e.g. 1Gi",
+    "storage": "a Kubernetes storage quantity from 1Gi to 16Ti, e.g. 5Gi",
+    "engine": "'opensearch' or 'elasticsearch'",
+    "version": "an engine version such as 2.19.1",
+    "name": "an index name: lowercase letters, digits, '-' and '_', starting with a letter or digit",
+    "dimensions": "an integer from 1 to 4096",
+    "similarity": "'cosine', 'l2' or 'dot_product'",
+    "k": "an integer from 1 to 100",
+    "vector": "a list of numbers, as many as the index's dimensions",
+    "documents": "a list of 1 to 1000 objects with id, vector and optional fields",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateClusterRequest(Strict):
+    tenant_org_id: DnsName
+    user: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
+    service_name: DnsName
+    replicas: Annotated[StrictInt, Field(ge=1, le=9)]
+    cpu: Cpu
+    memory: Memory
+    storage: Storage
+    engine: Literal["opensearch", "elasticsearch"] | None = None
+    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] | None = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant_org_id": "acme", "user": "alice", "service_name": "search",
+                    "replicas": 1, "cpu": "500m", "memory": "1Gi", "storage": "5Gi",
+                }
+            ]
+        },
+    )
+
+
+class UpdateClusterRequest(Strict):
+    replicas: Annotated[StrictInt, Field(ge=1, le=9)] | None = None
+    memory: Memory | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "UpdateClusterRequest":
+        if self.replicas is None and self.memory is None:
+            raise ValueError("nothing to change: send replicas and/or memory")
+        return self
+
+
+class ClusterView(BaseModel):
+    id: str
+    tenant_org_id: str
+    user: str
+    service_name: str
+    replicas: int
+    cpu: str
+    memory: str
+    storage: str
+    engine: str
+    version: str
+    status: ClusterStatus
+    status_reason: str
+    health: str | None
+    nodes: int
+    endpoint: str | None
+    credentials: EngineCredentials | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: ClusterRecord) -> "ClusterView":
+        ready = record.status == ClusterStatus.READY
+        return cls(
+            **record.model_dump(include={"id", "tenant_org_id", "user", "service_name", "status",
+                                         "status_reason", "health", "nodes", "created_at", "updated_at"}),
+            **record.spec.model_dump(),
+            endpoint=record.endpoint if ready else None,
+            credentials=record.credentials if ready else None,
+        )
+
+
+class ClusterList(BaseModel):
+    clusters: list[ClusterView]
+
+
+class VectorIndexRequest(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    dimensions: Annotated[StrictInt, Field(ge=1, le=4096)]
+    similarity: Literal["cosine", "l2", "dot_product"] = "cosine"
+    text_fields: Annotated[list[Annotated[str, Field(pattern=FIELD_NAME)]], Field(max_length=32)] = []
+
+
+class VectorIndexView(BaseModel):
+    name: str
+    dimensions: int
+    similarity: str
+    text_fields: list[str]
+
+
+class VectorDocumentIn(Strict):
+    id: Annotated[str, Field(min_length=1, max_length=512)]
+    vector: Annotated[list[Number], Field(min_length=1, max_length=4096)]
+    fields: dict[Annotated[str, Field(pattern=FIELD_NAME)], FieldValue | None] = {}
+
+    @model_validator(mode="after")
+    def _no_vector_field(self) -> "VectorDocumentIn":
+        if "vector" in self.fields:
+            raise ValueError("fields may not contain 'vector'; put the embedding in the vector attribute")
+        return self
+
+
+class DocumentsRequest(Strict):
+    documents: Annotated[list[VectorDocumentIn], Field(min_length=1, max_length=1000)]
+
+
+class DocumentsResult(BaseModel):
+    indexed: int
+    errors: list[dict[str, str]]
+
+
+class SearchRequest(Strict):
+    vector: Annotated[list[Number], Field(min_length=1, max_length=4096)]
+    k: Annotated[StrictInt, Field(ge=1, le=100)] = 10
+    filter: dict[Annotated[str, Field(pattern=FIELD_NAME)], FieldValue] = {}
+
+
+class SearchHitView(BaseModel):
+    id: str
+    score: float
+    fields: dict[str, Any]
+
+
+class SearchResult(BaseModel):
+    hits: list[SearchHitView]
+
+
+def field_of(loc: tuple[Any, ...]) -> str:
+    """'body.documents.0.vector' -> 'documents[0].vector' for people."""
+    parts = [p for p in loc if p != "body"]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def fix_for(loc: tuple[Any, ...]) -> str | None:
+    names = [p for p in loc if isinstance(p, str) and p in FIXES]
+    return FIXES[names[-1]] if names else None
+
+
