@@ -24,6 +24,9 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s")
+    # engine clients log every refused connection with a traceback; a starting engine refuses many
+    for noisy in ("opensearch", "elastic_transport", "elasticsearch"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -58,7 +58,7 @@ def problem(status: int, error: str, message: str, field: str | None = None, fix
 
 async def _load(request: Request, cluster_id: str) -> ClusterRecord:
     found = await request.app.state.platform.store.get(cluster_id)
-    if found is None or found[0].delete_requested:
+    if found is None:
         raise problem(404, "not_found", f"no cluster {cluster_id}")
     return found[0]
 
@@ -143,7 +143,8 @@ async def get_cluster(cluster_id: str, request: Request):
 
 @router.patch("/clusters/{cluster_id}", status_code=202, response_model=ClusterView, tags=["clusters"])
 async def update_cluster(cluster_id: str, body: UpdateClusterRequest, request: Request):
-    await _load(request, cluster_id)
+    if (await _load(request, cluster_id)).delete_requested:
+        raise problem(409, "conflict", f"cluster {cluster_id} is being deleted")
 
     def change(record: ClusterRecord) -> ClusterRecord | None:
         spec = record.spec.model_copy(update=body.model_dump(exclude_none=True))
@@ -168,7 +169,9 @@ async def update_cluster(cluster_id: str, body: UpdateClusterRequest, request: R
 async def delete_cluster(cluster_id: str, request: Request):
     await _load(request, cluster_id)
 
-    def change(record: ClusterRecord) -> ClusterRecord:
+    def change(record: ClusterRecord) -> ClusterRecord | None:
+        if record.delete_requested:
+            return None  # deleting twice is deleting once
         record.delete_requested = True
         record.status = ClusterStatus.DELETING
         record.status_reason = "delete requested"

@@ -1,0 +1,91 @@
+"""Session fixtures: a real nats-server, the three services as processes, real engine JVMs.
+
+Everything started here is stopped at the end, and the suite checks that no engine is left.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from libs.common.settings import Settings
+from libs.devrun.engine_setup import install_engine
+from libs.devrun.nats_server import NatsServer
+from services.manager.drivers.local import find_engines, stop_all_engines
+from tests.helpers import ServiceProcess, free_port
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def platform_env(state_dir: Path) -> dict[str, str]:
+    return {
+        "ESS_NATS_URL": f"nats://127.0.0.1:{free_port()}",
+        "ESS_STATE_DIR": str(state_dir),
+        "ESS_API_PORT": str(free_port()),
+        "ESS_SHARD_CONTROLLER_PORT": str(free_port()),
+        "ESS_REPORTING_PORT": str(free_port()),
+        # away from a developer's `make up` (19200...)
+        "ESS_LOCAL_PORT_BASE": "29200",
+        "ESS_RECONCILE_INTERVAL_S": "1",
+        "ESS_LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(platform_env, monkeypatch_session) -> Settings:
+    for key, value in platform_env.items():
+        monkeypatch_session.setenv(key, value)
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="session")
+def nats(settings: Settings, state_dir: Path):
+    server = NatsServer(settings.nats_url, state_dir / "nats", state_dir / "logs" / "nats.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def engine_installed(settings: Settings) -> None:
+    install_engine(settings.engine_home, settings.java_bin)
+
+
+@pytest.fixture(scope="session")
+def manager(nats, settings, platform_env, state_dir, engine_installed):
+    (state_dir / "logs").mkdir(exist_ok=True)
+    process = ServiceProcess("services.manager", platform_env, settings.api_port, state_dir / "logs")
+    process.start()
+    yield process
+    process.stop()
+    stop_all_engines(settings.clusters_dir, 20)
+    assert find_engines(settings.clusters_dir) == [], "engines left running"
+
+
+@pytest.fixture(scope="session")
+def api(manager, settings) -> httpx.Client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=30) as client:
+        yield client
+
+
+def seed_request(**overrides) -> dict:
+    """The seed's POST /clusters body, with a fresh tenant so tests never collide."""
+    body = {
+        "tenant_org_id": f"t{uuid.uuid4().hex[:8]}", "user": "alice", "service_name": "search",
+        "replicas": 1, "cpu": "500m", "memory": "512Mi", "storage": "5Gi",
+    }
+    body.update(overrides)
+    return body

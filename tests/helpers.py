@@ -1,0 +1,77 @@
+"""Test helpers: processes of the platform under test, free ports, waiting for a status."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from libs.devrun.nats_server import wait_for_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, timeout_s: float, interval_s: float = 0.25, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"{what} not reached within {timeout_s} s (last: {last!r})")
+
+
+def wait_for_status(api: httpx.Client, cluster_id: str, status: str, timeout_s: float = 90) -> dict:
+    def check():
+        answer = api.get(f"/clusters/{cluster_id}")
+        body = answer.json() if answer.status_code == 200 else {"status": f"HTTP {answer.status_code}"}
+        return body if body.get("status") == status else None
+
+    return wait_until(check, timeout_s, what=f"cluster {cluster_id} {status}")
+
+
+class ServiceProcess:
+    """One service (`python -m services.<name>`) as a real process that tests may kill."""
+
+    def __init__(self, module: str, env: dict[str, str], port: int, log_dir: Path):
+        self.module, self.env, self.port = module, env, port
+        self.log_path = log_dir / f"{module.rsplit('.', 1)[-1]}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module], env={**os.environ, **self.env}, cwd=REPO,
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        wait_for_port("127.0.0.1", self.port, 30)
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{self.port}/ready").status_code == 200, 30,
+                   what=f"{self.module} ready")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,122 @@
+"""Crashes: a killed engine comes back by itself; a killed manager leaves no twin or orphan."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import nats
+import pytest
+
+from libs.common import subjects
+from libs.common.events import ClusterStatusChanged
+from services.manager.drivers.local import find_engines
+from tests.conftest import seed_request
+from tests.helpers import wait_for_status, wait_until
+
+
+def _engines_of(settings, cluster_id):
+    return [e for e in find_engines(settings.clusters_dir) if e.cluster_id == cluster_id]
+
+
+async def _status_events(settings, cluster: dict) -> list[ClusterStatusChanged]:
+    """Every status event of `cluster` in the lifecycle stream, read with an ephemeral consumer."""
+    connection = await nats.connect(settings.nats_url)
+    try:
+        js = connection.jetstream()
+        subject = subjects.cluster_status(cluster["tenant_org_id"], cluster["id"])
+        subscription = await js.subscribe(subject, ordered_consumer=True)
+        events = []
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=1.0)
+            except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                return events
+            events.append(ClusterStatusChanged.model_validate_json(message.data))
+    finally:
+        await connection.close()
+
+
+def test_killed_engine_is_back_and_keeps_its_data(api, settings):
+    cluster = api.post("/clusters", json=seed_request(service_name="phoenix")).json()
+    ready = wait_for_status(api, cluster["id"], "ready")
+    base = f"/clusters/{cluster['id']}/vector-indices"
+    assert api.post(base, json={"name": "kept", "dimensions": 2}).status_code == 201
+    api.post(f"{base}/kept/documents", json={"documents": [{"id": "one", "vector": [1, 0]}]})
+
+    [engine] = _engines_of(settings, cluster["id"])
+    os.kill(engine.pid, signal.SIGKILL)
+    wait_until(lambda: api.get(f"/clusters/{cluster['id']}").json()["status"] != "ready", 30,
+               interval_s=0.1, what="the crash noticed")
+    wait_for_status(api, cluster["id"], "ready", timeout_s=60)
+
+    [restarted] = _engines_of(settings, cluster["id"])
+    assert restarted.pid != engine.pid
+    hits = api.post(f"{base}/kept/search", json={"vector": [1, 0], "k": 1}).json()["hits"]
+    assert [h["id"] for h in hits] == ["one"]
+    assert api.get(f"/clusters/{cluster['id']}").json()["endpoint"] == ready["endpoint"]
+    api.delete(f"/clusters/{cluster['id']}")
+
+
+async def test_manager_killed_while_provisioning_ends_ready_once_with_one_engine(api, settings, manager):
+    cluster = api.post("/clusters", json=seed_request(service_name="survivor")).json()
+    wait_until(lambda: _engines_of(settings, cluster["id"]), 30, interval_s=0.05, what="engine spawned")
+    manager.kill()  # SIGKILL while the engine is still starting
+    manager.start()
+
+    ready = wait_for_status(api, cluster["id"], "ready")
+    assert len(_engines_of(settings, cluster["id"])) == 1
+    statuses = [e.status for e in await _status_events(settings, ready)]
+    assert statuses.count("ready") == 1, statuses
+    api.delete(f"/clusters/{cluster['id']}")
+
+
+def test_restarted_manager_adopts_running_engines(api, settings, manager):
+    cluster = api.post("/clusters", json=seed_request(service_name="adopted")).json()
+    wait_for_status(api, cluster["id"], "ready")
+    [before] = _engines_of(settings, cluster["id"])
+
+    manager.stop()
+    assert [e.pid for e in _engines_of(settings, cluster["id"])] == [before.pid]  # tenants keep serving
+    manager.start()
+
+    wait_for_status(api, cluster["id"], "ready")
+    assert [e.pid for e in _engines_of(settings, cluster["id"])] == [before.pid]
+    api.delete(f"/clusters/{cluster['id']}")
+
+
+def test_scaling_out_and_in_keeps_every_document(api, settings):
+    cluster = api.post("/clusters", json=seed_request(service_name="elastic")).json()
+    wait_for_status(api, cluster["id"], "ready")
+    base = f"/clusters/{cluster['id']}/vector-indices"
+    api.post(base, json={"name": "kept", "dimensions": 2})
+    docs = [{"id": f"d{i}", "vector": [1, i]} for i in range(50)]
+    assert api.post(f"{base}/kept/documents", json={"documents": docs}).json()["indexed"] == 50
+
+    for replicas in (2, 1):
+        answer = api.patch(f"/clusters/{cluster['id']}", json={"replicas": replicas})
+        assert answer.status_code == 202
+        assert answer.json()["status"] == "scaling"
+        ready = wait_for_status(api, cluster["id"], "ready")
+        assert ready["nodes"] == replicas
+        assert _engines_of(settings, cluster["id"])[0].size.nodes == replicas
+        hits = api.post(f"{base}/kept/search", json={"vector": [1, 0], "k": 50}).json()["hits"]
+        assert sorted(h["id"] for h in hits) == sorted(d["id"] for d in docs)
+    api.delete(f"/clusters/{cluster['id']}")
+
+
+@pytest.mark.parametrize("service", ["shard_controller", "reporting"])
+def test_background_services_answer_health(nats, platform_env, settings, state_dir, service):
+    from tests.helpers import ServiceProcess
+
+    port = settings.shard_controller_port if service == "shard_controller" else settings.reporting_port
+    process = ServiceProcess(f"services.{service}", platform_env, port, state_dir / "logs")
+    process.start()
+    try:
+        import httpx
+
+        assert httpx.get(f"http://127.0.0.1:{port}/health").text == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/ready").json() == {"status": "ready"}
+    finally:
+        process.stop()
