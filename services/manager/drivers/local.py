@@ -43,6 +43,56 @@ class EngineProcess:
     http_base: int
 
 
+def engine_classpath(engine_home: Path) -> str:
+    if not (engine_home / ".complete").exists():
+        raise EngineUnavailable(
+            f"OpenSearch engine not installed in {engine_home}; run `make setup` (needs Java 17 and Maven)"
+        )
+    return f"{engine_home / 'classes'}:{engine_home / 'lib'}/*:{engine_home / 'knn'}/*"
+
+
+def write_node_configs(home: Path, size: EngineSize, host: str, http_base: int) -> None:
+    """opensearch.yml per node: loopback only, fixed transport ports, quick bootstrap."""
+    transport = [http_base + 10 + i for i in range(1, size.nodes + 1)]
+    for i, port in enumerate(transport, start=1):
+        config = home / f"node_{i}" / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "opensearch.yml").write_text(
+            "\n".join(
+                [
+                    f"network.host: {host}",
+                    f"transport.port: {port}",
+                    "discovery.seed_hosts: [" + ", ".join(f'"{host}:{p}"' for p in transport) + "]",
+                    # bootstraps at once instead of after 3 s; ignored once the cluster exists
+                    f'cluster.initial_cluster_manager_nodes: ["{node_name(1)}"]',
+                    # a laptop's full disk must not turn tenant indices read-only
+                    "cluster.routing.allocation.disk.threshold_enabled: false",
+                    "",
+                ]
+            )
+        )
+
+
+def engine_command(java: str, classpath: str, cluster_id: str, size: EngineSize, home: Path, http_base: int) -> list[str]:
+    """The JVM command line of one tenant cluster; `parse_engine_cmdline` reads it back."""
+    return [
+        java,
+        f"-Xms{size.heap_mb}m",
+        f"-Xmx{size.heap_mb}m",
+        f"-XX:ActiveProcessorCount={size.processors}",
+        "-XX:+UseSerialGC",  # a small heap on two cores: the least overhead
+        "-Djava.awt.headless=true",
+        "-Dlog4j2.disable.jmx=true",
+        "-cp", classpath,
+        LAUNCHER_CLASS,
+        "-basePath", str(home),
+        "-numOfNode", str(size.nodes),
+        "-baseHttpPort", str(http_base),
+        "-clusterName", cluster_id,
+        "-pluginTypes", KNN_PLUGIN,
+    ]
+
+
 def _arg(args: list[str], flag: str) -> str | None:
     return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else None
 
@@ -131,12 +181,7 @@ class LocalDriver:
 
     # -- the engine recipe ----------------------------------------------------------------
     def _classpath(self) -> str:
-        home = self._settings.engine_home
-        if not (home / ".complete").exists():
-            raise EngineUnavailable(
-                f"OpenSearch engine not installed in {home}; run `make setup` (needs Java 17 and Maven)"
-            )
-        return f"{home / 'classes'}:{home / 'lib'}/*:{home / 'knn'}/*"
+        return engine_classpath(self._settings.engine_home)
 
     # -- observation ----------------------------------------------------------------------
     def _reap(self) -> None:
@@ -190,27 +235,6 @@ class LocalDriver:
             f"no free port slot among {self._settings.local_port_slots}; raise ESS_LOCAL_PORT_SLOTS"
         )
 
-    def _write_node_configs(self, home: Path, size: EngineSize, http_base: int) -> None:
-        host = self._settings.local_host
-        transport = [http_base + 10 + i for i in range(1, size.nodes + 1)]
-        for i, port in enumerate(transport, start=1):
-            config = home / f"node_{i}" / "config"
-            config.mkdir(parents=True, exist_ok=True)
-            (config / "opensearch.yml").write_text(
-                "\n".join(
-                    [
-                        f"network.host: {host}",
-                        f"transport.port: {port}",
-                        "discovery.seed_hosts: [" + ", ".join(f'"{host}:{p}"' for p in transport) + "]",
-                        # bootstraps at once instead of after 3 s; ignored once the cluster exists
-                        f'cluster.initial_cluster_manager_nodes: ["{node_name(1)}"]',
-                        # a laptop's full disk must not turn tenant indices read-only
-                        "cluster.routing.allocation.disk.threshold_enabled: false",
-                        "",
-                    ]
-                )
-            )
-
     async def start(self, cluster_id: str, size: EngineSize) -> str:
         classpath = self._classpath()
         if self._engine(cluster_id):
@@ -218,24 +242,8 @@ class LocalDriver:
         slot = self._allocate_slot(cluster_id)
         http_base = self._settings.local_port_base + slot * PORTS_PER_SLOT
         home = self._dir / cluster_id / "nodes"
-        self._write_node_configs(home, size, http_base)
-        command = [
-            self._settings.java_bin,
-            f"-Xms{size.heap_mb}m",
-            f"-Xmx{size.heap_mb}m",
-            f"-XX:ActiveProcessorCount={size.processors}",
-            "-XX:+UseSerialGC",  # a small heap on two cores: the least overhead
-            "-Djava.awt.headless=true",
-            "-Dlog4j2.disable.jmx=true",
-            "-cp",
-            classpath,
-            LAUNCHER_CLASS,
-            "-basePath", str(home),
-            "-numOfNode", str(size.nodes),
-            "-baseHttpPort", str(http_base),
-            "-clusterName", cluster_id,
-            "-pluginTypes", KNN_PLUGIN,
-        ]
+        write_node_configs(home, size, self._settings.local_host, http_base)
+        command = engine_command(self._settings.java_bin, classpath, cluster_id, size, home, http_base)
         log_file = open(self._dir / cluster_id / "engine.log", "ab")
         try:
             child = subprocess.Popen(

@@ -1,0 +1,137 @@
+"""Time to a usable cluster: the engine JVM alone (the floor) vs. POST /clusters -> status ready.
+
+Rounds alternate floor, platform, floor, platform, ... so drift on a busy machine hits both alike.
+Run: .venv/bin/python bench/ready_time.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo, not bench/
+
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.platform import Running, delete_and_wait, private_platform, seed_body
+from libs.common.settings import Settings
+from services.manager.drivers.local import PORTS_PER_SLOT, engine_classpath, engine_command, write_node_configs
+from services.manager.planning import plan_engine_size
+
+ROUNDS = 5
+POLL_S = 0.05
+TIMEOUT_S = 180
+FLOOR_PORT_BASE = 38200  # below the private platform's 39200
+
+
+def _free_http_base() -> int:
+    for base in range(FLOOR_PORT_BASE, 39200 - PORTS_PER_SLOT + 1, PORTS_PER_SLOT):
+        try:
+            for port in range(base + 1, base + PORTS_PER_SLOT):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port range for the floor engine")
+
+
+def floor_once() -> float:
+    """Spawn the engine JVM directly; seconds until _cluster/health is green or yellow."""
+    settings = Settings()
+    size = plan_engine_size(1, "500m", "512Mi", 256, 512, os.cpu_count())
+    work = Path(tempfile.mkdtemp(prefix="ess-bench-floor-"))
+    home = work / "floor" / "nodes"
+    base = _free_http_base()
+    write_node_configs(home, size, "127.0.0.1", base)
+    command = engine_command(settings.java_bin, engine_classpath(settings.engine_home), "floor", size, home, base)
+    url = f"http://127.0.0.1:{base + 1}/_cluster/health"
+    process = None
+    try:
+        with open(work / "engine.log", "ab") as log:
+            start = time.perf_counter()
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        with httpx.Client(timeout=1) as client:
+            while time.perf_counter() - start < TIMEOUT_S:
+                if process.poll() is not None:
+                    raise RuntimeError(f"engine exited with {process.returncode}; see {work / 'engine.log'}")
+                try:
+                    if client.get(url).json().get("status") in ("green", "yellow"):
+                        return time.perf_counter() - start
+                except (httpx.HTTPError, ValueError):
+                    pass
+                time.sleep(POLL_S)
+        raise RuntimeError(f"engine not healthy within {TIMEOUT_S} s")
+    finally:
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def platform_once(api: httpx.Client, round_no: int) -> float:
+    """POST /clusters; seconds until GET says ready. Then DELETE and wait for 404."""
+    start = time.perf_counter()
+    answer = api.post("/clusters", json=seed_body(f"ready-{round_no}"))
+    answer.raise_for_status()
+    cluster_id = answer.json()["id"]
+    while True:
+        view = api.get(f"/clusters/{cluster_id}").json()
+        if view["status"] == "ready":
+            elapsed = time.perf_counter() - start
+            break
+        if view["status"] == "failed":
+            raise RuntimeError(f"cluster failed: {view['status_reason']}")
+        if time.perf_counter() - start > TIMEOUT_S:
+            raise RuntimeError(f"cluster not ready within {TIMEOUT_S} s (last: {view['status']})")
+        time.sleep(POLL_S)
+    delete_and_wait(api, cluster_id)  # on an error the platform's exit stops the engine instead
+    return elapsed
+
+
+def _spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):6.2f} s  min {min(values):6.2f} s  max {max(values):6.2f} s"
+
+
+def run(running: Running, rounds: int = ROUNDS) -> list[str]:
+    floor, platform = [], []
+    with httpx.Client(base_url=running.api, timeout=10) as api:
+        for i in range(rounds):
+            floor.append(floor_once())
+            print(f"  ready round {i + 1}/{rounds}: floor {floor[-1]:.2f} s", flush=True)
+            platform.append(platform_once(api, i))
+            print(f"  ready round {i + 1}/{rounds}: platform {platform[-1]:.2f} s", flush=True)
+    ratio = statistics.median(platform) / statistics.median(floor)
+    plat_median = statistics.median(platform)
+    return [
+        f"ready time, engine alone (floor), {rounds} runs:     {_spread(floor)}",
+        f"ready time, platform POST->ready, {rounds} runs:     {_spread(platform)}",
+        f"ready time, ratio of medians platform/floor: {ratio:.2f}   target <= 1.20   "
+        f"{'PASS' if ratio <= 1.2 else 'MISS'}",
+        f"ready time, platform median: {plat_median:.2f} s   target < 20 s   {'PASS' if plat_median < 20 else 'MISS'}",
+    ]
+
+
+def main() -> None:
+    with private_platform() as running:
+        lines = run(running)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
