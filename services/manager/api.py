@@ -26,7 +26,6 @@ from libs.common.engines import (
 )
 from libs.common.events import ClusterDesiredStateChanged
 from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus
-from libs.common.settings import ENGINE_VERSION
 from libs.common.store import AlreadyExists, RecordGone
 from services.manager.schemas import (
     ClusterList,
@@ -44,10 +43,6 @@ from services.manager.schemas import (
 
 router = APIRouter()
 log = structlog.get_logger("api")
-
-# engines the local driver can run, and their versions
-LOCAL_ENGINES = {"opensearch": ENGINE_VERSION}
-
 
 def problem(status: int, error: str, message: str, field: str | None = None, fix: str | None = None) -> HTTPException:
     detail = {"error": error, "message": message}
@@ -97,14 +92,16 @@ async def create_cluster(
     answer_key = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
     if answer_key and (answer := await platform.store.remembered_answer(answer_key)):
         return JSONResponse(answer, status_code=202)
-    engine = body.engine or platform.settings.default_engine
-    if engine not in LOCAL_ENGINES:
+    available = platform.driver.engine_versions
+    engine = body.engine or (platform.settings.default_engine if platform.settings.default_engine in available
+                             else next(iter(available)))
+    if engine not in available:
         raise problem(422, "invalid_request", f"engine {engine!r} cannot run on the {platform.settings.driver} driver",
-                      "engine", f"use one of {sorted(LOCAL_ENGINES)}")
-    version = body.version or LOCAL_ENGINES[engine]
-    if version != LOCAL_ENGINES[engine]:
-        raise problem(422, "invalid_request", f"{engine} {version} is not available here",
-                      "version", f"use {LOCAL_ENGINES[engine]} or leave version out")
+                      "engine", f"use one of {sorted(available)}")
+    version = body.version or available[engine][0]
+    if version not in available[engine]:
+        raise problem(422, "invalid_request", f"{engine} {version} is not available on this platform",
+                      "version", f"use one of {available[engine]} or leave version out")
     record = ClusterRecord(
         id="c" + uuid.uuid4().hex[:12],
         tenant_org_id=body.tenant_org_id, user=body.user, service_name=body.service_name,

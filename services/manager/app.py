@@ -22,7 +22,7 @@ from libs.common.service import build_broker
 from libs.common.settings import Settings
 from libs.common.store import ClusterStore
 from services.manager.api import router
-from services.manager.drivers.local import LocalDriver
+from services.manager.drivers import build_driver
 from services.manager.provisioner import Provisioner
 from services.manager.schemas import field_of, fix_for
 
@@ -40,6 +40,7 @@ class Platform:
         self.broker = broker
         self.store: ClusterStore | None = None
         self.provisioner: Provisioner | None = None
+        self.driver = build_driver(settings)
         self._engines: dict[tuple[str, str], SearchEngine] = {}
         self._status_publisher = broker.publisher(
             subjects.STATUS_ALL, stream=LIFECYCLE, schema=ClusterStatusChanged,
@@ -93,7 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         await broker.connect()
         platform.store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
-        platform.provisioner = Provisioner(settings, platform.store, LocalDriver(settings), platform.publish)
+        platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish)
         await broker.start()
         periodic = asyncio.create_task(platform.provisioner.run_periodic())
         log.info("manager started", api=f"http://{settings.api_host}:{settings.api_port}", nats=settings.nats_url)

@@ -88,7 +88,7 @@ def plan_reconcile(
         return ReconcilePlan(Step.RESTART, f"spec changed: {change}", ClusterStatus.SCALING)
     if observed.health in HEALTHY and observed.nodes >= desired.nodes:
         if record.status != ClusterStatus.READY or record.observed_generation != record.generation:
-            return ReconcilePlan(Step.MARK_READY, f"health {observed.health} with {observed.nodes} nodes", ClusterStatus.READY)
+            return ReconcilePlan(Step.MARK_READY, f"engine healthy with {observed.nodes} node(s)", ClusterStatus.READY)
         return ReconcilePlan(Step.NOTHING, "ready and matching its spec")
     if record.status == ClusterStatus.READY:
         return ReconcilePlan(Step.NOTHING, f"ready, engine health {observed.health or 'not answering'}")

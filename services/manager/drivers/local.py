@@ -22,7 +22,7 @@ from pathlib import Path
 import structlog
 
 from libs.common.engines import connect_engine
-from libs.common.settings import Settings
+from libs.common.settings import ENGINE_VERSION, Settings
 from services.manager.drivers import DrainInProgress, EngineUnavailable
 from services.manager.planning import EngineObservation, EngineSize
 
@@ -173,6 +173,8 @@ def _alive(pid: int) -> bool:
 
 
 class LocalDriver:
+    engine_versions = {"opensearch": [ENGINE_VERSION]}
+
     def __init__(self, settings: Settings):
         self._settings = settings
         self._dir = settings.clusters_dir
