@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.platform import Running, delete_and_wait, private_platform, seed_body
+from bench.private_platform import Running, delete_and_wait, private_platform, seed_body
 from libs.common.settings import Settings
 from services.manager.drivers.local import PORTS_PER_SLOT, engine_classpath, engine_command, write_node_configs
 from services.manager.planning import plan_engine_size
@@ -91,7 +91,9 @@ def platform_once(api: httpx.Client, round_no: int) -> float:
     answer.raise_for_status()
     cluster_id = answer.json()["id"]
     while True:
-        view = api.get(f"/clusters/{cluster_id}").json()
+        answer = api.get(f"/clusters/{cluster_id}")
+        answer.raise_for_status()
+        view = answer.json()
         if view["status"] == "ready":
             elapsed = time.perf_counter() - start
             break

@@ -13,7 +13,7 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the
 import statistics
 import time
 
-from bench.platform import Running, private_platform
+from bench.private_platform import Running, private_platform
 
 SAMPLES = 5
 INTERVAL_S = 1.0

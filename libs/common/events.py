@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from libs.common.metrics import ClusterStats
 from libs.common.models import ClusterStatus, utcnow
 
 
@@ -36,3 +37,38 @@ class ClusterStatusChanged(Event):
     reason: str
     endpoint: str | None = None
     nodes: int = 0
+
+
+class OperationRates(BaseModel):
+    """Per-second rates and mean latencies between two samples; None when not yet known."""
+
+    indexing_per_s: float | None = None
+    search_per_s: float | None = None
+    indexing_latency_ms: float | None = None
+    search_latency_ms: float | None = None
+
+
+class MetricsSample(Event):
+    """One poll of one tenant cluster (reporting -> shard controller, dashboards)."""
+
+    cluster_id: str
+    tenant_org_id: str
+    taken_at: datetime
+    stats: ClusterStats
+    rates: OperationRates
+    index_rates: dict[str, OperationRates] = {}
+
+
+class UsageRecord(Event):
+    """What one cluster used in one metering period (an hour by default)."""
+
+    cluster_id: str
+    tenant_org_id: str
+    period_start: datetime
+    period_end: datetime
+    storage_gb_hours: float
+    node_hours: float
+    memory_gb_hours: float  # node-hours weighted by each node's memory
+    documents_indexed: int
+    search_requests: int
+    samples: int

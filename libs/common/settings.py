@@ -6,12 +6,13 @@ Defaults serve the local run on one machine; every address can be overridden.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENGINE_VERSION = "2.19.1"  # must match deploy/engine/pom.xml (a test checks it)
+ELASTICSEARCH_VERSION = "8.15.3"  # the Elasticsearch image the kubernetes driver runs
 
 
 class Settings(BaseSettings):
@@ -32,12 +33,18 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # provisioning
-    driver: Literal["local"] = "local"
+    driver: Literal["local", "kubernetes"] = "local"
     reconcile_interval_s: float = Field(default=2.0, gt=0)
     ready_poll_interval_s: float = Field(default=0.2, gt=0)
     provision_timeout_s: float = Field(default=180.0, gt=0)
     default_engine: Literal["opensearch", "elasticsearch"] = "opensearch"
     idempotency_ttl_s: float = 24 * 3600
+
+    # reporting: polling, metric events, metering
+    poll_interval_s: float = Field(default=10.0, gt=0)
+    poll_timeout_s: float = Field(default=5.0, gt=0)
+    metrics_max_age_s: float = Field(default=3600.0, gt=0)
+    metering_period_s: int = Field(default=3600, gt=0)  # shorter only for tests and demos
 
     # local driver: one JVM per tenant cluster
     state_dir: Path = Path(".state")
@@ -49,6 +56,34 @@ class Settings(BaseSettings):
     local_heap_min_mb: int = 256
     local_heap_max_mb: int = 512
     engine_stop_timeout_s: float = 20.0
+
+    # kubernetes driver (ESS_DRIVER=kubernetes): each tenant cluster is a namespace with a
+    # StatefulSet and its companions, applied with server-side apply. Engine images are
+    # <registry>/<repository>:<tag>; setting ESS_IMAGE_REGISTRY moves every one of them to
+    # that registry, so an air-gapped site mirrors the images once and changes one setting.
+    kube_config: Path | None = None  # kubeconfig file; None: $KUBECONFIG, then ~/.kube/config
+    kube_context: str | None = None  # a context of that file; None: its current context
+    kube_in_cluster: bool = False  # the manager runs in a pod: use its service account
+    kube_platform_namespace: str = "es-serverless"  # the control plane's namespace, let through to engines
+    kube_namespace_prefix: str = "ess-"  # cluster c1a2 lives in namespace ess-c1a2
+    kube_delete_timeout_s: float = Field(default=300.0, gt=0)  # how long remove waits for a namespace to go
+    kube_engine_timeout_s: float = Field(default=2.0, gt=0)  # health and drain calls from the manager to an engine
+    image_registry: str = ""  # "": each image's public registry (docker.elastic.co, docker.io)
+    elasticsearch_repository: str = "elasticsearch/elasticsearch"
+    elasticsearch_image_tag: str = ELASTICSEARCH_VERSION
+    opensearch_repository: str = "opensearchproject/opensearch"
+    opensearch_image_tag: str = ENGINE_VERSION
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    # comma-separated Secret names in the platform namespace, copied into every tenant namespace
+    image_pull_secrets: Annotated[list[str], NoDecode] = []
+    storage_class: str | None = None  # None: the cluster's default StorageClass
+
+    @field_validator("image_pull_secrets", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @property
     def clusters_dir(self) -> Path:

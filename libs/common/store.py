@@ -5,6 +5,7 @@ Also the name index (one cluster per tenant and service name) and the idempotenc
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 
@@ -28,6 +29,9 @@ class ClusterStore:
         self._records = records
         self._names = names
         self._idempotency = idempotency
+        # an in-memory mirror of the records bucket, fed by a KV watch, for the API's reads
+        self._mirror: dict[str, tuple[ClusterRecord, int]] = {}
+        self._mirror_ready = False
 
     @classmethod
     async def open(cls, broker, idempotency_ttl_s: float) -> "ClusterStore":
@@ -47,6 +51,42 @@ class ClusterStore:
             return None
         return ClusterRecord.model_validate_json(entry.value), entry.revision
 
+    async def follow(self) -> None:
+        """Keep the mirror current; runs until cancelled, re-watching after a NATS outage."""
+        while True:
+            try:
+                watcher = await self._records.watchall()
+                async for entry in watcher:
+                    if entry is None:
+                        self._mirror_ready = True  # the initial values are in
+                    elif entry.operation in ("DEL", "PURGE") or not entry.value:
+                        self._mirror.pop(entry.key, None)
+                    else:
+                        self._remember(ClusterRecord.model_validate_json(entry.value), entry.revision)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._mirror_ready = False  # reads go to KV until the watch is back
+                await asyncio.sleep(0.5)
+
+    def _remember(self, record: ClusterRecord, revision: int) -> None:
+        known = self._mirror.get(record.id)
+        if known is None or known[1] < revision:  # a late older entry never wins
+            self._mirror[record.id] = (record, revision)
+
+    async def read(self, cluster_id: str) -> ClusterRecord | None:
+        """A record for display: from the mirror when it is current, else from KV."""
+        if self._mirror_ready:
+            found = self._mirror.get(cluster_id)
+            return found[0] if found else None
+        found = await self.get(cluster_id)
+        return found[0] if found else None
+
+    async def read_all(self) -> list[ClusterRecord]:
+        if self._mirror_ready:
+            return [record for record, _ in self._mirror.values()]
+        return await self.list()
+
     async def list(self) -> list[ClusterRecord]:
         try:
             keys = await self._records.keys()
@@ -63,10 +103,11 @@ class ClusterStore:
         except KeyWrongLastSequenceError as exc:
             raise AlreadyExists(name_key) from exc
         try:
-            await self._records.create(record.id, record.model_dump_json().encode())
+            revision = await self._records.create(record.id, record.model_dump_json().encode())
         except BaseException:
             await self._names.delete(name_key)
             raise
+        self._remember(record, revision)  # read-your-writes before the watch catches up
 
     async def mutate(
         self, cluster_id: str, change: Callable[[ClusterRecord], ClusterRecord | None]
@@ -85,7 +126,8 @@ class ClusterStore:
                 return record
             updated.updated_at = utcnow()
             try:
-                await self._records.update(cluster_id, updated.model_dump_json().encode(), last=revision)
+                written = await self._records.update(cluster_id, updated.model_dump_json().encode(), last=revision)
+                self._remember(updated, written)
                 return updated
             except KeyWrongLastSequenceError:
                 continue
@@ -94,6 +136,7 @@ class ClusterStore:
         """Forget a deleted cluster: its name becomes free again."""
         await self._names.delete(subjects.cluster_name_key(record.tenant_org_id, record.service_name))
         await self._records.delete(record.id)
+        self._mirror.pop(record.id, None)
 
     async def remembered_answer(self, key: str) -> dict | None:
         try:

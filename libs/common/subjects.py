@@ -29,3 +29,33 @@ def cluster_status(tenant_org_id: str, cluster_id: str) -> str:
 
 def cluster_name_key(tenant_org_id: str, service_name: str) -> str:
     return f"{tenant_org_id}.{service_name}"
+
+# metrics: one sample per poll, per tenant and cluster; kept briefly
+METRICS_STREAM = "ESS_METRICS"
+METRICS_SUBJECTS = ["ess.metrics.>"]
+METRICS_ALL = "ess.metrics.*.*"
+
+
+def cluster_metrics(tenant_org_id: str, cluster_id: str) -> str:
+    return f"ess.metrics.{tenant_org_id}.{cluster_id}"
+
+
+# metering: one UsageRecord per cluster and period; kept long
+USAGE_STREAM = "ESS_USAGE"
+USAGE_SUBJECTS = ["ess.usage.>"]
+USAGE_ALL = "ess.usage.*.*"
+USAGE_MAX_AGE_S = 400 * 24 * 3600.0
+USAGE_DUPLICATE_WINDOW_S = 2 * 3600.0  # a record re-sent after a restart within this is dropped
+KV_USAGE_METERS = "ess_usage_meters"  # cluster id -> the open period's running totals
+
+
+def cluster_usage(tenant_org_id: str, cluster_id: str) -> str:
+    return f"ess.usage.{tenant_org_id}.{cluster_id}"
+
+
+def tenant_usage(tenant_org_id: str) -> str:
+    return f"ess.usage.{tenant_org_id}.*"
+
+
+def usage_message_id(cluster_id: str, period_start_epoch: int) -> str:
+    return f"usage.{cluster_id}.{period_start_epoch}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from libs.common.metrics import ClusterStats
+
 Similarity = Literal["cosine", "l2", "dot_product"]
 VECTOR_FIELD = "vector"  # the one vector field of a platform vector index
 
@@ -68,6 +70,7 @@ class IndexAlreadyExists(EngineError):
 
 class SearchEngine(Protocol):
     async def health(self) -> ClusterHealth: ...
+    async def stats(self) -> ClusterStats: ...
     async def create_vector_index(self, spec: VectorIndexSpec) -> None: ...
     async def vector_dimensions(self, index: str) -> int: ...
     async def index_documents(self, index: str, documents: list[VectorDocument]) -> IndexResult: ...

@@ -7,6 +7,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 from elasticsearch import ApiError, NotFoundError
 
+from libs.common.metrics import ClusterStats, parse_cluster_stats
 from libs.common.engines.base import (
     VECTOR_FIELD,
     ClusterHealth,
@@ -48,6 +49,15 @@ class ElasticsearchEngine:
         except ApiError as exc:
             raise _engine_error(exc) from exc
         return ClusterHealth(status=body["status"], nodes=body["number_of_nodes"])
+
+    async def stats(self) -> ClusterStats:
+        try:
+            health = (await self._client.cluster.health()).body
+            nodes = (await self._client.nodes.stats(metric="jvm,os,fs")).body
+            indices = (await self._client.indices.stats(metric="docs,store,indexing,search")).body
+        except ApiError as exc:
+            raise _engine_error(exc) from exc
+        return parse_cluster_stats(health, nodes, indices)
 
     async def create_vector_index(self, spec: VectorIndexSpec) -> None:
         properties: dict[str, Any] = {

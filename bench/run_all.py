@@ -1,0 +1,38 @@
+"""All benchmarks in one private platform: memory (idle), then GET latency, then ready time.
+
+Run: make bench   or   .venv/bin/python bench/run_all.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo, not bench/
+
+import datetime
+import time
+
+from bench import get_latency, ready_time, service_memory
+from bench.private_platform import private_platform
+
+
+def main() -> None:
+    started = time.perf_counter()
+    summary: list[str] = []
+    with private_platform() as running:
+        print(f"private platform up: API {running.api}, services {running.pids}", flush=True)
+        for name, bench in (("service memory", service_memory), ("GET latency", get_latency),
+                            ("ready time", ready_time)):
+            print(f"-- {name}", flush=True)
+            lines = bench.run(running)
+            print("\n".join(lines), flush=True)
+            summary += lines
+    print()
+    print(f"== es-serverless benchmarks, {datetime.datetime.now():%Y-%m-%d %H:%M}, "
+          f"{os.cpu_count()} cores, {time.perf_counter() - started:.0f} s ==")
+    print("\n".join(summary))
+
+
+if __name__ == "__main__":
+    main()

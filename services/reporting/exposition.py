@@ -1,0 +1,105 @@
+"""Prometheus exposition: the fleet's latest samples and the reporting service's own metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from libs.common.events import MetricsSample
+
+HEALTH_STATES = ("green", "yellow", "red")
+
+
+class ServiceMetrics:
+    """The reporting service's own metrics, in a registry built at start-up."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.poll_duration = Histogram(
+            "ess_reporting_poll_duration_seconds", "Time to poll one cluster's statistics.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=registry,
+        )
+        self.poll_errors = Counter(
+            "ess_reporting_poll_errors", "Polls that failed or timed out.", ["tenant", "cluster"], registry=registry,
+        )
+        self.events_published = Counter(
+            "ess_reporting_events_published", "Events published to NATS.", ["kind"], registry=registry,
+        )
+
+
+class FleetCollector:
+    """Renders the latest sample of every polled cluster at scrape time; gone clusters vanish."""
+
+    def __init__(self, latest: dict[str, MetricsSample], up: dict[str, tuple[str, bool]]):
+        self._latest = latest
+        self._up = up
+
+    def collect(self):
+        labels = ["tenant", "cluster"]
+        up = GaugeMetricFamily("ess_cluster_up", "1 when the last poll of the cluster succeeded.", labels=labels)
+        for cluster, (tenant, ok) in sorted(self._up.items()):
+            up.add_metric([tenant, cluster], 1.0 if ok else 0.0)
+        yield up
+
+        health = GaugeMetricFamily("ess_cluster_health_status", "1 for the cluster's current health colour.",
+                                   labels=labels + ["status"])
+        gauges = {
+            name: GaugeMetricFamily(f"ess_cluster_{name}", text, labels=labels)
+            for name, text in (
+                ("nodes", "Nodes in the cluster."),
+                ("indices", "Tenant indices."),
+                ("docs", "Documents in tenant indices (primaries)."),
+                ("store_bytes", "Bytes stored by tenant indices, replicas included."),
+                ("jvm_heap_used_bytes", "JVM heap in use, all nodes."),
+                ("jvm_heap_max_bytes", "JVM heap available, all nodes."),
+                ("cpu_percent", "CPU use of the busiest node."),
+                ("disk_free_bytes", "Free disk on the data paths, all nodes."),
+                ("disk_total_bytes", "Disk size of the data paths, all nodes."),
+            )
+        }
+        shards = GaugeMetricFamily("ess_cluster_shards", "Shards by state.", labels=labels + ["state"])
+        counters = {
+            name: CounterMetricFamily(f"ess_cluster_{name}", text, labels=labels)
+            for name, text in (
+                ("indexing_operations", "Documents indexed since the engine started."),
+                ("indexing_time_seconds", "Time spent indexing."),
+                ("search_operations", "Search queries since the engine started."),
+                ("search_time_seconds", "Time spent searching."),
+            )
+        }
+        index_labels = labels + ["index"]
+        index_docs = GaugeMetricFamily("ess_index_docs", "Documents in the index (primaries).", labels=index_labels)
+        index_store = GaugeMetricFamily("ess_index_store_bytes", "Bytes stored by the index.", labels=index_labels)
+        index_indexing = CounterMetricFamily("ess_index_indexing_operations", "Documents indexed.", labels=index_labels)
+        index_search = CounterMetricFamily("ess_index_search_operations", "Search queries.", labels=index_labels)
+
+        for cluster, sample in sorted(self._latest.items()):
+            key = [sample.tenant_org_id, cluster]
+            stats = sample.stats
+            for state in HEALTH_STATES:
+                health.add_metric(key + [state], 1.0 if stats.health == state else 0.0)
+            values = {
+                "nodes": stats.nodes, "indices": stats.indices, "docs": stats.docs, "store_bytes": stats.store_bytes,
+                "jvm_heap_used_bytes": stats.heap_used_bytes, "jvm_heap_max_bytes": stats.heap_max_bytes,
+                "cpu_percent": stats.cpu_percent, "disk_free_bytes": stats.disk_free_bytes,
+                "disk_total_bytes": stats.disk_total_bytes,
+            }
+            for name, value in values.items():
+                gauges[name].add_metric(key, value)
+            for state, value in (("active", stats.active_shards), ("relocating", stats.relocating_shards),
+                                 ("unassigned", stats.unassigned_shards)):
+                shards.add_metric(key + [state], value)
+            counters["indexing_operations"].add_metric(key, stats.indexing_ops)
+            counters["indexing_time_seconds"].add_metric(key, stats.indexing_time_ms / 1000)
+            counters["search_operations"].add_metric(key, stats.search_ops)
+            counters["search_time_seconds"].add_metric(key, stats.search_time_ms / 1000)
+            for index in stats.per_index:
+                index_key = key + [index.name]
+                index_docs.add_metric(index_key, index.docs)
+                index_store.add_metric(index_key, index.store_bytes)
+                index_indexing.add_metric(index_key, index.indexing_ops)
+                index_search.add_metric(index_key, index.search_ops)
+        yield health
+        yield from gauges.values()
+        yield shards
+        yield from counters.values()
+        yield from (index_docs, index_store, index_indexing, index_search)

@@ -1,0 +1,99 @@
+"""Metering, pure: fold metric samples into per-period usage, and close a period into a record.
+
+Time between two samples is billed at the later sample's size (storage, nodes), split at the
+period boundary; a gap longer than `max_gap_s` (reporting down, engine dead) is not billed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pydantic import BaseModel
+
+from libs.common.events import UsageRecord
+from libs.common.metrics import ClusterStats, OperationTotals
+from services.reporting.rates import counter_growth
+
+GB = 10**9
+
+
+class UsageMeter(BaseModel):
+    """The open period's running totals of one cluster (kept in KV across restarts)."""
+
+    cluster_id: str
+    tenant_org_id: str
+    period_start: int  # epoch seconds
+    last_sample_at: float  # epoch seconds
+    last_totals: OperationTotals
+    storage_byte_seconds: float = 0.0
+    node_seconds: float = 0.0
+    memory_gb_seconds: float = 0.0
+    documents_indexed: int = 0
+    search_requests: int = 0
+    samples: int = 1
+
+
+def period_of(epoch_s: float, period_s: int) -> int:
+    return int(epoch_s // period_s * period_s)
+
+
+def _bill(meter: UsageMeter, seconds: float, stats: ClusterStats, node_memory_gb: float) -> None:
+    meter.storage_byte_seconds += stats.store_bytes * seconds
+    meter.node_seconds += stats.nodes * seconds
+    meter.memory_gb_seconds += stats.nodes * node_memory_gb * seconds
+
+
+def meter_sample(
+    meter: UsageMeter | None,
+    cluster_id: str,
+    tenant_org_id: str,
+    stats: ClusterStats,
+    taken_at: float,
+    node_memory_gb: float,
+    period_s: int,
+    max_gap_s: float,
+) -> tuple[UsageMeter, UsageRecord | None]:
+    """Fold one sample in; returns the meter to keep and the record of a period that just ended."""
+    totals = OperationTotals(**stats.model_dump(include=set(OperationTotals.model_fields)))
+    if meter is None:
+        # the first sample is the baseline: nothing to bill before it
+        return UsageMeter(cluster_id=cluster_id, tenant_org_id=tenant_org_id,
+                          period_start=period_of(taken_at, period_s), last_sample_at=taken_at, last_totals=totals), None
+    if taken_at <= meter.last_sample_at:
+        return meter, None  # a sample already folded in (redelivered after a restart)
+    closed = None
+    elapsed = taken_at - meter.last_sample_at
+    billable = min(elapsed, max_gap_s)
+    period_end = meter.period_start + period_s
+    in_this_period = min(billable, max(0.0, period_end - meter.last_sample_at))
+    _bill(meter, in_this_period, stats, node_memory_gb)
+    meter.documents_indexed += counter_growth(meter.last_totals.indexing_ops, totals.indexing_ops)
+    meter.search_requests += counter_growth(meter.last_totals.search_ops, totals.search_ops)
+    meter.samples += 1
+    if taken_at >= period_end:
+        closed = close_period(meter, period_s)
+        meter = UsageMeter(cluster_id=cluster_id, tenant_org_id=tenant_org_id,
+                           period_start=period_of(taken_at, period_s), last_sample_at=taken_at,
+                           last_totals=totals, samples=0)
+        _bill(meter, billable - in_this_period, stats, node_memory_gb)
+    meter.last_sample_at = taken_at
+    meter.last_totals = totals
+    return meter, closed
+
+
+def close_period(meter: UsageMeter, period_s: int) -> UsageRecord:
+    def at(epoch: int) -> datetime:
+        return datetime.fromtimestamp(epoch, timezone.utc)
+
+    return UsageRecord(
+        cluster_id=meter.cluster_id,
+        tenant_org_id=meter.tenant_org_id,
+        period_start=at(meter.period_start),
+        period_end=at(meter.period_start + period_s),
+        storage_gb_hours=meter.storage_byte_seconds / GB / 3600,
+        node_hours=meter.node_seconds / 3600,
+        memory_gb_hours=meter.memory_gb_seconds / 3600,
+        documents_indexed=meter.documents_indexed,
+        search_requests=meter.search_requests,
+        samples=meter.samples,
+    )

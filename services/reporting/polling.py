@@ -1,0 +1,188 @@
+"""Polling: one loop per ready cluster, each with its own timeout, so a slow or dead
+cluster never holds up the others. Each sample becomes a MetricsSample event, the latest
+sample feeds /metrics, and every sample is metered into the cluster's open usage period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
+
+from libs.common import subjects
+from libs.common.engines import SearchEngine, connect_engine
+from libs.common.events import Event, MetricsSample, UsageRecord
+from libs.common.metrics import OperationTotals
+from libs.common.models import ClusterRecord, ClusterStatus, utcnow
+from libs.common.quantities import parse_bytes
+from libs.common.settings import Settings
+from services.reporting.exposition import ServiceMetrics
+from services.reporting.metering import UsageMeter, close_period, meter_sample
+from services.reporting.rates import derive_rates
+
+# publish(event, subject, message id or None)
+Publish = Callable[[Event, str, str | None], Awaitable[None]]
+POLLED_STATUSES = (ClusterStatus.READY, ClusterStatus.SCALING)
+
+
+class UsageMeters:
+    """Open usage periods in KV, so a restart of reporting neither loses nor repeats usage."""
+
+    def __init__(self, kv: KeyValue):
+        self._kv = kv
+
+    async def get(self, cluster_id: str) -> UsageMeter | None:
+        try:
+            entry = await self._kv.get(cluster_id)
+        except KeyNotFoundError:
+            return None
+        return UsageMeter.model_validate_json(entry.value) if entry.value else None
+
+    async def put(self, meter: UsageMeter) -> None:
+        await self._kv.put(meter.cluster_id, meter.model_dump_json().encode())
+
+    async def delete(self, cluster_id: str) -> None:
+        await self._kv.delete(cluster_id)
+
+    async def all(self) -> list[UsageMeter]:
+        try:
+            keys = await self._kv.keys()
+        except NoKeysError:
+            return []
+        return [m for m in [await self.get(k) for k in keys] if m]
+
+
+class Poller:
+    def __init__(self, settings: Settings, publish: Publish, meters: UsageMeters, metrics: ServiceMetrics,
+                 engine_for: Callable[[ClusterRecord], SearchEngine] | None = None):
+        self._settings = settings
+        self._publish = publish
+        self._meters = meters
+        self._metrics = metrics
+        self._engine_for = engine_for or (lambda r: connect_engine(r.spec.engine, r.endpoint))
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._records: dict[str, ClusterRecord] = {}
+        self.latest: dict[str, MetricsSample] = {}
+        self.up: dict[str, tuple[str, bool]] = {}
+        self._log = structlog.get_logger("poller")
+
+    @property
+    def max_gap_s(self) -> float:
+        return 3 * self._settings.poll_interval_s
+
+    # -- which clusters to poll -----------------------------------------------------------
+    def track(self, record: ClusterRecord) -> None:
+        """A record was written: poll it while it is ready (or scaling) and has an endpoint."""
+        wanted = record.status in POLLED_STATUSES and record.endpoint and not record.delete_requested
+        current = self._records.get(record.id)
+        if wanted and current and current.endpoint == record.endpoint and record.id in self._tasks:
+            self._records[record.id] = record
+            return
+        self.forget(record.id)
+        if wanted:
+            self._records[record.id] = record
+            self._tasks[record.id] = asyncio.create_task(self._poll_loop(record))
+
+    def forget(self, cluster_id: str) -> None:
+        task = self._tasks.pop(cluster_id, None)
+        if task:
+            task.cancel()
+        self._records.pop(cluster_id, None)
+        self.latest.pop(cluster_id, None)
+        self.up.pop(cluster_id, None)
+
+    def polled(self) -> set[str]:
+        return set(self._tasks)
+
+    async def stop(self) -> None:
+        for cluster_id in list(self._tasks):
+            self.forget(cluster_id)
+
+    # -- one cluster's loop ---------------------------------------------------------------
+    async def _poll_loop(self, record: ClusterRecord) -> None:
+        engine = self._engine_for(record)
+        interval = self._settings.poll_interval_s
+        previous: tuple[OperationTotals, float] | None = None
+        index_previous: dict[str, tuple[OperationTotals, float]] = {}
+        loop = asyncio.get_running_loop()
+        next_at = loop.time() + random.uniform(0, min(interval, 1.0))  # spread the fleet's polls
+        try:
+            while True:
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+                next_at = max(next_at + interval, loop.time())
+                sample = await self._poll_once(engine, record.id, previous, index_previous)
+                if sample is None:
+                    previous = None  # rates restart after a gap rather than spanning it
+                    continue
+                now = time.time()
+                previous = (sample.stats, now)
+                index_previous.update({i.name: (i, now) for i in sample.stats.per_index})
+                await self._publish(sample, subjects.cluster_metrics(sample.tenant_org_id, record.id), None)
+                self._metrics.events_published.labels("metrics").inc()
+                await self._meter(sample, now)
+        finally:
+            await engine.close()
+
+    async def _poll_once(self, engine: SearchEngine, cluster_id: str, previous, index_previous) -> MetricsSample | None:
+        record = self._records.get(cluster_id)
+        if record is None:
+            return None
+        taken_at = utcnow()
+        started = time.perf_counter()
+        try:
+            stats = await asyncio.wait_for(engine.stats(), self._settings.poll_timeout_s)
+        except Exception as exc:
+            self._metrics.poll_errors.labels(record.tenant_org_id, cluster_id).inc()
+            self.up[cluster_id] = (record.tenant_org_id, False)
+            self.latest.pop(cluster_id, None)  # no stale gauges for a cluster that does not answer
+            self._log.warning("poll failed", cluster=cluster_id, tenant=record.tenant_org_id, error=type(exc).__name__)
+            return None
+        finally:
+            self._metrics.poll_duration.observe(time.perf_counter() - started)
+        now = time.time()
+        rates = derive_rates(previous[0] if previous else None, stats, now - previous[1] if previous else 0)
+        index_rates = {
+            i.name: derive_rates(index_previous[i.name][0], i, now - index_previous[i.name][1])
+            for i in stats.per_index if i.name in index_previous
+        }
+        sample = MetricsSample(cluster_id=cluster_id, tenant_org_id=record.tenant_org_id, taken_at=taken_at,
+                               stats=stats, rates=rates, index_rates=index_rates)
+        self.latest[cluster_id] = sample
+        self.up[cluster_id] = (record.tenant_org_id, True)
+        return sample
+
+    # -- metering -------------------------------------------------------------------------
+    async def _meter(self, sample: MetricsSample, now: float) -> None:
+        record = self._records.get(sample.cluster_id)
+        if record is None:
+            return
+        meter, closed = meter_sample(
+            await self._meters.get(sample.cluster_id), sample.cluster_id, sample.tenant_org_id, sample.stats,
+            sample.taken_at.timestamp(), parse_bytes(record.spec.memory) / 2**30,
+            self._settings.metering_period_s, self.max_gap_s,
+        )
+        if closed:
+            await self._publish_usage(closed)
+        await self._meters.put(meter)
+
+    async def _publish_usage(self, usage: UsageRecord) -> None:
+        # the same id for the same cluster and period: JetStream drops a second copy
+        message_id = subjects.usage_message_id(usage.cluster_id, int(usage.period_start.timestamp()))
+        await self._publish(usage, subjects.cluster_usage(usage.tenant_org_id, usage.cluster_id), message_id)
+        self._metrics.events_published.labels("usage").inc()
+        self._log.info("usage recorded", cluster=usage.cluster_id, tenant=usage.tenant_org_id,
+                       period_start=usage.period_start.isoformat(), documents=usage.documents_indexed)
+
+    async def close_stale_periods(self) -> None:
+        """Close periods of clusters no longer sampled (deleted, or down past the period's end)."""
+        now = time.time()
+        for meter in await self._meters.all():
+            period_end = meter.period_start + self._settings.metering_period_s
+            if now >= period_end + self.max_gap_s and meter.last_sample_at < period_end:
+                await self._publish_usage(close_period(meter, self._settings.metering_period_s))
+                await self._meters.delete(meter.cluster_id)
