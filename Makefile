@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup up down test bench clean
+.PHONY: setup up down test bench clean test-tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -24,7 +24,15 @@ up: setup
 down:
 	$(PY) -m libs.devrun down
 
-test: setup
+# promtool (Debian package prometheus) checks deploy/monitoring in the tests
+test-tools:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing promtool (Debian package prometheus)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; \
+	  else echo "promtool not found: install the Debian package prometheus (sudo apt install prometheus)"; exit 2; fi; }
+
+test: setup test-tools
 	$(PY) -m pytest -q
 
 bench: setup

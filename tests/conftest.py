@@ -34,6 +34,8 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         # away from a developer's `make up` (19200...)
         "ESS_LOCAL_PORT_BASE": "29200",
         "ESS_RECONCILE_INTERVAL_S": "1",
+        "ESS_POLL_INTERVAL_S": "1",
+        "ESS_METERING_PERIOD_S": "8",
         "ESS_LOG_LEVEL": "INFO",
     }
 
@@ -66,13 +68,32 @@ def engine_installed(settings: Settings) -> None:
 
 @pytest.fixture(scope="session")
 def manager(nats, settings, platform_env, state_dir, engine_installed):
-    (state_dir / "logs").mkdir(exist_ok=True)
-    process = ServiceProcess("services.manager", platform_env, settings.api_port, state_dir / "logs")
-    process.start()
+    process = _service("services.manager", settings.api_port, platform_env, state_dir)
     yield process
     process.stop()
     stop_all_engines(settings.clusters_dir, 20)
     assert find_engines(settings.clusters_dir) == [], "engines left running"
+
+
+def _service(module: str, port: int, platform_env, state_dir):
+    (state_dir / "logs").mkdir(exist_ok=True)
+    process = ServiceProcess(module, platform_env, port, state_dir / "logs")
+    process.start()
+    return process
+
+
+@pytest.fixture(scope="session")
+def reporting(nats, settings, platform_env, state_dir):
+    process = _service("services.reporting", settings.reporting_port, platform_env, state_dir)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def shard_controller(nats, settings, platform_env, state_dir):
+    process = _service("services.shard_controller", settings.shard_controller_port, platform_env, state_dir)
+    yield process
+    process.stop()
 
 
 @pytest.fixture(scope="session")

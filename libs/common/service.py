@@ -1,4 +1,4 @@
-"""The skeleton every background service shares: NATS connection plus /health and /ready."""
+"""The skeleton every service shares: NATS connection, /health, /ready and /metrics."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ from contextlib import asynccontextmanager
 
 import structlog
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.nats import NatsBroker
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 from libs.common.logging import configure_logging
 from libs.common.settings import Settings
+
+Hook = Callable[[], Awaitable[None]]
 
 
 def build_broker(settings: Settings) -> NatsBroker:
@@ -22,7 +27,24 @@ def build_broker(settings: Settings) -> NatsBroker:
     )
 
 
-def service_app(name: str, broker: NatsBroker, on_start: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
+def new_registry() -> CollectorRegistry:
+    """A registry per service, with the process's own CPU and memory figures."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+def add_metrics_route(app: FastAPI, registry: CollectorRegistry) -> None:
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def service_app(
+    name: str, broker: NatsBroker, registry: CollectorRegistry,
+    on_start: Hook | None = None, on_stop: Hook | None = None,
+) -> FastAPI:
     log = structlog.get_logger(name)
 
     @asynccontextmanager
@@ -32,6 +54,8 @@ def service_app(name: str, broker: NatsBroker, on_start: Callable[[], Awaitable[
             await on_start()
         log.info(f"{name} started")
         yield
+        if on_stop:
+            await on_stop()
         await broker.stop()
 
     app = FastAPI(title=f"es-serverless {name}", lifespan=lifespan)
@@ -45,12 +69,16 @@ def service_app(name: str, broker: NatsBroker, on_start: Callable[[], Awaitable[
         connected = bool(broker.connection and broker.connection.is_connected)
         return JSONResponse({"status": "ready" if connected else "not ready"}, status_code=200 if connected else 503)
 
+    add_metrics_route(app, registry)
     return app
+
+
+def serve(app: FastAPI, settings: Settings, port: int) -> None:
+    uvicorn.run(app, host=settings.api_host, port=port, log_config=None, access_log=False)
 
 
 def run_service(name: str, port_of: Callable[[Settings], int]) -> None:
     """Entry point for a `python -m services.<name>` that so far only connects and answers health."""
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
-    app = service_app(name, build_broker(settings))
-    uvicorn.run(app, host=settings.api_host, port=port_of(settings), log_config=None, access_log=False)
+    serve(service_app(name, build_broker(settings), new_registry()), settings, port_of(settings))

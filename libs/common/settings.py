@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     kube_in_cluster: bool = False  # the manager runs in a pod: use its service account
     kube_platform_namespace: str = "es-serverless"  # the control plane's namespace, let through to engines
     kube_namespace_prefix: str = "ess-"  # cluster c1a2 lives in namespace ess-c1a2
+    kube_cluster_domain: str = "cluster.local"  # the DNS domain of Services in endpoints
     kube_delete_timeout_s: float = Field(default=300.0, gt=0)  # how long remove waits for a namespace to go
     kube_engine_timeout_s: float = Field(default=2.0, gt=0)  # health and drain calls from the manager to an engine
     image_registry: str = ""  # "": each image's public registry (docker.elastic.co, docker.io)

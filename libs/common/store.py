@@ -51,8 +51,11 @@ class ClusterStore:
             return None
         return ClusterRecord.model_validate_json(entry.value), entry.revision
 
-    async def follow(self) -> None:
-        """Keep the mirror current; runs until cancelled, re-watching after a NATS outage."""
+    async def follow(self, on_change: Callable[[str, ClusterRecord | None], None] | None = None) -> None:
+        """Keep the mirror current, telling `on_change` of each write (None: deleted).
+
+        Runs until cancelled, re-watching after a NATS outage.
+        """
         while True:
             try:
                 watcher = await self._records.watchall()
@@ -61,8 +64,13 @@ class ClusterStore:
                         self._mirror_ready = True  # the initial values are in
                     elif entry.operation in ("DEL", "PURGE") or not entry.value:
                         self._mirror.pop(entry.key, None)
+                        if on_change:
+                            on_change(entry.key, None)
                     else:
-                        self._remember(ClusterRecord.model_validate_json(entry.value), entry.revision)
+                        record = ClusterRecord.model_validate_json(entry.value)
+                        self._remember(record, entry.revision)
+                        if on_change:
+                            on_change(record.id, record)
             except asyncio.CancelledError:
                 raise
             except Exception:

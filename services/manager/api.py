@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from libs.common import subjects
@@ -27,6 +28,7 @@ from libs.common.engines import (
 from libs.common.events import ClusterDesiredStateChanged
 from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus
 from libs.common.store import AlreadyExists, RecordGone
+from services.manager.usage import TenantUsage, read_usage, total
 from services.manager.schemas import (
     ClusterList,
     ClusterView,
@@ -244,6 +246,22 @@ async def search(cluster_id: str, index: str, body: SearchRequest, request: Requ
     except EngineError as exc:
         raise _engine_problem(exc, index)
     return SearchResult(hits=[SearchHitView(id=h.id, score=h.score, fields=h.fields) for h in hits])
+
+
+@router.get("/tenants/{tenant_org_id}/usage", response_model=TenantUsage, tags=["usage"])
+async def tenant_usage(
+    tenant_org_id: Annotated[str, Path(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")],
+    request: Request,
+    start: Annotated[datetime, Query(alias="from", description="ISO 8601, e.g. 2026-11-24T00:00:00Z")],
+    end: Annotated[datetime, Query(alias="to", description="ISO 8601, after from")],
+):
+    """Hourly usage records of the tenant's clusters whose period starts in [from, to), with totals."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise problem(422, "invalid_request", "times need a zone", "from", "write times like 2026-11-24T00:00:00Z")
+    if end <= start:
+        raise problem(422, "invalid_request", "to must be after from", "to", "send a to later than from")
+    records = await read_usage(request.app.state.platform.jetstream(), tenant_org_id, start, end)
+    return TenantUsage(tenant_org_id=tenant_org_id, start=start, end=end, records=records, totals=total(records))
 
 
 @router.get("/asyncapi.json", tags=["platform"], include_in_schema=False)

@@ -18,7 +18,7 @@ from libs.common import subjects
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.events import ClusterDesiredStateChanged, ClusterStatusChanged, Event
 from libs.common.models import ClusterRecord
-from libs.common.service import build_broker
+from libs.common.service import add_metrics_route, build_broker, new_registry
 from libs.common.settings import Settings
 from libs.common.store import ClusterStore
 from services.manager.api import router
@@ -50,6 +50,9 @@ class Platform:
     async def publish(self, event: Event, subject: str) -> None:
         # Nats-Msg-Id lets JetStream drop a re-sent duplicate
         await self.broker.publish(event, subject, stream=LIFECYCLE.name, headers={"Nats-Msg-Id": event.event_id})
+
+    def jetstream(self):
+        return self.broker.connection.jetstream()
 
     def nats_connected(self) -> bool:
         connection = self.broker.connection if self.store else None
@@ -151,6 +154,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.platform = platform
     app.include_router(router)
+    add_metrics_route(app, new_registry())
 
     app.add_middleware(RequestContext)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from libs.common.models import ClusterRecord, ClusterStatus
+from libs.common.models import ClusterRecord, ClusterStatus, EngineCredentials
 from libs.common.quantities import parse_bytes, parse_cpu_millis
 
 HEALTHY = ("green", "yellow")
@@ -40,6 +40,7 @@ class EngineObservation:
     health: str | None = None  # None: not answering
     nodes: int = 0
     endpoint: str | None = None
+    credentials: EngineCredentials | None = None  # None: the engine asks for none
 
 
 class Step(StrEnum):

@@ -8,7 +8,6 @@ cluster one reconcile runs at a time; it reads, asks `plan_reconcile`, and appli
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -23,7 +22,6 @@ from services.manager.planning import (
     EngineSize,
     ReconcilePlan,
     Step,
-    plan_engine_size,
     plan_reconcile,
 )
 
@@ -41,11 +39,7 @@ class Provisioner:
         self._log = structlog.get_logger("provisioner")
 
     def desired_size(self, record: ClusterRecord) -> EngineSize:
-        spec = record.spec
-        return plan_engine_size(
-            spec.replicas, spec.cpu, spec.memory,
-            self._settings.local_heap_min_mb, self._settings.local_heap_max_mb, os.cpu_count() or 1,
-        )
+        return self._driver.size_for(record.spec)
 
     # -- scheduling: one reconcile per cluster at a time, never blocking the caller ------
     def kick(self, cluster_id: str) -> None:
@@ -128,15 +122,16 @@ class Provisioner:
             case Step.START | Step.RESTART:
                 await self._record(record.id, plan.status, plan.reason)
                 if plan.step == Step.START:
-                    endpoint = await self._driver.start(record.id, desired)
+                    endpoint = await self._driver.start(record, desired)
                 else:
-                    endpoint = await self._driver.resize(record.id, observed.size, desired)
+                    endpoint = await self._driver.resize(record, observed.size, desired)
                 await self._record(record.id, plan.status, "engine starting", endpoint=endpoint)
                 return True
             case Step.MARK_READY:
                 await self._record(
                     record.id, ClusterStatus.READY, plan.reason, endpoint=observed.endpoint,
-                    health=observed.health, nodes=observed.nodes, observed_generation=record.generation,
+                    credentials=observed.credentials, health=observed.health, nodes=observed.nodes,
+                    observed_generation=record.generation,
                 )
                 return False
             case Step.FAIL:

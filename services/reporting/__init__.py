@@ -1,4 +1,8 @@
-"""Reporting: polls clusters, publishes metric events, serves Prometheus and metering.
+"""Reporting: polls every ready cluster, publishes metric and usage events, serves Prometheus.
 
-So far it connects to NATS and answers /health and /ready; polling comes with its own issue.
+- `app.py`         wiring: KV watch of clusters, streams, /metrics, the period sweeper
+- `polling.py`     one poll loop per cluster, metric events, usage meters in KV
+- `rates.py`       pure: rates from counters that may restart
+- `metering.py`    pure: samples folded into per-period usage records
+- `exposition.py`  Prometheus: the fleet's latest samples and the service's own metrics
 """

@@ -1,6 +1,16 @@
-"""`python -m services.reporting`."""
+"""`python -m services.reporting`: polls ready clusters, publishes metrics and usage, serves /metrics."""
 
-from libs.common.service import run_service
+from libs.common.logging import configure_logging
+from libs.common.service import serve
+from libs.common.settings import Settings
+from services.reporting.app import create_app
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    serve(create_app(settings), settings, settings.reporting_port)
+
 
 if __name__ == "__main__":
-    run_service("reporting", lambda settings: settings.reporting_port)
+    main()

@@ -18,7 +18,7 @@ from libs.common import subjects
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.events import Event, MetricsSample, UsageRecord
 from libs.common.metrics import OperationTotals
-from libs.common.models import ClusterRecord, ClusterStatus, utcnow
+from libs.common.models import ClusterRecord, utcnow
 from libs.common.quantities import parse_bytes
 from libs.common.settings import Settings
 from services.reporting.exposition import ServiceMetrics
@@ -27,7 +27,6 @@ from services.reporting.rates import derive_rates
 
 # publish(event, subject, message id or None)
 Publish = Callable[[Event, str, str | None], Awaitable[None]]
-POLLED_STATUSES = (ClusterStatus.READY, ClusterStatus.SCALING)
 
 
 class UsageMeters:
@@ -77,8 +76,11 @@ class Poller:
 
     # -- which clusters to poll -----------------------------------------------------------
     def track(self, record: ClusterRecord) -> None:
-        """A record was written: poll it while it is ready (or scaling) and has an endpoint."""
-        wanted = record.status in POLLED_STATUSES and record.endpoint and not record.delete_requested
+        """A record was written: poll it once it has been ready, until it is deleted.
+
+        A cluster whose engine died stays polled, so it shows as down rather than vanishing.
+        """
+        wanted = bool(record.endpoint) and record.observed_generation > 0 and not record.delete_requested
         current = self._records.get(record.id)
         if wanted and current and current.endpoint == record.endpoint and record.id in self._tasks:
             self._records[record.id] = record

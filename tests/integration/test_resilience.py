@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 
+import httpx
 import nats
 import pytest
 
@@ -107,16 +108,8 @@ def test_scaling_out_and_in_keeps_every_document(api, settings):
 
 
 @pytest.mark.parametrize("service", ["shard_controller", "reporting"])
-def test_background_services_answer_health(nats, platform_env, settings, state_dir, service):
-    from tests.helpers import ServiceProcess
-
-    port = settings.shard_controller_port if service == "shard_controller" else settings.reporting_port
-    process = ServiceProcess(f"services.{service}", platform_env, port, state_dir / "logs")
-    process.start()
-    try:
-        import httpx
-
-        assert httpx.get(f"http://127.0.0.1:{port}/health").text == "ok"
-        assert httpx.get(f"http://127.0.0.1:{port}/ready").json() == {"status": "ready"}
-    finally:
-        process.stop()
+def test_background_services_answer_health(request, settings, service):
+    process = request.getfixturevalue(service)
+    for path, expected in (("/health", "ok"), ("/ready", '{"status":"ready"}')):
+        assert httpx.get(f"http://127.0.0.1:{process.port}{path}").text == expected
+    assert "process_resident_memory_bytes" in httpx.get(f"http://127.0.0.1:{process.port}/metrics").text

@@ -125,5 +125,13 @@ class ElasticsearchEngine:
             raise _engine_error(exc) from exc
         return count_shards_only_on(rows, names)
 
+    async def lift_node_exclusions(self) -> None:
+        # drained names come back when a cluster grows again; they must hold shards and vote
+        try:
+            await self._client.cluster.put_settings(transient={"cluster.routing.allocation.exclude._name": None})
+            await self._client.cluster.delete_voting_config_exclusions(wait_for_removal=False)
+        except ApiError as exc:
+            raise _engine_error(exc) from exc
+
     async def close(self) -> None:
         await self._client.close()

@@ -126,5 +126,15 @@ class OpenSearchEngine:
             raise _engine_error(exc) from exc
         return count_shards_only_on(rows, names)
 
+    async def lift_node_exclusions(self) -> None:
+        # drained names come back when a cluster grows again; they must hold shards and vote
+        try:
+            await self._client.cluster.put_settings(body={"transient": {"cluster.routing.allocation.exclude._name": None}})
+            await self._client.transport.perform_request(
+                "DELETE", "/_cluster/voting_config_exclusions", params={"wait_for_removal": "false"}
+            )
+        except TransportError as exc:
+            raise _engine_error(exc) from exc
+
     async def close(self) -> None:
         await self._client.close()

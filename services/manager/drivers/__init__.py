@@ -1,9 +1,14 @@
-"""Drivers turn a cluster's desired size into running engines; `local` runs JVMs here."""
+"""Drivers turn a cluster's desired size into running engines.
+
+`local` runs JVMs on this machine; `kubernetes` applies a namespace per cluster to a
+Kubernetes API server. Both are chosen by `ESS_DRIVER` and meet the `Driver` protocol.
+"""
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from libs.common.models import ClusterRecord, ClusterSpec
 from services.manager.planning import EngineObservation, EngineSize
 
 
@@ -19,9 +24,13 @@ class Driver(Protocol):
     # engine -> versions it can run, the default first
     engine_versions: dict[str, list[str]]
 
+    # the size this driver runs a spec at; `observe` reports sizes in the same terms
+    def size_for(self, spec: ClusterSpec) -> EngineSize: ...
     async def observe(self, cluster_id: str) -> EngineObservation: ...
-    async def start(self, cluster_id: str, size: EngineSize) -> str: ...
-    async def resize(self, cluster_id: str, old: EngineSize | None, new: EngineSize) -> str: ...
+    # start and resize return the endpoint; they take the whole record because a driver
+    # may need more of it than the size (Kubernetes labels namespaces with the tenant)
+    async def start(self, cluster: ClusterRecord, size: EngineSize) -> str: ...
+    async def resize(self, cluster: ClusterRecord, old: EngineSize | None, new: EngineSize) -> str: ...
     async def remove(self, cluster_id: str) -> None: ...
     async def orphans(self, known_ids: set[str]) -> set[str]: ...
 
@@ -32,4 +41,8 @@ def build_driver(settings) -> Driver:
         from services.manager.drivers.local import LocalDriver
 
         return LocalDriver(settings)
+    if settings.driver == "kubernetes":
+        from services.manager.drivers.kubernetes import KubernetesDriver
+
+        return KubernetesDriver(settings)
     raise ValueError(f"unknown driver {settings.driver!r}")

@@ -22,9 +22,10 @@ from pathlib import Path
 import structlog
 
 from libs.common.engines import connect_engine
+from libs.common.models import ClusterRecord, ClusterSpec
 from libs.common.settings import ENGINE_VERSION, Settings
 from services.manager.drivers import DrainInProgress, EngineUnavailable
-from services.manager.planning import EngineObservation, EngineSize
+from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
 
 LAUNCHER_CLASS = "EngineLauncher"
 KNN_PLUGIN = "org.opensearch.knn.plugin.KNNPlugin"
@@ -185,6 +186,12 @@ class LocalDriver:
     def _classpath(self) -> str:
         return engine_classpath(self._settings.engine_home)
 
+    def size_for(self, spec: ClusterSpec) -> EngineSize:
+        return plan_engine_size(
+            spec.replicas, spec.cpu, spec.memory,
+            self._settings.local_heap_min_mb, self._settings.local_heap_max_mb, os.cpu_count() or 1,
+        )
+
     # -- observation ----------------------------------------------------------------------
     def _reap(self) -> None:
         for pid, child in list(self._children.items()):
@@ -237,7 +244,8 @@ class LocalDriver:
             f"no free port slot among {self._settings.local_port_slots}; raise ESS_LOCAL_PORT_SLOTS"
         )
 
-    async def start(self, cluster_id: str, size: EngineSize) -> str:
+    async def start(self, cluster: ClusterRecord, size: EngineSize) -> str:
+        cluster_id = cluster.id
         classpath = self._classpath()
         if self._engine(cluster_id):
             raise RuntimeError(f"engine for {cluster_id} already runs")
@@ -275,8 +283,9 @@ class LocalDriver:
         self._reap()
         self._log.info("engine stopped", cluster=cluster_id, pid=engine.pid)
 
-    async def resize(self, cluster_id: str, old: EngineSize | None, new: EngineSize) -> str:
+    async def resize(self, cluster: ClusterRecord, old: EngineSize | None, new: EngineSize) -> str:
         """Restart with a new size; nodes that go away are drained and leave the voting set first."""
+        cluster_id = cluster.id
         engine = self._engine(cluster_id)
         leaving = [node_name(i) for i in range(new.nodes + 1, (old.nodes if old else 0) + 1)]
         if engine and leaving:
@@ -284,7 +293,7 @@ class LocalDriver:
         await self.stop(cluster_id)
         for i in range(new.nodes + 1, (old.nodes if old else new.nodes) + 1):
             shutil.rmtree(self._dir / cluster_id / "nodes" / f"node_{i}", ignore_errors=True)
-        return await self.start(cluster_id, new)
+        return await self.start(cluster, new)
 
     async def _drain(self, endpoint: str, leaving: list[str]) -> None:
         """Start (or check) the drain; raise DrainInProgress until no shard lives only there."""

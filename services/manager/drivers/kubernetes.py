@@ -1,0 +1,344 @@
+"""The `kubernetes` driver: each tenant cluster is a namespace on a Kubernetes API server.
+
+It owns the conversation with the API server: objects rendered by `kubernetes_manifests`
+go out with server-side apply under the field manager `es-serverless`, and an object whose
+live state already holds what would be sent is not sent at all, so applying an unchanged
+spec again writes nothing and a changed spec touches only the objects that changed.
+Generated Secrets are made once and never replaced. Only the official `kubernetes` client
+talks to the API (its blocking calls run in worker threads); the engine itself is asked
+only for its health and, before nodes go away, to move their shards elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from libs.common.engines import SearchEngine, connect_engine
+from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials, utcnow
+from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
+from services.manager.drivers import DrainInProgress, EngineUnavailable
+from services.manager.drivers.kubernetes_manifests import (
+    CLUSTER_LABEL,
+    CREDENTIALS_SECRET,
+    ENGINE,
+    FIELD_MANAGER,
+    FLAVOURS,
+    MANAGED_BY_LABEL,
+    TRANSPORT_TLS_SECRET,
+    Manifest,
+    endpoint_of,
+    holds,
+    namespace_of,
+    node_domains,
+    node_names,
+    pod_size,
+    render_cluster,
+    render_credentials_secret,
+    render_pull_secret_copy,
+    render_transport_tls_secret,
+    size_of_statefulset,
+    stamp,
+    widen_quota,
+)
+from services.manager.drivers.kubernetes_secrets import generate_password, issue_transport_certificates
+from services.manager.planning import EngineObservation, EngineSize
+
+APPLY = "application/apply-patch+yaml"
+REFUSALS = (400, 401, 403, 422)  # the API will answer the same next time: a person must act
+ConnectEngine = Callable[[str, str, str | None, str | None], SearchEngine]
+
+# kind -> (API group client, read method, patch method); every namespaced but Namespace
+_CALLS = {
+    "Namespace": ("core", "read_namespace", "patch_namespace"),
+    "ResourceQuota": ("core", "read_namespaced_resource_quota", "patch_namespaced_resource_quota"),
+    "LimitRange": ("core", "read_namespaced_limit_range", "patch_namespaced_limit_range"),
+    "Secret": ("core", "read_namespaced_secret", "patch_namespaced_secret"),
+    "Service": ("core", "read_namespaced_service", "patch_namespaced_service"),
+    "NetworkPolicy": ("networking", "read_namespaced_network_policy", "patch_namespaced_network_policy"),
+    "PodDisruptionBudget": ("policy", "read_namespaced_pod_disruption_budget",
+                            "patch_namespaced_pod_disruption_budget"),
+    "StatefulSet": ("apps", "read_namespaced_stateful_set", "patch_namespaced_stateful_set"),
+}
+
+
+def connect_api(settings: Settings) -> client.ApiClient:
+    """An API client from the pod's service account or from a kubeconfig file."""
+    configuration = client.Configuration()
+    try:
+        if settings.kube_in_cluster:
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(
+                config_file=str(settings.kube_config) if settings.kube_config else None,
+                context=settings.kube_context, client_configuration=configuration,
+            )
+    except (config.ConfigException, OSError) as exc:
+        raise ValueError(
+            f"kubernetes driver cannot reach an API server ({exc}); in a pod set ESS_KUBE_IN_CLUSTER=true, "
+            "elsewhere point ESS_KUBE_CONFIG at a kubeconfig"
+        ) from exc
+    return client.ApiClient(configuration)
+
+
+def _refusal(exc: ApiException, what: str) -> EngineUnavailable:
+    try:
+        message = json.loads(exc.body or "{}").get("message", exc.reason)
+    except ValueError:
+        message = exc.reason
+    fix = " (grant it in deploy/kubernetes/rbac.yaml)" if exc.status == 403 else ""
+    return EngineUnavailable(f"the Kubernetes API refused to {what}: {exc.status} {message}{fix}")
+
+
+class KubernetesDriver:
+    engine_versions = {"elasticsearch": [ELASTICSEARCH_VERSION], "opensearch": [ENGINE_VERSION]}
+
+    def __init__(
+        self, settings: Settings, api: client.ApiClient | None = None, connect: ConnectEngine = connect_engine
+    ):
+        self._settings = settings
+        api = api or connect_api(settings)
+        self._apis = {
+            "core": client.CoreV1Api(api),
+            "apps": client.AppsV1Api(api),
+            "policy": client.PolicyV1Api(api),
+            "networking": client.NetworkingV1Api(api),
+        }
+        self._connect = connect
+        self._credentials: dict[str, EngineCredentials] = {}
+        # quotas held wide while pods roll to a smaller size, settled once they have
+        self._settling: dict[str, Manifest] = {}
+        self._log = structlog.get_logger("kubernetes-driver")
+
+    def size_for(self, spec: ClusterSpec) -> EngineSize:
+        return pod_size(spec.replicas, spec.cpu, spec.memory)
+
+    # -- talking to the API server (blocking; called in worker threads) --------------------
+    def _call(self, kind: str, which: int, *args: Any, **kwargs: Any) -> Any:
+        group, *methods = _CALLS[kind]
+        return getattr(self._apis[group], methods[which])(*args, _preload_content=False, **kwargs)
+
+    def _read(self, kind: str, namespace: str, name: str) -> Manifest | None:
+        args = (name,) if kind == "Namespace" else (name, namespace)
+        try:
+            return json.loads(self._call(kind, 0, *args).data)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _send(self, manifest: Manifest) -> None:
+        metadata = manifest["metadata"]
+        args = (metadata["name"],) if manifest["kind"] == "Namespace" else (metadata["name"], metadata["namespace"])
+        # force: the platform owns these objects; a hand edit of one of our fields is undone
+        self._call(manifest["kind"], 1, *args, body=manifest, field_manager=FIELD_MANAGER, force=True,
+                   _content_type=APPLY)
+        self._log.info("applied", kind=manifest["kind"], name=metadata["name"], namespace=metadata.get("namespace"))
+
+    def _apply(self, manifest: Manifest, live: Manifest | None = None) -> bool:
+        """Server-side apply, unless the live object already holds all of it; True if sent."""
+        metadata = manifest["metadata"]
+        if live is None:
+            live = self._read(manifest["kind"], metadata.get("namespace", ""), metadata["name"])
+        if live is not None and holds(live, manifest):
+            return False
+        self._send(manifest)
+        return True
+
+    def _ensure_generated(self, kind: str, namespace: str, name: str, make: Callable[[], Manifest]) -> None:
+        """Generated once: an existing Secret keeps its values, whatever we would generate now."""
+        if self._read(kind, namespace, name) is None:
+            self._send(make())
+
+    def _apply_cluster(self, cluster: ClusterRecord) -> None:
+        settings = self._settings
+        namespace = namespace_of(cluster.id, settings)
+        objects = render_cluster(cluster, settings)
+        self._apply(objects[0])  # the namespace first: everything else lives in it
+        flavour = FLAVOURS[cluster.spec.engine]
+        self._ensure_generated("Secret", namespace, CREDENTIALS_SECRET, lambda: render_credentials_secret(
+            cluster, settings, generate_password()))
+        if flavour.transport_tls:
+            def make_tls() -> Manifest:
+                certs = issue_transport_certificates(cluster.id, node_domains(cluster.id, settings), utcnow())
+                return render_transport_tls_secret(cluster, settings, certs.ca_pem, certs.cert_pem, certs.key_pem)
+
+            self._ensure_generated("Secret", namespace, TRANSPORT_TLS_SECRET, make_tls)
+        for name in settings.image_pull_secrets:
+            source = self._read("Secret", settings.kube_platform_namespace, name)
+            if source is None:
+                raise EngineUnavailable(
+                    f"image pull secret {name!r} not found in namespace {settings.kube_platform_namespace}; "
+                    "create it there or change ESS_IMAGE_PULL_SECRETS"
+                )
+            self._apply(stamp(render_pull_secret_copy(cluster, settings, source)))
+        for manifest in objects[1:]:
+            if manifest["kind"] == "ResourceQuota":
+                live = self._read("ResourceQuota", namespace, ENGINE)
+                held = widen_quota(manifest, live)
+                if held is not manifest:
+                    self._settling[cluster.id] = manifest
+                self._apply(held, live)
+            else:
+                self._apply(manifest)
+
+    def _statefulset(self, cluster_id: str) -> Manifest | None:
+        return self._read("StatefulSet", namespace_of(cluster_id, self._settings), ENGINE)
+
+    def _read_credentials(self, cluster_id: str) -> EngineCredentials | None:
+        if cluster_id not in self._credentials:
+            secret = self._read("Secret", namespace_of(cluster_id, self._settings), CREDENTIALS_SECRET)
+            if secret is None or not secret.get("data"):
+                return None
+            data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+            self._credentials[cluster_id] = EngineCredentials(username=data["username"], password=data["password"])
+        return self._credentials[cluster_id]
+
+    def _delete_namespace(self, cluster_id: str) -> bool:
+        """Delete the cluster's namespace if it is ours; False when there is none to wait for."""
+        namespace = namespace_of(cluster_id, self._settings)
+        live = self._read("Namespace", "", namespace)
+        if live is None:
+            return False
+        labels = live.get("metadata", {}).get("labels", {})
+        if labels.get(MANAGED_BY_LABEL) != FIELD_MANAGER or labels.get(CLUSTER_LABEL) != cluster_id:
+            self._log.warning("not deleting a namespace the platform did not create", namespace=namespace)
+            return False
+        try:
+            self._apis["core"].delete_namespace(namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        return True
+
+    def _list_cluster_namespaces(self) -> list[Manifest]:
+        selector = f"{MANAGED_BY_LABEL}={FIELD_MANAGER},{CLUSTER_LABEL}"
+        answer = self._apis["core"].list_namespace(label_selector=selector, _preload_content=False)
+        return json.loads(answer.data).get("items", [])
+
+    # -- the Driver protocol ---------------------------------------------------------------
+    async def _api(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(call, *args)
+        except ApiException as exc:
+            if exc.status in REFUSALS:
+                raise _refusal(exc, what) from exc
+            raise  # temporary: the next reconcile pass tries again
+
+    async def observe(self, cluster_id: str) -> EngineObservation:
+        statefulset = await self._api("read the StatefulSet", self._statefulset, cluster_id)
+        if statefulset is None:
+            return EngineObservation(running=False)
+        credentials = await self._api("read the credentials", self._read_credentials, cluster_id)
+        endpoint = endpoint_of(cluster_id, self._settings)
+        spec, status = statefulset.get("spec", {}), statefulset.get("status", {})
+        wanted = spec.get("replicas", 1)
+        ready = status.get("readyReplicas", 0)
+        rolled_out = (
+            status.get("observedGeneration", 0) >= statefulset["metadata"].get("generation", 0)
+            and status.get("updatedReplicas", 0) == wanted
+            and status.get("replicas", 0) == wanted
+        )
+        size = size_of_statefulset(statefulset)
+        if not (rolled_out and ready == wanted):
+            return EngineObservation(True, size, None, ready, endpoint, credentials)
+        if cluster_id in self._settling:
+            await self._api("settle the ResourceQuota", self._apply, self._settling.pop(cluster_id))
+        engine = statefulset["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name", "elasticsearch")
+        health = await self._engine_health(engine, endpoint, credentials)
+        return EngineObservation(True, size, health, ready, endpoint, credentials)
+
+    async def _engine_health(self, engine: str, endpoint: str, credentials: EngineCredentials | None) -> str:
+        """The engine's own health; if the manager cannot reach it (it runs outside the
+        cluster), every pod's readiness probe already vouches for at least yellow."""
+        user, password = (credentials.username, credentials.password) if credentials else (None, None)
+        search = self._connect(engine, endpoint, user, password)
+        try:
+            health = await asyncio.wait_for(search.health(), timeout=self._settings.kube_engine_timeout_s)
+            return health.status
+        except Exception:
+            return "yellow"
+        finally:
+            await search.close()
+
+    async def start(self, cluster: ClusterRecord, size: EngineSize) -> str:
+        await self._api("apply the cluster", self._apply_cluster, cluster)
+        return endpoint_of(cluster.id, self._settings)
+
+    async def resize(self, cluster: ClusterRecord, old: EngineSize | None, new: EngineSize) -> str:
+        """Apply the new size; nodes that go away are drained first, nodes that come back
+        (drained by an earlier shrink) are let in again."""
+        before = old.nodes if old else new.nodes
+        if new.nodes < before:
+            await self._drain(cluster, node_names(before)[new.nodes:])
+        elif new.nodes > before:
+            await self._lift_exclusions(cluster)
+        return await self.start(cluster, new)
+
+    async def _engine(self, cluster: ClusterRecord) -> SearchEngine:
+        credentials = await self._api("read the credentials", self._read_credentials, cluster.id)
+        user, password = (credentials.username, credentials.password) if credentials else (None, None)
+        return self._connect(cluster.spec.engine, endpoint_of(cluster.id, self._settings), user, password)
+
+    async def _drain(self, cluster: ClusterRecord, leaving: list[str]) -> None:
+        """Start (or check) the drain; DrainInProgress until no shard lives only on `leaving`."""
+        search = await self._engine(cluster)
+        timeout = self._settings.kube_engine_timeout_s
+        try:
+            await asyncio.wait_for(search.exclude_nodes(leaving), timeout)
+            pending = await asyncio.wait_for(search.shards_only_on(leaving), timeout)
+        except Exception as exc:
+            raise DrainInProgress(f"cannot drain {', '.join(leaving)} yet: engine not reachable ({exc})") from exc
+        finally:
+            await search.close()
+        if pending:
+            raise DrainInProgress(f"draining {', '.join(leaving)}: {pending} shard(s) still only there")
+
+    async def _lift_exclusions(self, cluster: ClusterRecord) -> None:
+        search = await self._engine(cluster)
+        try:
+            await asyncio.wait_for(search.lift_node_exclusions(), self._settings.kube_engine_timeout_s)
+        except Exception as exc:
+            # exclusions exist only after a drain, which needed the engine; without it there are none to lift
+            self._log.warning("could not lift node exclusions", cluster=cluster.id, error=str(exc))
+        finally:
+            await search.close()
+
+    async def remove(self, cluster_id: str) -> None:
+        """Delete the namespace (the API server deletes all in it) and wait until it is gone."""
+        self._credentials.pop(cluster_id, None)
+        self._settling.pop(cluster_id, None)
+        if not await self._api("delete the namespace", self._delete_namespace, cluster_id):
+            return
+        namespace = namespace_of(cluster_id, self._settings)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.kube_delete_timeout_s
+        while await self._api("read the namespace", self._read, "Namespace", "", namespace) is not None:
+            if loop.time() > deadline:
+                raise TimeoutError(f"namespace {namespace} still terminating after "
+                                   f"{self._settings.kube_delete_timeout_s:.0f} s; see its finalizers")
+            await asyncio.sleep(1.0)
+        self._log.info("namespace deleted", cluster=cluster_id, namespace=namespace)
+
+    async def orphans(self, known_ids: set[str]) -> set[str]:
+        """Clusters whose namespace exists but no record knows them; ones already going are left to go."""
+        namespaces = await self._api("list namespaces", self._list_cluster_namespaces)
+        found = set()
+        for namespace in namespaces:
+            metadata = namespace.get("metadata", {})
+            labels = metadata.get("labels", {})
+            cluster_id = labels.get(CLUSTER_LABEL)
+            # the label selector asked the server for these; checked again because deleting a
+            # namespace that is not ours would be unrecoverable
+            if (labels.get(MANAGED_BY_LABEL) == FIELD_MANAGER and cluster_id
+                    and metadata.get("name") == namespace_of(cluster_id, self._settings)
+                    and not metadata.get("deletionTimestamp")):
+                found.add(cluster_id)
+        return found - known_ids
