@@ -101,7 +101,8 @@ def test_killed_engine_shows_down_while_the_other_is_still_polled(api, settings,
     wait_until(lambda: value(settings, "ess_cluster_up", **left_labels) == 0, 15, interval_s=0.1, what="down")
     assert value(settings, "ess_cluster_health_status", **left_labels, status="green") is None
     assert value(settings, "ess_cluster_health_status", **left_labels, status="yellow") is None
-    assert sample_of(settings, right).taken_at > before  # the neighbour kept being polled
+    # the neighbour keeps being polled while its peer is down
+    wait_until(lambda: sample_of(settings, right).taken_at > before, 15, what="neighbour polled")
 
     wait_for_status(api, left["id"], "ready", timeout_s=60)
     wait_until(lambda: value(settings, "ess_cluster_up", **left_labels) == 1, 30, what="back up")
