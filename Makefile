@@ -6,7 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup up down test bench clean test-tools
+KUSTOMIZE_VERSION := v5.5.0
+KUSTOMIZE := $(HOME)/.cache/es-serverless/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+
+.PHONY: setup up down test bench clean test-tools kustomize
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -32,8 +35,15 @@ test-tools:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; \
 	  else echo "promtool not found: install the Debian package prometheus (sudo apt install prometheus)"; exit 2; fi; }
 
-test: setup test-tools
-	$(PY) -m pytest -q
+# kustomize, built once from the Go module proxy, renders deploy/kubernetes in the tests
+$(KUSTOMIZE):
+	@command -v go >/dev/null || { echo "kustomize: Go is needed to build it (go install)"; exit 2; }
+	GOBIN=$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+kustomize: $(KUSTOMIZE)
+
+test: setup test-tools $(KUSTOMIZE)
+	KUSTOMIZE=$(KUSTOMIZE) $(PY) -m pytest -q
 
 bench: setup
 	$(PY) bench/run_all.py

@@ -90,13 +90,6 @@ def reporting(nats, settings, platform_env, state_dir):
 
 
 @pytest.fixture(scope="session")
-def shard_controller(nats, settings, platform_env, state_dir):
-    process = _service("services.shard_controller", settings.shard_controller_port, platform_env, state_dir)
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="session")
 def api(manager, settings) -> httpx.Client:
     with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=30) as client:
         yield client

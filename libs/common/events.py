@@ -72,3 +72,35 @@ class UsageRecord(Event):
     documents_indexed: int
     search_requests: int
     samples: int
+
+
+class ShardPlanChanged(Event):
+    """The shard controller's plan for a cluster changed (or first exists), with its reason."""
+
+    cluster_id: str
+    tenant_org_id: str
+    nodes: int
+    current_nodes: int
+    replicas: dict[str, int]
+    splits: dict[str, int]
+    drain: list[str]
+    reason: str
+
+
+class ShardActionTaken(Event):
+    """The shard controller acted on a cluster, or a step of an operation moved on."""
+
+    cluster_id: str
+    tenant_org_id: str
+    action: str  # set_replicas, drain, scale_requested, reshard, ...
+    detail: str
+    outcome: Literal["started", "progress", "done", "failed"]
+
+
+class ClusterScaleRequested(Event):
+    """The shard controller asks the manager (the owner of provisioning) for a node count."""
+
+    cluster_id: str
+    tenant_org_id: str
+    nodes: int
+    reason: str

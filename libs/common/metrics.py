@@ -24,6 +24,9 @@ class IndexStats(OperationTotals):
     name: str
     docs: int = 0
     store_bytes: int = 0
+    primary_store_bytes: int = 0
+    primaries: int = 1
+    replicas: int = 0
 
 
 class ClusterStats(OperationTotals):
@@ -54,13 +57,17 @@ def _totals(section: dict[str, Any]) -> dict[str, int]:
 
 
 def parse_cluster_stats(health: dict[str, Any], nodes: dict[str, Any], indices: dict[str, Any]) -> ClusterStats:
-    """From `_cluster/health`, `_nodes/stats/jvm,os,fs` and `_stats/docs,store,indexing,search`."""
+    """From `_cluster/health?level=indices`, `_nodes/stats/jvm,os,fs` and `_stats/docs,store,indexing,search`."""
     node_list = list(nodes.get("nodes", {}).values())
+    layout = health.get("indices", {})
     per_index = [
         IndexStats(
             name=name,
             docs=body["primaries"].get("docs", {}).get("count", 0),
             store_bytes=body["total"].get("store", {}).get("size_in_bytes", 0),
+            primary_store_bytes=body["primaries"].get("store", {}).get("size_in_bytes", 0),
+            primaries=layout.get(name, {}).get("number_of_shards", 1),
+            replicas=layout.get(name, {}).get("number_of_replicas", 0),
             **_totals(body["total"]),
         )
         for name, body in sorted(indices.get("indices", {}).items())

@@ -36,9 +36,17 @@ class ClusterSpec(BaseModel):
     version: str
 
 
+class ScalingPolicy(BaseModel):
+    """The tenant's say over the shard controller: pin the cluster, or bound its node count."""
+
+    autoscaling: bool = True
+    min_nodes: int = 1
+    max_nodes: int = 9
+
+
 class EngineCredentials(BaseModel):
     username: str
-    password: str
+    password: str = Field(repr=False)  # never in a log line, even when a whole record is printed
 
 
 class ClusterRecord(BaseModel):
@@ -49,6 +57,7 @@ class ClusterRecord(BaseModel):
     user: str
     service_name: str
     spec: ClusterSpec
+    scaling: ScalingPolicy = Field(default_factory=ScalingPolicy)
     generation: int = 1  # bumped on every spec change
     observed_generation: int = 0  # the generation the running engine was built from
     delete_requested: bool = False

@@ -43,12 +43,14 @@ def add_metrics_route(app: FastAPI, registry: CollectorRegistry) -> None:
 
 def service_app(
     name: str, broker: NatsBroker, registry: CollectorRegistry,
-    on_start: Hook | None = None, on_stop: Hook | None = None,
+    on_start: Hook | None = None, on_stop: Hook | None = None, before_start: Hook | None = None,
 ) -> FastAPI:
     log = structlog.get_logger(name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if before_start:  # runs connected, before the subscribers start
+            await before_start()
         await broker.start()
         if on_start:
             await on_start()

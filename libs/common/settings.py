@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=2.0, gt=0)
     ready_poll_interval_s: float = Field(default=0.2, gt=0)
     provision_timeout_s: float = Field(default=180.0, gt=0)
-    default_engine: Literal["opensearch", "elasticsearch"] = "opensearch"
+    # for requests that name no engine, where the driver runs it (kubernetes); else the driver's first
+    default_engine: Literal["opensearch", "elasticsearch"] = "elasticsearch"
     idempotency_ttl_s: float = 24 * 3600
 
     # reporting: polling, metric events, metering
@@ -45,6 +46,22 @@ class Settings(BaseSettings):
     poll_timeout_s: float = Field(default=5.0, gt=0)
     metrics_max_age_s: float = Field(default=3600.0, gt=0)
     metering_period_s: int = Field(default=3600, gt=0)  # shorter only for tests and demos
+
+    # shard controller: the policy its plans follow (sizes scaled down for tests)
+    shard_target_max_gb: float = Field(default=50.0, gt=0)  # split a primary beyond this
+    shard_target_gb: float = Field(default=25.0, gt=0)  # what a split aims for
+    shards_per_gb_heap: int = Field(default=20, gt=0)  # a node's shard budget
+    max_primaries: int = Field(default=32, gt=0)  # splits stop here
+    search_per_shard_high: float = Field(default=50.0, gt=0)  # queries/s per shard copy: add a replica
+    search_per_shard_low: float = Field(default=1.0, ge=0)  # below this: drop a replica
+    heap_high: float = 0.80
+    heap_low: float = 0.30
+    cpu_high: float = 80.0
+    cpu_low: float = 15.0
+    disk_used_high: float = 0.80
+    sustain_samples: int = Field(default=3, gt=0)  # a signal must hold this many samples in a row
+    cooldown_s: float = Field(default=120.0, ge=0)  # quiet time after an action, against flapping
+    lease_ttl_s: float = Field(default=30.0, gt=0)
 
     # local driver: one JVM per tenant cluster
     state_dir: Path = Path(".state")

@@ -1,8 +1,11 @@
-"""Declaring JetStream streams idempotently, with the platform's retention per stream."""
+"""JetStream streams: declared idempotently with their retention, and read back by subject."""
 
 from __future__ import annotations
 
-from nats.js.api import StorageType, StreamConfig
+from datetime import datetime
+
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 
@@ -15,3 +18,21 @@ async def ensure_stream(js, name: str, subjects: list[str], max_age_s: float, du
         await js.add_stream(config)
     except BadRequestError:  # it exists with other settings: bring them in line
         await js.update_stream(config)
+
+
+async def read_subject(js, stream: str, subject: str, since: datetime | None = None) -> list[Msg]:
+    """Every message on `subject` (wildcards allowed), from `since` or the start, oldest first."""
+    config = ConsumerConfig(inactive_threshold=30.0, deliver_policy=DeliverPolicy.ALL)
+    if since is not None:
+        config.deliver_policy, config.opt_start_time = DeliverPolicy.BY_START_TIME, since.isoformat()
+    subscription = await js.pull_subscribe(subject, stream=stream, config=config)
+    messages: list[Msg] = []
+    try:
+        pending = (await subscription.consumer_info()).num_pending
+        while pending > 0:
+            for message in await subscription.fetch(min(pending, 256), timeout=5):
+                messages.append(message)
+                pending = message.metadata.num_pending
+    finally:
+        await subscription.unsubscribe()
+    return messages

@@ -59,3 +59,26 @@ def tenant_usage(tenant_org_id: str) -> str:
 
 def usage_message_id(cluster_id: str, period_start_epoch: int) -> str:
     return f"usage.{cluster_id}.{period_start_epoch}"
+
+# the shard controller: its plans and actions go to the cluster's lifecycle subjects
+SCALE_ALL = "ess.cluster.*.*.scale"
+MANAGER_SCALE_DURABLE = "manager-scale"
+CONTROLLER_DURABLE = "shard-controller"
+KV_SHARD_PLANS = "ess_shard_plans"  # cluster id -> the controller's latest plan and operation
+KV_CONTROLLER_LEASES = "ess_controller_leases"  # cluster id -> the controller instance acting on it
+
+
+def cluster_plan(tenant_org_id: str, cluster_id: str) -> str:
+    return f"ess.cluster.{tenant_org_id}.{cluster_id}.plan"
+
+
+def cluster_action(tenant_org_id: str, cluster_id: str) -> str:
+    return f"ess.cluster.{tenant_org_id}.{cluster_id}.action"
+
+
+def cluster_scale(tenant_org_id: str, cluster_id: str) -> str:
+    return f"ess.cluster.{tenant_org_id}.{cluster_id}.scale"
+
+
+def cluster_events(tenant_org_id: str, cluster_id: str) -> str:
+    return f"ess.cluster.{tenant_org_id}.{cluster_id}.*"

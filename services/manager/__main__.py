@@ -1,6 +1,11 @@
-"""`python -m services.manager`: the REST API and the provisioner in one process."""
+"""`python -m services.manager`: the REST API and the provisioner in one process.
+
+`python -m services.manager render ...` prints a cluster's Kubernetes manifests instead.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import uvicorn
 
@@ -10,6 +15,10 @@ from services.manager.app import create_app
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["render"]:
+        from services.manager.render import main as render
+
+        sys.exit(render(sys.argv[2:]))
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,

@@ -7,6 +7,7 @@ provisioner from what the API writes to KV.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -28,6 +29,7 @@ from libs.common.engines import (
 from libs.common.events import ClusterDesiredStateChanged
 from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus
 from libs.common.store import AlreadyExists, RecordGone
+from libs.common.streams import read_subject
 from services.manager.usage import TenantUsage, read_usage, total
 from services.manager.schemas import (
     ClusterList,
@@ -148,14 +150,20 @@ async def update_cluster(cluster_id: str, body: UpdateClusterRequest, request: R
         raise problem(409, "conflict", f"cluster {cluster_id} is being deleted")
 
     def change(record: ClusterRecord) -> ClusterRecord | None:
-        spec = record.spec.model_copy(update=body.model_dump(exclude_none=True))
-        if spec == record.spec or record.delete_requested:
+        spec = record.spec.model_copy(update=body.spec_changes())
+        scaling = record.scaling.model_copy(update=body.scaling_changes())
+        if (spec, scaling) == (record.spec, record.scaling) or record.delete_requested:
             return None
-        record.spec = spec
-        record.generation += 1
-        record.status = ClusterStatus.SCALING
-        record.status_reason = "spec changed; waiting for the provisioner"
+        if scaling.min_nodes > scaling.max_nodes:
+            raise problem(422, "invalid_request", f"min_nodes {scaling.min_nodes} is above max_nodes "
+                          f"{scaling.max_nodes}", "min_nodes", "send both, or keep min_nodes <= max_nodes")
+        record.scaling = scaling
         record.request_id = request.state.request_id
+        if spec != record.spec:
+            record.spec = spec
+            record.generation += 1
+            record.status = ClusterStatus.SCALING
+            record.status_reason = "spec changed; waiting for the provisioner"
         return record
 
     try:
@@ -246,6 +254,28 @@ async def search(cluster_id: str, index: str, body: SearchRequest, request: Requ
     except EngineError as exc:
         raise _engine_problem(exc, index)
     return SearchResult(hits=[SearchHitView(id=h.id, score=h.score, fields=h.fields) for h in hits])
+
+
+@router.get("/clusters/{cluster_id}/plan", tags=["shards"])
+async def shard_plan(cluster_id: str, request: Request):
+    """The shard controller's latest plan for the cluster and why, and any operation in flight."""
+    await _load(request, cluster_id)
+    state = await request.app.state.platform.shard_plan(cluster_id)
+    if state is None:
+        return {"cluster_id": cluster_id, "plan": None, "reason": "the shard controller has not planned it yet"}
+    return state
+
+
+@router.get("/clusters/{cluster_id}/events", tags=["shards"])
+async def cluster_events(cluster_id: str, request: Request,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 200):
+    """The cluster's lifecycle: status changes, shard plans, actions and node-count requests, oldest first."""
+    record = await _load(request, cluster_id)
+    messages = await read_subject(request.app.state.platform.jetstream(), subjects.LIFECYCLE_STREAM,
+                                  subjects.cluster_events(record.tenant_org_id, record.id))
+    return {"cluster_id": cluster_id, "events": [
+        {"kind": m.subject.rsplit(".", 1)[1], **json.loads(m.data)} for m in messages[-limit:]
+    ]}
 
 
 @router.get("/tenants/{tenant_org_id}/usage", response_model=TenantUsage, tags=["usage"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -13,14 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy, AsyncAPI
 from faststream.nats import JStream, NatsBroker, PullSub
+from nats.js.errors import KeyNotFoundError
 
 from libs.common import subjects
 from libs.common.engines import SearchEngine, connect_engine
-from libs.common.events import ClusterDesiredStateChanged, ClusterStatusChanged, Event
-from libs.common.models import ClusterRecord
+from libs.common.events import ClusterDesiredStateChanged, ClusterScaleRequested, ClusterStatusChanged, Event
+from libs.common.models import ClusterRecord, ClusterStatus
 from libs.common.service import add_metrics_route, build_broker, new_registry
 from libs.common.settings import Settings
-from libs.common.store import ClusterStore
+from libs.common.store import ClusterStore, RecordGone
 from services.manager.api import router
 from services.manager.drivers import build_driver
 from services.manager.provisioner import Provisioner
@@ -39,6 +41,7 @@ class Platform:
         self.settings = settings
         self.broker = broker
         self.store: ClusterStore | None = None
+        self.plans = None  # the shard controller's KV of plans, read for GET /clusters/{id}/plan
         self.provisioner: Provisioner | None = None
         self.driver = build_driver(settings)
         self._engines: dict[tuple[str, str], SearchEngine] = {}
@@ -50,6 +53,13 @@ class Platform:
     async def publish(self, event: Event, subject: str) -> None:
         # Nats-Msg-Id lets JetStream drop a re-sent duplicate
         await self.broker.publish(event, subject, stream=LIFECYCLE.name, headers={"Nats-Msg-Id": event.event_id})
+
+    async def shard_plan(self, cluster_id: str) -> dict | None:
+        try:
+            entry = await self.plans.get(cluster_id)
+        except KeyNotFoundError:
+            return None
+        return json.loads(entry.value) if entry.value else None
 
     def jetstream(self):
         return self.broker.connection.jetstream()
@@ -123,6 +133,29 @@ def register_handlers(broker: NatsBroker, platform: Platform) -> None:
         # reconcile is idempotent: a redelivered event only looks again
         platform.provisioner.kick(event.cluster_id)
 
+    @broker.subscriber(
+        subjects.SCALE_ALL, stream=LIFECYCLE, durable=subjects.MANAGER_SCALE_DURABLE,
+        pull_sub=PullSub(batch_size=16, timeout=1.0), ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="node count requests", description="The shard controller asks for a cluster's node count.",
+    )
+    async def on_scale_requested(event: ClusterScaleRequested) -> None:
+        def change(record: ClusterRecord) -> ClusterRecord | None:
+            # the tenant may have pinned or bounded the cluster since the controller asked
+            allowed = record.scaling.autoscaling and record.scaling.min_nodes <= event.nodes <= record.scaling.max_nodes
+            if not allowed or record.delete_requested or record.spec.replicas == event.nodes:
+                return None
+            record.spec = record.spec.model_copy(update={"replicas": event.nodes})
+            record.generation += 1
+            record.status = ClusterStatus.SCALING
+            record.status_reason = f"shard controller: {event.reason}"
+            return record
+
+        try:
+            await platform.store.mutate(event.cluster_id, change)
+        except RecordGone:
+            return
+        platform.provisioner.kick(event.cluster_id)
+
 
 def create_app(settings: Settings) -> FastAPI:
     broker = build_broker(settings)
@@ -134,6 +167,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         await broker.connect()
         platform.store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
+        platform.plans = await broker.key_value(subjects.KV_SHARD_PLANS)
         platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish)
         await broker.start()
         mirror = asyncio.create_task(platform.store.follow())

@@ -61,6 +61,9 @@ FIXES = {
     "k": "an integer from 1 to 100",
     "vector": "a list of numbers, as many as the index's dimensions",
     "documents": "a list of 1 to 1000 objects with id, vector and optional fields",
+    "autoscaling": "true or false",
+    "min_nodes": "an integer from 1 to 9, at most max_nodes",
+    "max_nodes": "an integer from 1 to 9, at least min_nodes",
 }
 
 
@@ -95,12 +98,23 @@ class CreateClusterRequest(Strict):
 class UpdateClusterRequest(Strict):
     replicas: Annotated[StrictInt, Field(ge=1, le=9)] | None = None
     memory: Memory | None = None
+    autoscaling: bool | None = None  # false pins the cluster: the shard controller leaves it alone
+    min_nodes: Annotated[StrictInt, Field(ge=1, le=9)] | None = None
+    max_nodes: Annotated[StrictInt, Field(ge=1, le=9)] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> "UpdateClusterRequest":
-        if self.replicas is None and self.memory is None:
-            raise ValueError("nothing to change: send replicas and/or memory")
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("nothing to change: send replicas, memory, autoscaling, min_nodes or max_nodes")
+        if self.min_nodes and self.max_nodes and self.min_nodes > self.max_nodes:
+            raise ValueError("min_nodes is above max_nodes")
         return self
+
+    def spec_changes(self) -> dict:
+        return self.model_dump(include={"replicas", "memory"}, exclude_none=True)
+
+    def scaling_changes(self) -> dict:
+        return self.model_dump(include={"autoscaling", "min_nodes", "max_nodes"}, exclude_none=True)
 
 
 class ClusterView(BaseModel):
@@ -114,6 +128,9 @@ class ClusterView(BaseModel):
     storage: str
     engine: str
     version: str
+    autoscaling: bool
+    min_nodes: int
+    max_nodes: int
     status: ClusterStatus
     status_reason: str
     health: str | None
@@ -130,6 +147,7 @@ class ClusterView(BaseModel):
             **record.model_dump(include={"id", "tenant_org_id", "user", "service_name", "status",
                                          "status_reason", "health", "nodes", "created_at", "updated_at"}),
             **record.spec.model_dump(),
+            **record.scaling.model_dump(),
             endpoint=record.endpoint if ready else None,
             credentials=record.credentials if ready else None,
         )

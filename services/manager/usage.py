@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel
 
 from libs.common import subjects
 from libs.common.events import UsageRecord
+from libs.common.streams import read_subject
 
 SUMMED = ("storage_gb_hours", "node_hours", "memory_gb_hours", "documents_indexed", "search_requests")
 
@@ -38,20 +38,6 @@ async def read_usage(js, tenant_org_id: str, start: datetime, end: datetime) -> 
 
     A record is published when its period ends, so reading from `start` finds all of them.
     """
-    subscription = await js.pull_subscribe(
-        subjects.tenant_usage(tenant_org_id), stream=subjects.USAGE_STREAM,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start.isoformat(),
-                              inactive_threshold=30.0),
-    )
-    records: list[UsageRecord] = []
-    try:
-        pending = (await subscription.consumer_info()).num_pending
-        while pending > 0:
-            for message in await subscription.fetch(min(pending, 256), timeout=5):
-                record = UsageRecord.model_validate_json(message.data)
-                if start <= record.period_start < end:
-                    records.append(record)
-                pending = message.metadata.num_pending
-    finally:
-        await subscription.unsubscribe()
-    return sorted(records, key=lambda r: (r.period_start, r.cluster_id))
+    messages = await read_subject(js, subjects.USAGE_STREAM, subjects.tenant_usage(tenant_org_id), since=start)
+    records = [UsageRecord.model_validate_json(m.data) for m in messages]
+    return sorted((r for r in records if start <= r.period_start < end), key=lambda r: (r.period_start, r.cluster_id))

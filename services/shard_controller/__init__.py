@@ -1,4 +1,7 @@
-"""The shard controller: shard, replica and node-count decisions per cluster.
+"""The shard controller: clusters that size and heal themselves.
 
-So far it connects to NATS and answers /health and /ready; planning comes with its own issue.
+- `app.py`         wiring: metric samples in (durable consumer), KV state and leases
+- `controller.py`  per sample: read, plan, act or advance an operation
+- `planning.py`    pure: `plan_shards` -> `ShardPlan` with its reason
+- `state.py`       plans, operations in flight and leases in KV
 """

@@ -1,6 +1,16 @@
-"""`python -m services.shard_controller`."""
+"""`python -m services.shard_controller`: plans and applies shards, replicas and node counts."""
 
-from libs.common.service import run_service
+from libs.common.logging import configure_logging
+from libs.common.service import serve
+from libs.common.settings import Settings
+from services.shard_controller.app import create_app
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    serve(create_app(settings), settings, settings.shard_controller_port)
+
 
 if __name__ == "__main__":
-    run_service("shard-controller", lambda settings: settings.shard_controller_port)
+    main()

@@ -82,13 +82,13 @@ def test_docs_gauge_and_metric_event_show_what_was_indexed(api, settings, cluste
     index_documents(api, left, DOCS)
 
     wait_until(lambda: value(settings, "ess_cluster_docs", **labels) == DOCS, 15, what="docs gauge")
-    assert value(settings, "ess_index_docs", **labels, index="metered") == DOCS
+    assert value(settings, "ess_index_docs", **labels, index="metered-000001") == DOCS  # the generation behind the alias
     assert value(settings, "ess_cluster_indexing_operations_total", **labels) >= DOCS
     assert value(settings, "ess_cluster_health_status", **labels, status="red") == 0
     sample = wait_until(lambda: (s := sample_of(settings, left)) and s.stats.docs == DOCS and s, 15,
                         what="metric event")
     assert sample.tenant_org_id == left["tenant_org_id"]
-    assert [i.name for i in sample.stats.per_index] == ["metered"]
+    assert [i.name for i in sample.stats.per_index] == ["metered-000001"]
 
 
 def test_killed_engine_shows_down_while_the_other_is_still_polled(api, settings, clusters):

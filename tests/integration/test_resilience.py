@@ -107,9 +107,8 @@ def test_scaling_out_and_in_keeps_every_document(api, settings):
     api.delete(f"/clusters/{cluster['id']}")
 
 
-@pytest.mark.parametrize("service", ["shard_controller", "reporting"])
-def test_background_services_answer_health(request, settings, service):
-    process = request.getfixturevalue(service)
-    for path, expected in (("/health", "ok"), ("/ready", '{"status":"ready"}')):
-        assert httpx.get(f"http://127.0.0.1:{process.port}{path}").text == expected
-    assert "process_resident_memory_bytes" in httpx.get(f"http://127.0.0.1:{process.port}/metrics").text
+def test_reporting_answers_health(reporting):
+    base = f"http://127.0.0.1:{reporting.port}"
+    assert httpx.get(f"{base}/health").text == "ok"
+    assert httpx.get(f"{base}/ready").json() == {"status": "ready"}
+    assert "process_resident_memory_bytes" in httpx.get(f"{base}/metrics").text

@@ -35,8 +35,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "elasticsearch-8.1
 # (method, path) -> (status, fixture file)
 ROUTES: dict[tuple[str, str], tuple[int, str]] = {
     ("GET", "/_cluster/health"): (200, "cluster_health.json"),
-    ("PUT", "/movies"): (200, "indices_create.json"),
-    ("PUT", "/movies-existing"): (400, "indices_create_exists.json"),
+    ("PUT", "/movies-000001"): (200, "indices_create.json"),
+    ("PUT", "/movies-existing-000001"): (400, "indices_create_exists.json"),
     ("GET", "/movies/_mapping"): (200, "indices_get_mapping.json"),
     ("GET", "/missing/_mapping"): (404, "index_not_found.json"),
     # Elasticsearch takes POST and PUT on /_bulk; elasticsearch-py 8.x sends PUT
@@ -153,8 +153,10 @@ async def test_health_reads_status_and_node_count(engine, requests):
 async def test_create_vector_index_sends_dense_vector_mapping(engine, requests, similarity, expected):
     await engine.create_vector_index(VectorIndexSpec("movies", 3, similarity, ["title"]))
 
-    request = _only(requests, "PUT", "/movies")
+    # the first generation of the index, behind an alias of the index's name
+    request = _only(requests, "PUT", "/movies-000001")
     assert request.body == {
+        "aliases": {"movies": {"is_write_index": True}},
         "mappings": {
             "properties": {
                 "vector": {"type": "dense_vector", "dims": 3, "index": True, "similarity": expected},
@@ -163,7 +165,7 @@ async def test_create_vector_index_sends_dense_vector_mapping(engine, requests, 
                     "fields": {"keyword": {"type": "keyword", "ignore_above": 256}},
                 },
             }
-        }
+        },
     }
 
 
@@ -172,7 +174,7 @@ async def test_create_existing_index_raises_index_already_exists(engine, request
         await engine.create_vector_index(VectorIndexSpec("movies-existing", 3, "cosine"))
 
     assert info.value.status == 409
-    request = _only(requests, "PUT", "/movies-existing")
+    request = _only(requests, "PUT", "/movies-existing-000001")
     assert request.body["mappings"]["properties"]["vector"]["dims"] == 3
 
 
@@ -259,7 +261,7 @@ async def test_requests_carry_es8_compatibility_headers(engine, requests):
         assert request.headers["user-agent"].startswith("elasticsearch-py/8.")
     with_body = {r.path: r.headers["content-type"] for r in requests if r.body is not None}
     assert with_body == {
-        "/movies": COMPAT_JSON,
+        "/movies-000001": COMPAT_JSON,
         "/_bulk": "application/vnd.elasticsearch+x-ndjson; compatible-with=8",
         "/movies/_search": COMPAT_JSON,
     }

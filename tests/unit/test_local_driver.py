@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from libs.common.engines.base import count_shards_only_on
+from libs.common.engines.admin import count_shards_only_on
 from services.manager.drivers.local import parse_engine_cmdline
 from services.manager.planning import EngineSize
 

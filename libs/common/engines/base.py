@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from libs.common.metrics import ClusterStats
+
+if TYPE_CHECKING:
+    from libs.common.engines.admin import EngineAdmin
 
 Similarity = Literal["cosine", "l2", "dot_product"]
 VECTOR_FIELD = "vector"  # the one vector field of a platform vector index
@@ -75,9 +78,7 @@ class SearchEngine(Protocol):
     async def vector_dimensions(self, index: str) -> int: ...
     async def index_documents(self, index: str, documents: list[VectorDocument]) -> IndexResult: ...
     async def vector_search(self, index: str, query: VectorQuery) -> list[SearchHit]: ...
-    async def exclude_nodes(self, names: list[str]) -> None: ...
-    async def shards_only_on(self, names: list[str]) -> int: ...
-    async def lift_node_exclusions(self) -> None: ...
+    def admin(self) -> "EngineAdmin": ...
     async def close(self) -> None: ...
 
 
@@ -123,17 +124,3 @@ def search_hits(response: dict[str, Any]) -> list[SearchHit]:
         SearchHit(id=hit["_id"], score=float(hit["_score"]), fields=hit.get("_source", {}))
         for hit in response["hits"]["hits"]
     ]
-
-
-def count_shards_only_on(rows: list[dict[str, Any]], leaving: list[str]) -> int:
-    """Shards with no started copy outside `leaving`, plus any still relocating (from _cat/shards)."""
-    safe: dict[tuple[str, str], bool] = {}
-    relocating = 0
-    for row in rows:
-        key = (row["index"], row["shard"])
-        safe.setdefault(key, False)
-        if row["state"] == "RELOCATING":
-            relocating += 1
-        if row["state"] == "STARTED" and row.get("node") not in leaving:
-            safe[key] = True
-    return relocating + sum(1 for ok in safe.values() if not ok)

@@ -7,6 +7,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 from elasticsearch import ApiError, NotFoundError
 
+from libs.common.engines.admin import EngineAdmin, generation_name
 from libs.common.metrics import ClusterStats, parse_cluster_stats
 from libs.common.engines.base import (
     VECTOR_FIELD,
@@ -21,7 +22,6 @@ from libs.common.engines.base import (
     VectorQuery,
     bulk_body,
     bulk_result,
-    count_shards_only_on,
     search_hits,
     term_filters,
     text_field_mapping,
@@ -52,7 +52,7 @@ class ElasticsearchEngine:
 
     async def stats(self) -> ClusterStats:
         try:
-            health = (await self._client.cluster.health()).body
+            health = (await self._client.cluster.health(level="indices")).body
             nodes = (await self._client.nodes.stats(metric="jvm,os,fs")).body
             indices = (await self._client.indices.stats(metric="docs,store,indexing,search")).body
         except ApiError as exc:
@@ -70,7 +70,9 @@ class ElasticsearchEngine:
             **text_field_mapping(spec.text_fields),
         }
         try:
-            await self._client.indices.create(index=spec.name, mappings={"properties": properties})
+            # readers and writers use the alias, so a reshard can swap the index beneath it
+            await self._client.indices.create(index=generation_name(spec.name, 1), mappings={"properties": properties},
+                                              aliases={spec.name: {"is_write_index": True}})
         except ApiError as exc:
             raise _engine_error(exc) from exc
 
@@ -79,7 +81,8 @@ class ElasticsearchEngine:
             mapping = await self._client.indices.get_mapping(index=index)
         except ApiError as exc:
             raise _engine_error(exc) from exc
-        properties = mapping[index]["mappings"].get("properties", {})
+        # asked through the alias, the answer is keyed by the index (or indices) behind it
+        properties = next(iter(mapping.body.values()))["mappings"].get("properties", {})
         if VECTOR_FIELD not in properties:
             raise IndexNotFound(f"{index} is not a vector index", 404)
         return int(properties[VECTOR_FIELD]["dims"])
@@ -109,29 +112,17 @@ class ElasticsearchEngine:
             raise _engine_error(exc) from exc
         return search_hits(response.body)
 
-    async def exclude_nodes(self, names: list[str]) -> None:
-        # transient: the exclusion goes away with the full restart that removes the nodes
-        settings = {"cluster.routing.allocation.exclude._name": ",".join(names)}
+    async def _request(self, method: str, path: str, body):
+        headers = {"accept": "application/json"}
+        if body is not None:
+            headers["content-type"] = "application/json"
         try:
-            await self._client.cluster.put_settings(transient=settings)
-            await self._client.cluster.post_voting_config_exclusions(node_names=names)
+            return (await self._client.perform_request(method, path, headers=headers, body=body)).body
         except ApiError as exc:
             raise _engine_error(exc) from exc
 
-    async def shards_only_on(self, names: list[str]) -> int:
-        try:
-            rows = (await self._client.cat.shards(format="json", h="index,shard,prirep,state,node")).body
-        except ApiError as exc:
-            raise _engine_error(exc) from exc
-        return count_shards_only_on(rows, names)
-
-    async def lift_node_exclusions(self) -> None:
-        # drained names come back when a cluster grows again; they must hold shards and vote
-        try:
-            await self._client.cluster.put_settings(transient={"cluster.routing.allocation.exclude._name": None})
-            await self._client.cluster.delete_voting_config_exclusions(wait_for_removal=False)
-        except ApiError as exc:
-            raise _engine_error(exc) from exc
+    def admin(self) -> EngineAdmin:
+        return EngineAdmin(self._request)
 
     async def close(self) -> None:
         await self._client.close()

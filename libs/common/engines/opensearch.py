@@ -7,6 +7,7 @@ from typing import Any
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
 
+from libs.common.engines.admin import EngineAdmin, generation_name
 from libs.common.metrics import ClusterStats, parse_cluster_stats
 from libs.common.engines.base import (
     VECTOR_FIELD,
@@ -21,7 +22,6 @@ from libs.common.engines.base import (
     VectorQuery,
     bulk_body,
     bulk_result,
-    count_shards_only_on,
     search_hits,
     term_filters,
     text_field_mapping,
@@ -54,7 +54,7 @@ class OpenSearchEngine:
 
     async def stats(self) -> ClusterStats:
         try:
-            health = await self._client.cluster.health()
+            health = await self._client.cluster.health(level="indices")
             nodes = await self._client.nodes.stats(metric="jvm,os,fs")
             indices = await self._client.indices.stats(metric="docs,store,indexing,search")
         except TransportError as exc:
@@ -70,9 +70,11 @@ class OpenSearchEngine:
             },
             **text_field_mapping(spec.text_fields),
         }
-        body = {"settings": {"index": {"knn": True}}, "mappings": {"properties": properties}}
+        body = {"settings": {"index": {"knn": True}}, "mappings": {"properties": properties},
+                "aliases": {spec.name: {"is_write_index": True}}}
         try:
-            await self._client.indices.create(index=spec.name, body=body)
+            # readers and writers use the alias, so a reshard can swap the index beneath it
+            await self._client.indices.create(index=generation_name(spec.name, 1), body=body)
         except (RequestError, TransportError) as exc:
             raise _engine_error(exc) from exc
 
@@ -81,7 +83,8 @@ class OpenSearchEngine:
             mapping = await self._client.indices.get_mapping(index=index)
         except TransportError as exc:
             raise _engine_error(exc) from exc
-        properties = mapping[index]["mappings"].get("properties", {})
+        # asked through the alias, the answer is keyed by the index (or indices) behind it
+        properties = next(iter(mapping.values()))["mappings"].get("properties", {})
         if VECTOR_FIELD not in properties:
             raise IndexNotFound(f"{index} is not a vector index", 404)
         return int(properties[VECTOR_FIELD]["dimension"])
@@ -108,33 +111,14 @@ class OpenSearchEngine:
             raise _engine_error(exc) from exc
         return search_hits(response)
 
-    async def exclude_nodes(self, names: list[str]) -> None:
-        # transient: the exclusion goes away with the full restart that removes the nodes
-        settings = {"cluster.routing.allocation.exclude._name": ",".join(names)}
+    async def _request(self, method: str, path: str, body):
         try:
-            await self._client.cluster.put_settings(body={"transient": settings})
-            await self._client.transport.perform_request(
-                "POST", "/_cluster/voting_config_exclusions", params={"node_names": ",".join(names)}
-            )
+            return await self._client.transport.perform_request(method, path, body=body)
         except TransportError as exc:
             raise _engine_error(exc) from exc
 
-    async def shards_only_on(self, names: list[str]) -> int:
-        try:
-            rows = await self._client.cat.shards(format="json", h="index,shard,prirep,state,node")
-        except TransportError as exc:
-            raise _engine_error(exc) from exc
-        return count_shards_only_on(rows, names)
-
-    async def lift_node_exclusions(self) -> None:
-        # drained names come back when a cluster grows again; they must hold shards and vote
-        try:
-            await self._client.cluster.put_settings(body={"transient": {"cluster.routing.allocation.exclude._name": None}})
-            await self._client.transport.perform_request(
-                "DELETE", "/_cluster/voting_config_exclusions", params={"wait_for_removal": "false"}
-            )
-        except TransportError as exc:
-            raise _engine_error(exc) from exc
+    def admin(self) -> EngineAdmin:
+        return EngineAdmin(self._request)
 
     async def close(self) -> None:
         await self._client.close()

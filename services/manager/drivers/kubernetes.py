@@ -15,7 +15,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from kubernetes import client, config
@@ -23,12 +23,13 @@ from kubernetes.client.exceptions import ApiException
 
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials, utcnow
-from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
+from libs.common.settings import Settings
 from services.manager.drivers import DrainInProgress, EngineUnavailable
 from services.manager.drivers.kubernetes_manifests import (
     CLUSTER_LABEL,
     CREDENTIALS_SECRET,
     ENGINE,
+    ENGINE_VERSIONS,
     FIELD_MANAGER,
     FLAVOURS,
     MANAGED_BY_LABEL,
@@ -55,17 +56,26 @@ APPLY = "application/apply-patch+yaml"
 REFUSALS = (400, 401, 403, 422)  # the API will answer the same next time: a person must act
 ConnectEngine = Callable[[str, str, str | None, str | None], SearchEngine]
 
-# kind -> (API group client, read method, patch method); every namespaced but Namespace
+
+class KindCalls(NamedTuple):
+    """Where the typed client keeps one kind: its API group and its read and patch methods."""
+
+    group: str
+    read: str
+    patch: str
+
+
+# every kind is namespaced but Namespace itself
 _CALLS = {
-    "Namespace": ("core", "read_namespace", "patch_namespace"),
-    "ResourceQuota": ("core", "read_namespaced_resource_quota", "patch_namespaced_resource_quota"),
-    "LimitRange": ("core", "read_namespaced_limit_range", "patch_namespaced_limit_range"),
-    "Secret": ("core", "read_namespaced_secret", "patch_namespaced_secret"),
-    "Service": ("core", "read_namespaced_service", "patch_namespaced_service"),
-    "NetworkPolicy": ("networking", "read_namespaced_network_policy", "patch_namespaced_network_policy"),
-    "PodDisruptionBudget": ("policy", "read_namespaced_pod_disruption_budget",
-                            "patch_namespaced_pod_disruption_budget"),
-    "StatefulSet": ("apps", "read_namespaced_stateful_set", "patch_namespaced_stateful_set"),
+    "Namespace": KindCalls("core", "read_namespace", "patch_namespace"),
+    "ResourceQuota": KindCalls("core", "read_namespaced_resource_quota", "patch_namespaced_resource_quota"),
+    "LimitRange": KindCalls("core", "read_namespaced_limit_range", "patch_namespaced_limit_range"),
+    "Secret": KindCalls("core", "read_namespaced_secret", "patch_namespaced_secret"),
+    "Service": KindCalls("core", "read_namespaced_service", "patch_namespaced_service"),
+    "NetworkPolicy": KindCalls("networking", "read_namespaced_network_policy", "patch_namespaced_network_policy"),
+    "PodDisruptionBudget": KindCalls("policy", "read_namespaced_pod_disruption_budget",
+                                     "patch_namespaced_pod_disruption_budget"),
+    "StatefulSet": KindCalls("apps", "read_namespaced_stateful_set", "patch_namespaced_stateful_set"),
 }
 
 
@@ -93,12 +103,12 @@ def _refusal(exc: ApiException, what: str) -> EngineUnavailable:
         message = json.loads(exc.body or "{}").get("message", exc.reason)
     except ValueError:
         message = exc.reason
-    fix = " (grant it in deploy/kubernetes/rbac.yaml)" if exc.status == 403 else ""
+    fix = " (grant it in deploy/kubernetes/base/rbac.yaml)" if exc.status == 403 else ""
     return EngineUnavailable(f"the Kubernetes API refused to {what}: {exc.status} {message}{fix}")
 
 
 class KubernetesDriver:
-    engine_versions = {"elasticsearch": [ELASTICSEARCH_VERSION], "opensearch": [ENGINE_VERSION]}
+    engine_versions = ENGINE_VERSIONS
 
     def __init__(
         self, settings: Settings, api: client.ApiClient | None = None, connect: ConnectEngine = connect_engine
@@ -121,14 +131,14 @@ class KubernetesDriver:
         return pod_size(spec.replicas, spec.cpu, spec.memory)
 
     # -- talking to the API server (blocking; called in worker threads) --------------------
-    def _call(self, kind: str, which: int, *args: Any, **kwargs: Any) -> Any:
-        group, *methods = _CALLS[kind]
-        return getattr(self._apis[group], methods[which])(*args, _preload_content=False, **kwargs)
+    def _method(self, kind: str, verb: str) -> Callable[..., Any]:
+        calls = _CALLS[kind]
+        return getattr(self._apis[calls.group], getattr(calls, verb))
 
     def _read(self, kind: str, namespace: str, name: str) -> Manifest | None:
         args = (name,) if kind == "Namespace" else (name, namespace)
         try:
-            return json.loads(self._call(kind, 0, *args).data)
+            return json.loads(self._method(kind, "read")(*args, _preload_content=False).data)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -138,8 +148,10 @@ class KubernetesDriver:
         metadata = manifest["metadata"]
         args = (metadata["name"],) if manifest["kind"] == "Namespace" else (metadata["name"], metadata["namespace"])
         # force: the platform owns these objects; a hand edit of one of our fields is undone
-        self._call(manifest["kind"], 1, *args, body=manifest, field_manager=FIELD_MANAGER, force=True,
-                   _content_type=APPLY)
+        self._method(manifest["kind"], "patch")(
+            *args, body=manifest, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+            _preload_content=False,
+        )
         self._log.info("applied", kind=manifest["kind"], name=metadata["name"], namespace=metadata.get("namespace"))
 
     def _apply(self, manifest: Manifest, live: Manifest | None = None) -> bool:
@@ -158,14 +170,21 @@ class KubernetesDriver:
             self._send(make())
 
     def _apply_cluster(self, cluster: ClusterRecord) -> None:
+        objects = render_cluster(cluster, self._settings)
+        self._apply(objects[0])  # the namespace first: everything else lives in it
+        self._ensure_secrets(cluster)
+        for manifest in objects[1:]:
+            if manifest["kind"] == "ResourceQuota":
+                self._apply_quota(cluster, manifest)
+            else:
+                self._apply(manifest)
+
+    def _ensure_secrets(self, cluster: ClusterRecord) -> None:
         settings = self._settings
         namespace = namespace_of(cluster.id, settings)
-        objects = render_cluster(cluster, settings)
-        self._apply(objects[0])  # the namespace first: everything else lives in it
-        flavour = FLAVOURS[cluster.spec.engine]
         self._ensure_generated("Secret", namespace, CREDENTIALS_SECRET, lambda: render_credentials_secret(
             cluster, settings, generate_password()))
-        if flavour.transport_tls:
+        if FLAVOURS[cluster.spec.engine].transport_tls:
             def make_tls() -> Manifest:
                 certs = issue_transport_certificates(cluster.id, node_domains(cluster.id, settings), utcnow())
                 return render_transport_tls_secret(cluster, settings, certs.ca_pem, certs.cert_pem, certs.key_pem)
@@ -179,15 +198,16 @@ class KubernetesDriver:
                     "create it there or change ESS_IMAGE_PULL_SECRETS"
                 )
             self._apply(stamp(render_pull_secret_copy(cluster, settings, source)))
-        for manifest in objects[1:]:
-            if manifest["kind"] == "ResourceQuota":
-                live = self._read("ResourceQuota", namespace, ENGINE)
-                held = widen_quota(manifest, live)
-                if held is not manifest:
-                    self._settling[cluster.id] = manifest
-                self._apply(held, live)
-            else:
-                self._apply(manifest)
+
+    def _apply_quota(self, cluster: ClusterRecord, quota: Manifest) -> None:
+        """Apply the quota, held wide while pods of a larger size still run (settled in `observe`)."""
+        live = self._read("ResourceQuota", quota["metadata"]["namespace"], ENGINE)
+        held = widen_quota(quota, live)
+        if held is quota:
+            self._settling.pop(cluster.id, None)
+        else:
+            self._settling[cluster.id] = quota
+        self._apply(held, live)
 
     def _statefulset(self, cluster_id: str) -> Manifest | None:
         return self._read("StatefulSet", namespace_of(cluster_id, self._settings), ENGINE)
@@ -292,8 +312,8 @@ class KubernetesDriver:
         search = await self._engine(cluster)
         timeout = self._settings.kube_engine_timeout_s
         try:
-            await asyncio.wait_for(search.exclude_nodes(leaving), timeout)
-            pending = await asyncio.wait_for(search.shards_only_on(leaving), timeout)
+            await asyncio.wait_for(search.admin().exclude_nodes(leaving), timeout)
+            pending = await asyncio.wait_for(search.admin().shards_only_on(leaving), timeout)
         except Exception as exc:
             raise DrainInProgress(f"cannot drain {', '.join(leaving)} yet: engine not reachable ({exc})") from exc
         finally:
@@ -304,7 +324,7 @@ class KubernetesDriver:
     async def _lift_exclusions(self, cluster: ClusterRecord) -> None:
         search = await self._engine(cluster)
         try:
-            await asyncio.wait_for(search.lift_node_exclusions(), self._settings.kube_engine_timeout_s)
+            await asyncio.wait_for(search.admin().clear_exclusions(), self._settings.kube_engine_timeout_s)
         except Exception as exc:
             # exclusions exist only after a drain, which needed the engine; without it there are none to lift
             self._log.warning("could not lift node exclusions", cluster=cluster.id, error=str(exc))

@@ -27,11 +27,12 @@ from libs.common.quantities import (
     parse_cpu_millis,
     parse_quantity,
 )
-from libs.common.settings import Settings
+from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
 from services.manager.planning import EngineSize
 
 Manifest = dict[str, Any]
 
+ENGINE_VERSIONS = {"elasticsearch": [ELASTICSEARCH_VERSION], "opensearch": [ENGINE_VERSION]}
 FIELD_MANAGER = "es-serverless"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 TENANT_LABEL = "es-serverless.io/tenant"
@@ -186,12 +187,8 @@ def _pod_labels(cluster: ClusterRecord) -> dict[str, str]:
     }
 
 
-def _metadata(name: str, cluster: ClusterRecord, settings: Settings, labels: dict[str, str] | None = None) -> Manifest:
-    return {
-        "name": name,
-        "namespace": namespace_of(cluster.id, settings),
-        "labels": labels or cluster_labels(cluster),
-    }
+def _metadata(name: str, cluster: ClusterRecord, settings: Settings) -> Manifest:
+    return {"name": name, "namespace": namespace_of(cluster.id, settings), "labels": cluster_labels(cluster)}
 
 
 # -- the objects -------------------------------------------------------------------------
@@ -502,10 +499,10 @@ def render_for_review(cluster: ClusterRecord, settings: Settings) -> list[Manife
     if FLAVOURS[cluster.spec.engine].transport_tls:
         secrets.append(render_transport_tls_secret(cluster, settings, *[GENERATED_PLACEHOLDER] * 3))
     for name in settings.image_pull_secrets:
-        copy_ = render_pull_secret_copy(cluster, settings, {"metadata": {"name": name}})
-        del copy_["data"]
-        copy_["stringData"] = {".dockerconfigjson": COPIED_PLACEHOLDER}
-        secrets.append(copy_)
+        pull_secret = render_pull_secret_copy(cluster, settings, {"metadata": {"name": name}})
+        del pull_secret["data"]
+        pull_secret["stringData"] = {".dockerconfigjson": COPIED_PLACEHOLDER}
+        secrets.append(pull_secret)
     return objects[:1] + secrets + objects[1:]
 
 

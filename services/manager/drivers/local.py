@@ -299,8 +299,8 @@ class LocalDriver:
         """Start (or check) the drain; raise DrainInProgress until no shard lives only there."""
         client = connect_engine("opensearch", endpoint)
         try:
-            await client.exclude_nodes(leaving)
-            pending = await client.shards_only_on(leaving)
+            await client.admin().exclude_nodes(leaving)
+            pending = await client.admin().shards_only_on(leaving)
         finally:
             await client.close()
         if pending:

@@ -1,0 +1,184 @@
+"""The shard controller's handling of one metric sample: read, plan, then act or advance.
+
+Acting means: replica changes on the engine; node changes asked of the manager over NATS
+(after draining the nodes that go); resharding through a new index generation, a copy and
+an alias swap. Multi-step operations live in KV and move one step per sample, so nothing
+blocks and a restarted controller picks up where it was.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+
+import structlog
+
+from libs.common import subjects
+from libs.common.engines import SearchEngine, connect_engine
+from libs.common.engines import IndexAlreadyExists
+from libs.common.engines.admin import CopyFailed, next_generation
+from libs.common.events import (
+    ClusterScaleRequested,
+    Event,
+    MetricsSample,
+    ShardActionTaken,
+    ShardPlanChanged,
+)
+from libs.common.models import ClusterRecord, ClusterStatus, utcnow
+from services.shard_controller.planning import ShardPlan, ShardPolicy, plan_shards
+from services.shard_controller.state import ControllerState, ControllerStates, Leases, Operation
+
+Publish = Callable[[Event, str], Awaitable[None]]
+ACTIVE = (ClusterStatus.READY, ClusterStatus.SCALING)
+
+
+class ShardController:
+    def __init__(self, policy: ShardPolicy, states: ControllerStates, leases: Leases, publish: Publish,
+                 read_record: Callable[[str], Awaitable[ClusterRecord | None]],
+                 engine_for: Callable[[ClusterRecord], SearchEngine] | None = None):
+        self._policy = policy
+        self._states = states
+        self._leases = leases
+        self._publish = publish
+        self._read_record = read_record
+        self._engine_for = engine_for or (lambda r: connect_engine(r.spec.engine, r.endpoint))
+        self._history: dict[str, deque[MetricsSample]] = defaultdict(lambda: deque(maxlen=policy.sustain_samples))
+        self._log = structlog.get_logger("shard-controller")
+
+    async def on_sample(self, sample: MetricsSample) -> None:
+        self._history[sample.cluster_id].append(sample)
+        record = await self._read_record(sample.cluster_id)
+        if record is None or record.delete_requested or record.status not in ACTIVE or not record.endpoint:
+            return
+        if not await self._leases.hold(record.id):
+            return  # another controller instance acts on this cluster
+        state = await self._states.get(record.id, record.tenant_org_id)
+        engine = self._engine_for(record)
+        try:
+            if state.operation:
+                await self._advance(record, state, engine, sample)
+            else:
+                await self._plan_and_act(record, state, engine)
+        except Exception as exc:  # an engine error: report it; steps are redone on the next sample
+            self._log.warning("shard action failed", cluster=record.id, tenant=record.tenant_org_id,
+                              error=f"{type(exc).__name__}: {exc}")
+            kind = state.operation.kind if state.operation else "plan"
+            await self._action(record, kind, f"{type(exc).__name__}: {exc}", "failed")
+        finally:
+            await engine.close()
+        await self._states.put(state)
+
+    # -- planning ---------------------------------------------------------------------------
+    async def _plan_and_act(self, record: ClusterRecord, state: ControllerState, engine: SearchEngine) -> None:
+        if record.status != ClusterStatus.READY:
+            return  # the manager is changing it; plan again once it is ready
+        plan = plan_shards(record.id, record.spec.replicas, record.scaling, list(self._history[record.id]),
+                           self._policy, utcnow(), state.last_action_at)
+        planned = asdict(plan)
+        if planned != state.plan:
+            await self._publish(ShardPlanChanged(
+                cluster_id=record.id, tenant_org_id=record.tenant_org_id, nodes=plan.nodes,
+                current_nodes=plan.current_nodes, replicas=plan.replicas, splits=plan.splits, drain=plan.drain,
+                reason=plan.reason), subjects.cluster_plan(record.tenant_org_id, record.id))
+        state.plan, state.planned_at = planned, utcnow()
+        if not plan.changes_anything:
+            return
+        self._log.info("acting on plan", cluster=record.id, tenant=record.tenant_org_id, reason=plan.reason)
+        admin = engine.admin()
+        for index, replicas in plan.replicas.items():
+            await admin.set_replicas(index, replicas)
+            await self._action(record, "set_replicas", f"{index}: {replicas} replica(s)", "done")
+        state.last_action_at = utcnow()
+        if plan.nodes > plan.current_nodes:
+            state.operation = Operation(kind="scale_out", phase="resizing", nodes=plan.nodes, started_at=utcnow())
+            await self._ask_for_nodes(record, plan)
+        elif plan.nodes < plan.current_nodes:
+            state.operation = Operation(kind="scale_in", phase="draining", nodes=plan.nodes, drain=plan.drain,
+                                        started_at=utcnow())
+            await admin.exclude_nodes(plan.drain)
+            await self._action(record, "drain", f"moving shards off {', '.join(plan.drain)}", "started")
+        elif plan.splits:
+            await self._start_reshard(record, state, engine, plan)
+
+    async def _ask_for_nodes(self, record: ClusterRecord, plan_or_op) -> None:
+        nodes = plan_or_op.nodes
+        await self._publish(ClusterScaleRequested(cluster_id=record.id, tenant_org_id=record.tenant_org_id,
+                                                  nodes=nodes, reason=getattr(plan_or_op, "reason", "drained")),
+                            subjects.cluster_scale(record.tenant_org_id, record.id))
+        await self._action(record, "scale_requested", f"{nodes} node(s) asked of the manager", "started")
+
+    async def _start_reshard(self, record: ClusterRecord, state: ControllerState, engine: SearchEngine,
+                             plan: ShardPlan) -> None:
+        source, primaries = next(iter(plan.splits.items()))
+        state.operation = Operation(kind="reshard", phase="starting", alias=source.rpartition("-")[0],
+                                    source=source, target=next_generation(source), nodes=primaries,
+                                    started_at=utcnow())
+        await self._states.put(state)  # recorded before the first step, so a crash resumes it
+        await self._advance_reshard(record, state, engine.admin())
+
+    async def _advance_reshard(self, record: ClusterRecord, state: ControllerState, admin) -> None:
+        op = state.operation
+        if op.phase == "starting":
+            try:
+                await admin.create_index_like(op.source, op.target, op.nodes)
+            except IndexAlreadyExists:
+                pass  # made before a crash
+            await admin.move_writes(op.alias, op.source, op.target)
+            op.task_id = await admin.start_copy(op.source, op.target)
+            op.phase = "copying"
+            await self._action(record, "reshard", f"{op.alias}: {op.source} -> {op.target} with {op.nodes} "
+                               "primaries; writes go to the new index, reads to both", "started")
+            return
+        try:
+            done = await admin.copy_done(op.task_id)
+        except CopyFailed as exc:
+            await admin.move_writes(op.alias, op.target, op.source)  # back as it was
+            await admin.delete_index(op.target)
+            state.operation = None
+            await self._action(record, "reshard", f"rolled back: {exc}", "failed")
+            return
+        if not done:
+            return
+        if op.phase == "copying":
+            # a bulk that resolved the alias just before the swap may land after the copy's
+            # snapshot: a second pass, which skips what is there, catches such stragglers
+            await admin.refresh(op.source)
+            op.task_id = await admin.start_copy(op.source, op.target)
+            op.phase = "catching_up"
+            return
+        await admin.refresh(op.target)
+        await admin.retire(op.alias, op.source)
+        await self._finish(record, state, "reshard", f"{op.alias} now on {op.target}")
+
+    # -- operations in flight ----------------------------------------------------------------
+    async def _advance(self, record: ClusterRecord, state: ControllerState, engine: SearchEngine,
+                       sample: MetricsSample) -> None:
+        op = state.operation
+        admin = engine.admin()
+        if op.kind == "scale_out":
+            if record.status == ClusterStatus.READY and sample.stats.nodes >= op.nodes:
+                await self._finish(record, state, "scale_out", f"{op.nodes} node(s)")
+        elif op.kind == "scale_in" and op.phase == "draining":
+            left = await admin.undrained(op.drain)
+            if left == 0:
+                op.phase = "resizing"
+                await self._action(record, "drain", f"{', '.join(op.drain)} empty", "done")
+                await self._ask_for_nodes(record, op)
+        elif op.kind == "scale_in" and op.phase == "resizing":
+            if record.status == ClusterStatus.READY and record.spec.replicas == op.nodes \
+                    and sample.stats.nodes == op.nodes:
+                await admin.clear_exclusions()
+                await self._finish(record, state, "scale_in", f"{op.nodes} node(s)")
+        elif op.kind == "reshard":
+            await self._advance_reshard(record, state, admin)
+
+    async def _finish(self, record: ClusterRecord, state: ControllerState, action: str, detail: str) -> None:
+        state.operation = None
+        state.last_action_at = utcnow()
+        await self._action(record, action, detail, "done")
+
+    async def _action(self, record: ClusterRecord, action: str, detail: str, outcome: str) -> None:
+        await self._publish(ShardActionTaken(cluster_id=record.id, tenant_org_id=record.tenant_org_id,
+                                             action=action, detail=detail, outcome=outcome),
+                            subjects.cluster_action(record.tenant_org_id, record.id))

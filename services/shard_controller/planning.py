@@ -1,0 +1,176 @@
+"""Pure decisions of the shard controller: from recent samples, the cluster's policy and the
+platform's, a `ShardPlan` (node count, replicas per index, splits, nodes to drain) and why.
+
+No I/O: the same samples and time always give the same plan. A "do nothing" plan has a reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from libs.common.events import MetricsSample
+from libs.common.models import ScalingPolicy
+
+GB = 10**9
+
+
+@dataclass(frozen=True)
+class ShardPolicy:
+    shard_target_max_gb: float = 50.0
+    shard_target_gb: float = 25.0
+    shards_per_gb_heap: int = 20
+    max_primaries: int = 32
+    search_per_shard_high: float = 50.0
+    search_per_shard_low: float = 1.0
+    heap_high: float = 0.80
+    heap_low: float = 0.30
+    cpu_high: float = 80.0
+    cpu_low: float = 15.0
+    disk_used_high: float = 0.80
+    sustain_samples: int = 3
+    cooldown_s: float = 120.0
+
+    @classmethod
+    def from_settings(cls, settings) -> "ShardPolicy":
+        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    cluster_id: str
+    nodes: int  # the node count to have
+    replicas: dict[str, int]  # index -> replicas to have (changed ones only)
+    splits: dict[str, int]  # index -> primaries to reshard to
+    drain: list[str]  # nodes to empty before they go
+    reason: str
+    current_nodes: int = 0
+
+    @property
+    def changes_anything(self) -> bool:
+        return self.nodes != self.current_nodes or bool(self.replicas or self.splits)
+
+
+@dataclass
+class _Reasons:
+    parts: list[str] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def text(self, fallback: str) -> str:
+        return "; ".join(self.parts) or fallback
+
+
+def _sustained(samples: list[MetricsSample], n: int, test) -> bool:
+    return len(samples) >= n and all(test(s) for s in samples[-n:])
+
+
+def _heap(s: MetricsSample) -> float:
+    return s.stats.heap_used_bytes / s.stats.heap_max_bytes if s.stats.heap_max_bytes else 0.0
+
+
+def _disk_used(s: MetricsSample) -> float:
+    total = s.stats.disk_total_bytes
+    return 1 - s.stats.disk_free_bytes / total if total else 0.0
+
+
+def _search_per_copy(s: MetricsSample, index: str) -> float | None:
+    stats = next((i for i in s.stats.per_index if i.name == index), None)
+    rate = s.index_rates.get(index)
+    if stats is None or rate is None or rate.search_per_s is None:
+        return None
+    return rate.search_per_s / (stats.primaries * (1 + stats.replicas))
+
+
+def plan_shards(
+    cluster_id: str,
+    nodes: int,
+    scaling: ScalingPolicy,
+    samples: list[MetricsSample],
+    policy: ShardPolicy,
+    now: datetime,
+    last_action_at: datetime | None,
+) -> ShardPlan:
+    """The plan for one cluster; `samples` are its recent metric samples, oldest first."""
+    def nothing(reason: str) -> ShardPlan:
+        return ShardPlan(cluster_id, nodes, {}, {}, [], reason, nodes)
+
+    if not scaling.autoscaling:
+        return nothing("autoscaling is off for this cluster (pinned by the tenant)")
+    if not samples:
+        return nothing("no metrics yet")
+    latest = samples[-1]
+    if latest.stats.health == "red":
+        return nothing("cluster is red: no changes until it recovers")
+    why = _Reasons()
+    n = policy.sustain_samples
+
+    # -- node count: bounds first, then pressure, then idleness ----------------------------
+    target = nodes
+    if nodes < scaling.min_nodes:
+        target = scaling.min_nodes
+        why.add(f"below the tenant's minimum of {scaling.min_nodes} nodes")
+    elif nodes > scaling.max_nodes:
+        target = scaling.max_nodes
+        why.add(f"above the tenant's maximum of {scaling.max_nodes} nodes")
+    else:
+        pressed = [
+            name for name, test in (
+                (f"heap above {policy.heap_high:.0%}", lambda s: _heap(s) > policy.heap_high),
+                (f"CPU above {policy.cpu_high:.0f} %", lambda s: s.stats.cpu_percent > policy.cpu_high),
+                (f"disk above {policy.disk_used_high:.0%} used", lambda s: _disk_used(s) > policy.disk_used_high),
+            ) if _sustained(samples, n, test)
+        ]
+        heap_gb_per_node = latest.stats.heap_max_bytes / max(latest.stats.nodes, 1) / 2**30
+        budget = max(1, int(policy.shards_per_gb_heap * heap_gb_per_node))
+        copies = sum(i.primaries * (1 + i.replicas) for i in latest.stats.per_index)
+        if copies > budget * nodes:
+            pressed.append(f"{copies} shard copies exceed {budget} per node")
+        idle = _sustained(samples, n, lambda s: _heap(s) < policy.heap_low and s.stats.cpu_percent < policy.cpu_low)
+        if pressed and nodes < scaling.max_nodes:
+            target = nodes + 1
+            why.add(", ".join(pressed) + f" for {n} samples")
+        elif idle and nodes > scaling.min_nodes and copies <= budget * (nodes - 1):
+            target = nodes - 1
+            why.add(f"heap below {policy.heap_low:.0%} and CPU below {policy.cpu_low:.0f} % for {n} samples")
+    cooling = last_action_at is not None and (now - last_action_at).total_seconds() < policy.cooldown_s
+    if target != nodes and cooling and scaling.min_nodes <= nodes <= scaling.max_nodes:
+        why.parts.clear()
+        why.add(f"would change nodes {nodes} -> {target} but is cooling down after the last action")
+        target = nodes
+
+    # -- replicas per index: by search load per shard copy, within what the nodes allow --------
+    replicas: dict[str, int] = {}
+    most = max(target - 1, 0)
+    least = 1 if target > 1 else 0
+    for index in latest.stats.per_index:
+        wanted = index.replicas
+        hot = _sustained(samples, n, lambda s: (r := _search_per_copy(s, index.name)) is not None
+                         and r > policy.search_per_shard_high)
+        cold = _sustained(samples, n, lambda s: (r := _search_per_copy(s, index.name)) is not None
+                          and r < policy.search_per_shard_low)
+        if hot and not cooling and index.replicas < most:
+            wanted = index.replicas + 1
+            why.add(f"{index.name}: search above {policy.search_per_shard_high:g}/s per shard copy")
+        elif cold and not cooling and index.replicas > least:
+            wanted = index.replicas - 1
+            why.add(f"{index.name}: search below {policy.search_per_shard_low:g}/s per shard copy")
+        bounded = min(max(wanted, least), most)
+        if bounded != wanted:
+            why.add(f"{index.name}: {target} node(s) hold {bounded} replica(s)")
+        if bounded != index.replicas:
+            replicas[index.name] = bounded
+
+    # -- splits: primaries beyond the target size ---------------------------------------
+    splits: dict[str, int] = {}
+    for index in latest.stats.per_index:
+        per_primary = index.primary_store_bytes / index.primaries
+        if per_primary > policy.shard_target_max_gb * GB and index.primaries < policy.max_primaries and not cooling:
+            wanted = max(index.primaries + 1, math.ceil(index.primary_store_bytes / (policy.shard_target_gb * GB)))
+            splits[index.name] = min(wanted, policy.max_primaries)
+            why.add(f"{index.name}: primaries of {per_primary / GB:.1f} GB exceed {policy.shard_target_max_gb:g} GB")
+
+    drain = [f"Node {i}" for i in range(target + 1, nodes + 1)]
+    return ShardPlan(cluster_id, target, replicas, splits, drain, why.text("within policy: nothing to change"), nodes)

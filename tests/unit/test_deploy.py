@@ -1,0 +1,245 @@
+"""deploy/ and docker-compose.yml, checked as far as a machine without Docker or Kubernetes
+can: every address names a host that exists, images are pinned, nothing dials localhost,
+the images are slim and unprivileged, and kustomize's output is valid Kubernetes."""
+
+import re
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from libs.common.settings import Settings
+from services.manager.drivers.kubernetes_manifests import engine_image
+from tests.deployment import REPO, compose, environment_of, kustomize_build, round_trips
+
+SERVICES = {"manager": 8080, "shard_controller": 8081, "reporting": 9108}
+LOOPBACK = re.compile(r"localhost|127\.0\.0\.1|\[?::1\]?")
+HOST_PORT = re.compile(r"(?:[a-z][a-z0-9+.-]*://)?([A-Za-z0-9][A-Za-z0-9.-]*):(\d+)")
+
+
+def hosts_named(text: str) -> set[str]:
+    """Every host in `host:port` or `scheme://host:port` form; bind addresses are not hosts."""
+    return {host for host, _ in HOST_PORT.findall(text) if host not in {"0.0.0.0"}}
+
+
+def is_pinned(image: str) -> bool:
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag not in {"", "latest"} and "@" not in name
+
+
+def ess_keys_are_settings(env: dict[str, str]) -> list[str]:
+    return [k for k in env if k.startswith("ESS_") and k[4:].lower() not in Settings.model_fields]
+
+
+# -- docker-compose.yml ------------------------------------------------------------------
+def test_compose_runs_the_platform_its_engine_and_its_observability():
+    services = compose()["services"]
+    assert set(services) >= {"nats", "manager", "shard-controller", "reporting", "elasticsearch", "kibana",
+                             "minio", "minio-setup", "prometheus", "grafana"}
+    assert "--jetstream" in services["nats"]["command"]
+    for name in ("manager", "shard-controller", "reporting"):
+        dockerfile = services[name]["build"]["dockerfile"]
+        assert (REPO / dockerfile).is_file() and services[name]["build"]["context"] == "."
+    assert services["elasticsearch"]["image"].endswith("/elasticsearch/elasticsearch:8.15.3")
+    assert services["kibana"]["image"].endswith("/kibana/kibana:8.15.3")
+
+
+def test_every_address_in_compose_names_a_compose_service_and_none_is_loopback():
+    services = compose()["services"]
+    for name, service in services.items():
+        env = environment_of(service)
+        settings_text = " ".join(env.values()) + " " + " ".join(map(str, service.get("command") or []))
+        assert not LOOPBACK.search(settings_text), name
+        for host in hosts_named(settings_text):
+            assert host in services, f"{name} dials {host}, which is no compose service"
+        assert ess_keys_are_settings(env) == [], f"{name}: not a setting"
+    platform_env = environment_of(services["manager"])
+    assert platform_env["ESS_NATS_URL"] == "nats://nats:4222" and platform_env["ESS_API_HOST"] == "0.0.0.0"
+    assert platform_env["ESS_DRIVER"] == "kubernetes"
+
+
+def test_compose_images_are_pinned_and_one_variable_moves_them_to_a_mirror():
+    services = compose()["services"]
+    for name, service in services.items():
+        assert is_pinned(service["image"]), f"{name}: {service['image']}"
+    mirrored = compose({"ESS_IMAGE_REGISTRY": "mirror.corp:5000"})["services"]
+    for name, service in mirrored.items():
+        if "build" not in service:
+            assert service["image"].startswith("mirror.corp:5000/"), name
+        else:
+            assert service["build"]["args"]["REGISTRY"] == "mirror.corp:5000", name
+    assert environment_of(mirrored["manager"])["ESS_IMAGE_REGISTRY"] == "mirror.corp:5000"
+
+
+def test_minio_console_has_its_own_address_and_a_one_shot_makes_the_snapshots_bucket():
+    services = compose()["services"]
+    command = services["minio"]["command"]
+    assert command[command.index("--console-address") + 1] == ":9001"
+    assert "9001:9001" in services["minio"]["ports"]
+    setup = " ".join(services["minio-setup"]["command"])
+    assert "mc mb --ignore-existing platform/snapshots" in setup
+    assert "http://minio:9000" in setup
+    assert services["minio-setup"]["restart"] == "no"
+    assert services["minio-setup"]["depends_on"]["minio"]["condition"] == "service_healthy"
+
+
+def test_prometheus_and_grafana_mount_the_monitoring_files_and_their_targets_exist():
+    services = compose()["services"]
+    mounts = {m.split(":")[0]: m.split(":")[1] for s in ("prometheus", "grafana") for m in services[s]["volumes"]
+              if m.startswith("./")}
+    assert mounts == {
+        "./deploy/monitoring/prometheus.yml": "/etc/prometheus/prometheus.yml",
+        "./deploy/monitoring/alerts.yml": "/etc/prometheus/alerts.yml",
+        "./deploy/monitoring/grafana/provisioning": "/etc/grafana/provisioning",
+        "./deploy/monitoring/grafana/dashboards": "/var/lib/grafana/dashboards",
+    }
+    for host_path in mounts:
+        assert (REPO / host_path).exists(), host_path
+    prometheus = yaml.safe_load((REPO / "deploy/monitoring/prometheus.yml").read_text())
+    targets = [t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
+    assert targets and all(t.split(":")[0] in services for t in targets)
+    datasources = REPO / "deploy/monitoring/grafana/provisioning/datasources"
+    for path in datasources.glob("*.y*ml"):
+        for source in yaml.safe_load(path.read_text())["datasources"]:
+            assert urlparse(source["url"]).hostname in services
+
+
+def test_every_depends_on_names_a_service():
+    services = compose()["services"]
+    for name, service in services.items():
+        for dependency in service.get("depends_on", []):
+            assert dependency in services, f"{name} -> {dependency}"
+
+
+# -- the Dockerfiles ---------------------------------------------------------------------
+def stages(dockerfile: str) -> list[str]:
+    return re.split(r"(?m)^FROM ", dockerfile)[1:]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_each_image_builds_wheels_apart_and_runs_slim_unprivileged_and_checked(service):
+    text = (REPO / "deploy/docker" / f"{service}.Dockerfile").read_text()
+    builder, final = stages(text)
+    assert builder.split()[0] == final.split()[0] and "slim" in text.split("PYTHON_IMAGE=")[1].split()[0]
+    assert " AS builder" in builder.splitlines()[0] and "pip wheel" in builder
+    assert "COPY --from=builder /wheels" in final and "--no-index" in final
+    assert not re.search(r"apt-get|gcc|build-essential|\bmake\b|git ", final)
+    user = re.search(r"(?m)^USER (\S+)", final).group(1)
+    assert user.split(":")[0] not in {"0", "root"}
+    healthcheck = re.search(r"(?ms)^HEALTHCHECK .*?\]$", final).group(0)
+    assert "urllib.request" in healthcheck and "/health" in healthcheck
+    assert f'CMD ["python", "-m", "services.{service}"]' in final
+    port_setting = re.search(r"os\.environ\['(ESS_[A-Z_]+)'\]", healthcheck).group(1)
+    assert re.search(rf"{port_setting}={SERVICES[service]}\b", final)
+    env = dict(re.findall(r"(ESS_[A-Z_]+)=(\S+)", final))
+    assert env["ESS_API_HOST"] == "0.0.0.0" and env["ESS_NATS_URL"] == "nats://nats:4222"
+    assert ess_keys_are_settings(env) == []
+    assert "localhost" not in text
+    # the one loopback address allowed: the container checking itself
+    assert [line for line in text.splitlines() if "127.0.0.1" in line and "urlopen" not in line] == []
+
+
+def test_the_build_context_carries_only_the_code():
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert ignored[ignored.index("*")] == "*"
+    assert {"!pyproject.toml", "!libs/", "!services/"} <= set(ignored)
+
+
+# -- deploy/kubernetes, through kustomize -------------------------------------------------
+@pytest.fixture(scope="module")
+def control_plane():
+    return kustomize_build("deploy/kubernetes")
+
+
+@pytest.fixture(scope="module")
+def air_gapped():
+    return kustomize_build("deploy/kubernetes/overlays/air-gapped")
+
+
+def find(objects, kind, name=None):
+    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert found, f"no {kind} {name or ''}"
+    return found if name is None else found[0]
+
+
+def workloads(objects):
+    return [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+@pytest.mark.parametrize("variant", ["control_plane", "air_gapped"])
+def test_kustomize_output_is_valid_kubernetes_objects(variant, request):
+    objects = request.getfixturevalue(variant)
+    kinds = {o["kind"] for o in objects}
+    assert kinds >= {"Namespace", "ConfigMap", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                     "Service", "Deployment", "StatefulSet"}
+    for obj in objects:
+        assert round_trips(obj), f"{obj['kind']} {obj['metadata']['name']}"
+        if obj["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+            assert obj["metadata"]["namespace"] == "es-serverless", obj["metadata"]["name"]
+    assert not LOOPBACK.search(yaml.safe_dump_all(objects).replace("0.0.0.0", ""))
+
+
+def test_control_plane_runs_nats_with_jetstream_as_a_statefulset_and_the_three_services(control_plane):
+    nats = find(control_plane, "StatefulSet", "nats")
+    container = nats["spec"]["template"]["spec"]["containers"][0]
+    assert "--jetstream" in container["args"] and "--store_dir=/data" in container["args"]
+    assert nats["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert {d["metadata"]["name"] for d in find(control_plane, "Deployment")} == {
+        "manager", "shard-controller", "reporting"}
+    for deployment in find(control_plane, "Deployment"):
+        name = deployment["metadata"]["name"]
+        service = find(control_plane, "Service", name)
+        assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_workloads_are_pinned_unprivileged_and_probed(control_plane):
+    for workload in workloads(control_plane):
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, workload["metadata"]["name"]
+        for container in pod["containers"]:
+            assert is_pinned(container["image"]), container["image"]
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["readinessProbe"] and container["livenessProbe"]
+            assert "limits" in container["resources"]
+
+
+def test_settings_configmap_names_services_by_cluster_dns_and_only_real_settings(control_plane):
+    settings = find(control_plane, "ConfigMap", "es-serverless-settings")["data"]
+    assert ess_keys_are_settings(settings) == []
+    Settings(**{k[4:].lower(): v for k, v in settings.items()})  # every value parses
+    host = urlparse(settings["ESS_NATS_URL"]).hostname
+    service, namespace, *rest = host.split(".")
+    assert rest == ["svc", "cluster", "local"]
+    nats = find(control_plane, "Service", service)
+    assert nats["metadata"]["namespace"] == namespace == settings["ESS_KUBE_PLATFORM_NAMESPACE"]
+    assert urlparse(settings["ESS_NATS_URL"]).port in {p["port"] for p in nats["spec"]["ports"]}
+    assert settings["ESS_DRIVER"] == "kubernetes" and settings["ESS_KUBE_IN_CLUSTER"] == "true"
+    for deployment in find(control_plane, "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["envFrom"] == [{"configMapRef": {"name": "es-serverless-settings"}}]
+
+
+def test_only_the_manager_holds_an_api_identity(control_plane):
+    binding = find(control_plane, "ClusterRoleBinding", "es-serverless-manager")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "manager", "namespace": "es-serverless"}]
+    find(control_plane, "ServiceAccount", "manager")
+    for deployment in find(control_plane, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        if deployment["metadata"]["name"] == "manager":
+            assert pod["serviceAccountName"] == "manager"
+        else:
+            assert pod["automountServiceAccountToken"] is False
+
+
+def test_air_gapped_overlay_pulls_every_image_from_one_registry_with_a_pull_secret(air_gapped):
+    mirror = "registry.corp.example:5000"
+    for workload in workloads(air_gapped):
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}], workload["metadata"]["name"]
+        assert all(c["image"].startswith(mirror + "/") for c in pod["containers"])
+    settings = find(air_gapped, "ConfigMap", "es-serverless-settings")["data"]
+    assert settings["ESS_IMAGE_PULL_SECRETS"] == "regcred"
+    engine_settings = Settings(**{k[4:].lower(): v for k, v in settings.items()})
+    for engine in ("elasticsearch", "opensearch"):
+        assert engine_image(engine, engine_settings).startswith(mirror + "/")
