@@ -266,7 +266,7 @@ def rss_mb(pid: int) -> float:
 
 
 # -- seeding the clusters bucket ---------------------------------------------------------------------
-async def seed_clusters(nats_url: str, endpoints: list[str], count: int) -> None:
+async def seed_clusters(nats_url: str, endpoint: str, count: int) -> None:
     from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus
     from libs.common.service import build_broker
     from libs.common.settings import ENGINE_VERSION, Settings
@@ -284,7 +284,7 @@ async def seed_clusters(nats_url: str, endpoints: list[str], count: int) -> None
             await store.create(ClusterRecord(
                 id=f"c{i:06d}bench", tenant_org_id=f"bench{i:06d}", user="bench", service_name=f"svc{i}",
                 spec=spec, generation=1, observed_generation=1, status=ClusterStatus.READY,
-                status_reason="stand-in engine", health="green", nodes=1, endpoint=endpoints[i % len(endpoints)],
+                status_reason="stand-in engine", health="green", nodes=1, endpoint=endpoint,
             ))
 
         for start in range(0, count, 100):
@@ -310,7 +310,10 @@ async def measure(nats_url: str, interval: float, seconds: float, pids: dict[str
         if not first.done():
             first.set_result(now)
 
-    nc = await nats.connect(nats_url)
+    async def quiet(exc: Exception) -> None:  # a Ctrl-C stops NATS too; the cleanup reports what matters
+        pass
+
+    nc = await nats.connect(nats_url, error_cb=quiet, max_reconnect_attempts=3, reconnect_time_wait=0.5)
     try:
         js = nc.jetstream()
         sub = await js.subscribe("ess.metrics.>", stream=subjects.METRICS_STREAM, ordered_consumer=True,
@@ -364,7 +367,7 @@ def poll_figures(port: int) -> dict:
             "p50": quantile(0.5), "p99": quantile(0.99)}
 
 
-def report(result: dict, clusters: int, interval: float, seconds: float, ports: list[int], polls: dict) -> list[str]:
+def report(result: dict, clusters: int, interval: float, seconds: float, port: int, polls: dict) -> list[str]:
     start, end = result["start"], result["end"]
     window = [r for r in result["received"] if start <= r[1] < end]  # samples taken inside the window
     lags = sorted(r[0] - r[1] for r in window)
@@ -400,9 +403,8 @@ def report(result: dict, clusters: int, interval: float, seconds: float, ports: 
     ok = clusters >= TARGET_CLUSTERS and interval <= TARGET_INTERVAL_S and p99 < TARGET_LAG_S and full
     lines = [
         f"reporting pipeline: {clusters} clusters, {interval:g} s interval, {seconds:g} s measured after "
-        f"{interval:g} s warm-up; stand-in engine: one aiohttp process, "
-        f"{'one endpoint' if len(ports) == 1 else f'{len(ports)} endpoints'} "
-        f"(127.0.0.1:{','.join(map(str, ports))}) shared by all clusters, 1 node, "
+        f"{interval:g} s warm-up; stand-in engine: one aiohttp process, one endpoint 127.0.0.1:{port} "
+        f"shared by all clusters (each cluster's client has its own connections), 1 node, "
         f"{len(TENANT_INDICES)}+{len(SYSTEM_INDICES)} indices, bodies {sizes[0]}+{sizes[1]}+{sizes[2]} B per poll",
         f"samples/s: {rate:.1f} (expected {expected:.1f}); per 1 s bin median {statistics.median(per_second):.0f}, "
         f"min {min(per_second)}, max {max(per_second)}; {len(window)} samples taken in the window",
@@ -440,27 +442,25 @@ def log_summary(log: Path) -> list[str]:
         "reporting log: no warnings or errors"]
 
 
-def run(clusters: int, interval: float, seconds: float, endpoints: int = 1, keep_logs: Path | None = None) -> list[str]:
+def run(clusters: int, interval: float, seconds: float, keep_logs: Path | None = None) -> list[str]:
     state = Path(tempfile.mkdtemp(prefix="ess-bench-reporting-")).resolve()
     logs = state / "logs"
     logs.mkdir()
     nats_url = f"nats://127.0.0.1:{free_port()}"
     reporting_port = free_port()
-    stand_in_ports = [free_port() for _ in range(endpoints)]
+    stand_in_port = free_port()
     nats = NatsServer(nats_url, state / "nats", logs / "nats.log")
     processes: dict[str, subprocess.Popen] = {}
     previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         nats.start()
-        for n, port in enumerate(stand_in_ports):
-            with open(logs / f"stand-in-{n}.log", "ab") as log:
-                processes[f"stand-in-{n}"] = subprocess.Popen(
-                    [sys.executable, os.path.abspath(__file__), "--serve-stand-in", str(port)], cwd=REPO,
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0)
-        for port in stand_in_ports:
-            wait_for_port("127.0.0.1", port, 15)
+        with open(logs / "stand-in.log", "ab") as log:
+            processes["stand-in"] = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--serve-stand-in", str(stand_in_port)], cwd=REPO,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0)
+        wait_for_port("127.0.0.1", stand_in_port, 15)
         started = time.perf_counter()
-        asyncio.run(seed_clusters(nats_url, [f"http://127.0.0.1:{p}" for p in stand_in_ports], clusters))
+        asyncio.run(seed_clusters(nats_url, f"http://127.0.0.1:{stand_in_port}", clusters))
         print(f"  {clusters} ready cluster records written in {time.perf_counter() - started:.1f} s", flush=True)
         env = {"ESS_NATS_URL": nats_url, "ESS_REPORTING_PORT": str(reporting_port), "ESS_POLL_INTERVAL_S": str(interval),
                "ESS_LOG_LEVEL": "WARNING", "ESS_STATE_DIR": str(state)}
@@ -470,18 +470,17 @@ def run(clusters: int, interval: float, seconds: float, endpoints: int = 1, keep
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0)
         _wait_ready("reporting", processes["reporting"], reporting_port, logs / "reporting.log")
         pids = {"reporting": processes["reporting"].pid, "nats": nats.process.pid,
-                "stand-in": processes["stand-in-0"].pid}
+                "stand-in": processes["stand-in"].pid}
         result = asyncio.run(measure(nats_url, interval, seconds, pids))
         polls = poll_figures(reporting_port)
-        lines = report(result, clusters, interval, seconds, stand_in_ports, polls)
+        lines = report(result, clusters, interval, seconds, stand_in_port, polls)
         lines += log_summary(logs / "reporting.log")
         for process in processes.values():
             if process.poll() is None:
                 process.terminate()
-        for n in range(endpoints):
-            _stop(processes[f"stand-in-{n}"])
-            lines += [line for line in (logs / f"stand-in-{n}.log").read_text(errors="replace").splitlines()
-                      if line.startswith("stand-in answered")]
+        _stop(processes["stand-in"])
+        lines += [line for line in (logs / "stand-in.log").read_text(errors="replace").splitlines()
+                  if line.startswith("stand-in answered")]
         return lines
     finally:
         previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
@@ -510,7 +509,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds after the warm-up")
     parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the service logs here before cleanup")
     args = parser.parse_args()
-    print("\n".join(run(args.clusters, args.interval, args.seconds, keep_logs=args.keep_logs)))
+    try:
+        lines = run(args.clusters, args.interval, args.seconds, keep_logs=args.keep_logs)
+    except KeyboardInterrupt:
+        print("interrupted: everything started was stopped and the temp dir removed", file=sys.stderr)
+        raise SystemExit(130)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

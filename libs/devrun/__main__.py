@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +34,11 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) == 0
 
 
 def setup(settings: Settings) -> int:
@@ -64,6 +70,13 @@ def up(settings: Settings) -> int:
     pidfile = _pidfile(settings)
     if pidfile.exists() and _alive(int(pidfile.read_text())):
         print(f"the platform already runs (pid {pidfile.read_text()}); `make down` stops it", file=sys.stderr)
+        return 1
+    busy = [f"{name} {port}" for name, port in (
+        ("ESS_API_PORT", settings.api_port), ("ESS_SHARD_CONTROLLER_PORT", settings.shard_controller_port),
+        ("ESS_REPORTING_PORT", settings.reporting_port), ("ESS_NATS_URL", NatsServer.port_of(settings.nats_url)),
+    ) if _listening(settings.api_host, port)]
+    if busy:
+        print(f"ports in use: {', '.join(busy)}; stop what holds them or set those variables", file=sys.stderr)
         return 1
     state = settings.state_dir.resolve()
     state.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,10 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
 
 
 class NatsServer:
+    @staticmethod
+    def port_of(url: str) -> int:
+        return urlparse(url).port or 4222
+
     def __init__(self, url: str, store_dir: Path, log_file: Path):
         parsed = urlparse(url)
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 4222
@@ -44,6 +48,7 @@ class NatsServer:
             self.process = subprocess.Popen(
                 [nats_server_binary(), "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.store_dir)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                process_group=0,  # Ctrl-C reaches `up`, which stops NATS last, after the services
             )
         wait_for_port(self.host, self.port, 10)
 

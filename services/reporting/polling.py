@@ -112,11 +112,16 @@ class Poller:
         previous: tuple[OperationTotals, float] | None = None
         index_previous: dict[str, tuple[OperationTotals, float]] = {}
         loop = asyncio.get_running_loop()
-        next_at = loop.time() + random.uniform(0, min(interval, 1.0))  # spread the fleet's polls
+        # The first poll comes within a second. The step after it is cut to a random half to whole
+        # interval, so a fleet tracked at once (a restart of reporting) spreads its polls over the
+        # interval instead of polling in one burst every interval; every later step is the interval.
+        next_at = loop.time() + random.uniform(0, min(interval, 1.0))
+        step = random.uniform(interval / 2, interval)
         try:
             while True:
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
-                next_at = max(next_at + interval, loop.time())
+                next_at = max(next_at + step, loop.time())
+                step = interval
                 sample = await self._poll_once(engine, record.id, previous, index_previous)
                 if sample is None:
                     previous = None  # rates restart after a gap rather than spanning it

@@ -24,14 +24,13 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
         "ESS_REPORTING_PORT": str(free_port()),
         "ESS_LOCAL_PORT_BASE": "33200",
     }
-    up = subprocess.Popen([sys.executable, "-m", "libs.devrun", "up"], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = tmp_path / "up.log"  # a file, not a pipe: nobody has to keep reading it
+    with open(output, "wb") as sink:
+        up = subprocess.Popen([sys.executable, "-m", "libs.devrun", "up"], cwd=REPO, env=env,
+                              stdout=sink, stderr=subprocess.STDOUT)
     try:
-        banner = ""
-        while "es-serverless is up" not in banner:
-            line = up.stdout.readline()
-            assert line, f"`up` ended early: {banner}"
-            banner += line
+        banner = wait_until(lambda: "es-serverless is up" in (text := output.read_text()) and text, 60,
+                            what=f"the banner of `up` (pid {up.pid})")
         api_url = f"http://127.0.0.1:{env['ESS_API_PORT']}"
         assert api_url in banner
         with httpx.Client(base_url=api_url, timeout=30) as api:
@@ -44,9 +43,12 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
         assert down.returncode == 0, down.stderr
         assert up.wait(30) == 0
     finally:
-        if up.poll() is None:
-            up.kill()
-        up.stdout.close()
+        if up.poll() is None:  # a failed test still stops all that `up` started
+            up.terminate()
+            try:
+                up.wait(60)
+            except subprocess.TimeoutExpired:
+                up.kill()
     assert find_engines(tmp_path.resolve() / "clusters") == []
     for port in (env["ESS_API_PORT"], env["ESS_NATS_URL"].rsplit(":", 1)[1]):
         with __import__("socket").socket() as sock:
