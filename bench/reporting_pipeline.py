@@ -19,8 +19,8 @@ samples of one cluster, and the CPU and RSS of the reporting process (NATS and t
 context). At the end it reads reporting's own /metrics once (poll errors, poll duration).
 
 Target: 1,000 clusters at a 10 s interval with lag under 1 s: p99 lag < 1 s, and every cluster
-sampled in the window with no gap between its samples over the interval + 1 s. On exit, also on Ctrl-C or SIGTERM, everything it started is stopped
-and its temp dir removed.
+sampled in the window with no gap between its samples over the interval + 1 s. On exit, also on
+Ctrl-C or SIGTERM, everything it started is stopped and its temp dir removed.
 """
 
 from __future__ import annotations
@@ -131,9 +131,11 @@ class StandIn:
         heap_max = 512 * 2**20
         heap_used = int(heap_max * (0.35 + 0.25 * random.random()))
         gcs = int(up_ms / 2000)
-        pool = lambda used, peak, mx: {"used_in_bytes": used, "max_in_bytes": mx, "peak_used_in_bytes": peak,  # noqa: E731
-                                       "peak_max_in_bytes": mx, "last_gc_stats": {"used_in_bytes": used // 2,
-                                       "max_in_bytes": mx, "usage_percent": 20}}
+
+        def pool(used: int, peak: int, mx: int) -> dict:
+            return {"used_in_bytes": used, "max_in_bytes": mx, "peak_used_in_bytes": peak, "peak_max_in_bytes": mx,
+                    "last_gc_stats": {"used_in_bytes": used // 2, "max_in_bytes": mx, "usage_percent": 20}}
+
         disk_total = 50 * GB
         disk_free = disk_total - 12 * GB - int(now - self.started) * 4096
         node = {
@@ -224,8 +226,8 @@ def serve_stand_in(port: int) -> None:
         answer = answers.get(request.path) if request.method == "GET" else None
         engine.requests[f"{request.method} {request.raw_path}{'' if answer else ' (unknown: 404)'}"] += 1
         if answer is None:
-            return web.json_response({"error": {"type": "bench_unknown_request", "reason": request.path}, "status": 404},
-                                     status=404)
+            error = {"type": "bench_unknown_request", "reason": request.path}
+            return web.json_response({"error": error, "status": 404}, status=404)
         body = answer(request.query.get("level", "cluster")) if request.path == PATHS[0] else answer()
         return web.Response(body=json.dumps(body).encode(), content_type="application/json")
 
@@ -394,6 +396,7 @@ def report(result: dict, clusters: int, interval: float, seconds: float, port: i
             b - a <= interval + TARGET_LAG_S for a, b in zip(stamps, stamps[1:]) if b >= start)
 
     covered = sum(1 for times in by_cluster.values() if never_late(times))
+    stopped = sum(1 for times in by_cluster.values() if max(times) < end - interval - TARGET_LAG_S)
     expected = clusters / interval
     rate = len(window) / (end - start)
     p99 = percentile(lags, 99)
@@ -408,18 +411,20 @@ def report(result: dict, clusters: int, interval: float, seconds: float, port: i
         f"{len(TENANT_INDICES)}+{len(SYSTEM_INDICES)} indices, bodies {sizes[0]}+{sizes[1]}+{sizes[2]} B per poll",
         f"samples/s: {rate:.1f} (expected {expected:.1f}); per 1 s bin median {statistics.median(per_second):.0f}, "
         f"min {min(per_second)}, max {max(per_second)}; {len(window)} samples taken in the window",
-        f"lag taken_at -> receipt: median {percentile(lags, 50) * 1000:.0f} ms  p90 {percentile(lags, 90) * 1000:.0f} ms"
-        f"  p99 {p99 * 1000:.0f} ms  max {lags[-1] * 1000 if lags else float('nan'):.0f} ms",
+        f"lag taken_at -> receipt: median {percentile(lags, 50) * 1000:.0f} ms  "
+        f"p90 {percentile(lags, 90) * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms  "
+        f"max {lags[-1] * 1000 if lags else float('nan'):.0f} ms",
         f"coverage: clusters sampled per {interval:g} s window: {', '.join(map(str, coverage))} of {clusters} "
         f"(min {min(coverage)}, median {statistics.median(coverage):.0f}); "
         f"{len(by_cluster)} distinct clusters seen in all; {covered} of {clusters} sampled in the window with no gap "
-        f"over {interval + TARGET_LAG_S:g} s",
+        f"over {interval + TARGET_LAG_S:g} s; {stopped} stopped being sampled (none in the last "
+        f"{interval + TARGET_LAG_S:g} s)",
         f"gap between successive samples of one cluster: median {percentile(gaps, 50):.2f} s  "
         f"p99 {percentile(gaps, 99):.2f} s  max {gaps[-1] if gaps else float('nan'):.2f} s",
         f"reporting process: CPU {cpu['reporting']:.0f}% of one core (window average); RSS median "
         f"{statistics.median(rss['reporting']):.0f} MB, max {max(rss['reporting']):.0f} MB",
         f"others, CPU % of one core: NATS {cpu['nats']:.0f}%, stand-in {cpu['stand-in']:.0f}%, "
-        f"bench client {cpu['bench client']:.0f}% (2-core machine: {os.cpu_count()} cores)",
+        f"bench client {cpu['bench client']:.0f}% ({os.cpu_count()} cores on this machine)",
         f"reporting's own counters since start: {polls['polls']} polls, {polls['errors']} poll errors, "
         f"poll duration mean {polls['mean_ms']:.0f} ms, p50 {polls['p50']}, p99 {polls['p99']}",
         f"target 1,000 clusters at a 10 s interval with lag under 1 s (p99 lag < 1 s; every cluster sampled, "
@@ -462,8 +467,8 @@ def run(clusters: int, interval: float, seconds: float, keep_logs: Path | None =
         started = time.perf_counter()
         asyncio.run(seed_clusters(nats_url, f"http://127.0.0.1:{stand_in_port}", clusters))
         print(f"  {clusters} ready cluster records written in {time.perf_counter() - started:.1f} s", flush=True)
-        env = {"ESS_NATS_URL": nats_url, "ESS_REPORTING_PORT": str(reporting_port), "ESS_POLL_INTERVAL_S": str(interval),
-               "ESS_LOG_LEVEL": "WARNING", "ESS_STATE_DIR": str(state)}
+        env = {"ESS_NATS_URL": nats_url, "ESS_REPORTING_PORT": str(reporting_port),
+               "ESS_POLL_INTERVAL_S": str(interval), "ESS_LOG_LEVEL": "WARNING", "ESS_STATE_DIR": str(state)}
         with open(logs / "reporting.log", "ab") as log:
             processes["reporting"] = subprocess.Popen(
                 [sys.executable, "-m", "services.reporting"], env={**os.environ, **env}, cwd=REPO,

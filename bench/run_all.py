@@ -1,4 +1,5 @@
-"""All benchmarks in one private platform: memory (idle), then GET latency, then ready time.
+"""All benchmarks: memory (idle), GET latency and ready time in one private platform, then the
+reporting pipeline (1,000 simulated clusters) with its own NATS and reporting process.
 
 Run: make bench   or   .venv/bin/python bench/run_all.py
 """
@@ -13,7 +14,7 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the
 import datetime
 import time
 
-from bench import get_latency, ready_time, service_memory
+from bench import get_latency, ready_time, reporting_pipeline, service_memory, shard_planning
 from bench.private_platform import private_platform
 
 
@@ -28,6 +29,15 @@ def main() -> None:
             lines = bench.run(running)
             print("\n".join(lines), flush=True)
             summary += lines
+    # after the platform is gone: it brings its own NATS, reporting and stand-in engine
+    print("-- reporting pipeline", flush=True)
+    lines = reporting_pipeline.run(reporting_pipeline.TARGET_CLUSTERS, reporting_pipeline.TARGET_INTERVAL_S, 60.0)
+    print("\n".join(lines), flush=True)
+    summary += lines
+    print("-- shard planning", flush=True)
+    lines = [shard_planning.measure(10_000, 5)]
+    print("\n".join(lines), flush=True)
+    summary += lines
     print()
     print(f"== es-serverless benchmarks, {datetime.datetime.now():%Y-%m-%d %H:%M}, "
           f"{os.cpu_count()} cores, {time.perf_counter() - started:.0f} s ==")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from libs.devrun.nats_server import wait_for_port
+from libs.devrun.nats_server import ChildProcess, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,13 +42,13 @@ def wait_for_status(api: httpx.Client, cluster_id: str, status: str, timeout_s: 
     return wait_until(check, timeout_s, what=f"cluster {cluster_id} {status}")
 
 
-class ServiceProcess:
+class ServiceProcess(ChildProcess):
     """One service (`python -m services.<name>`) as a real process that tests may kill."""
 
     def __init__(self, module: str, env: dict[str, str], port: int, log_dir: Path):
         self.module, self.env, self.port = module, env, port
         self.log_path = log_dir / f"{module.rsplit('.', 1)[-1]}.log"
-        self.process: subprocess.Popen | None = None
+        self.stop_timeout_s = 15
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
@@ -59,19 +59,6 @@ class ServiceProcess:
         wait_for_port("127.0.0.1", self.port, 30)
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{self.port}/ready").status_code == 200, 30,
                    what=f"{self.module} ready")
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

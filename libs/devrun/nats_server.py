@@ -29,7 +29,27 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s} s")
 
 
-class NatsServer:
+class ChildProcess:
+    """A process we started: stopped gently (SIGTERM), killed if it does not go in time."""
+
+    process: subprocess.Popen | None = None
+    stop_timeout_s: float = 10
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class NatsServer(ChildProcess):
     @staticmethod
     def port_of(url: str) -> int:
         return urlparse(url).port or 4222
@@ -39,7 +59,6 @@ class NatsServer:
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 4222
         self.store_dir = store_dir
         self.log_file = log_file
-        self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -51,16 +70,3 @@ class NatsServer:
                 process_group=0,  # Ctrl-C reaches `up`, which stops NATS last, after the services
             )
         wait_for_port(self.host, self.port, 10)
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()

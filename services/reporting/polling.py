@@ -82,7 +82,8 @@ class Poller:
         """
         wanted = bool(record.endpoint) and record.observed_generation > 0 and not record.delete_requested
         current = self._records.get(record.id)
-        if wanted and current and current.endpoint == record.endpoint and record.id in self._tasks:
+        running = record.id in self._tasks and not self._tasks[record.id].done()
+        if wanted and current and current.endpoint == record.endpoint and running:
             self._records[record.id] = record
             return
         self.forget(record.id)
@@ -112,9 +113,8 @@ class Poller:
         previous: tuple[OperationTotals, float] | None = None
         index_previous: dict[str, tuple[OperationTotals, float]] = {}
         loop = asyncio.get_running_loop()
-        # The first poll comes within a second. The step after it is cut to a random half to whole
-        # interval, so a fleet tracked at once (a restart of reporting) spreads its polls over the
-        # interval instead of polling in one burst every interval; every later step is the interval.
+        # the first poll within a second, the second after a random half to whole interval: a fleet
+        # tracked at once (reporting restarted) spreads over the interval instead of one burst
         next_at = loop.time() + random.uniform(0, min(interval, 1.0))
         step = random.uniform(interval / 2, interval)
         try:
@@ -129,9 +129,13 @@ class Poller:
                 now = time.time()
                 previous = (sample.stats, now)
                 index_previous.update({i.name: (i, now) for i in sample.stats.per_index})
-                await self._publish(sample, subjects.cluster_metrics(sample.tenant_org_id, record.id), None)
-                self._metrics.events_published.labels("metrics").inc()
-                await self._meter(sample, now)
+                try:
+                    await self._publish(sample, subjects.cluster_metrics(sample.tenant_org_id, record.id), None)
+                    self._metrics.events_published.labels("metrics").inc()
+                    await self._meter(sample, now)
+                except Exception as exc:  # NATS busy or away: this sample is lost, polling goes on
+                    self._metrics.poll_errors.labels(sample.tenant_org_id, record.id).inc()
+                    self._log.warning("sample not published", cluster=record.id, error=type(exc).__name__)
         finally:
             await engine.close()
 
