@@ -14,7 +14,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from libs.common.logging import configure_logging
 from libs.common.settings import Settings
 
 Hook = Callable[[], Awaitable[None]]
@@ -77,10 +76,3 @@ def service_app(
 
 def serve(app: FastAPI, settings: Settings, port: int) -> None:
     uvicorn.run(app, host=settings.api_host, port=port, log_config=None, access_log=False)
-
-
-def run_service(name: str, port_of: Callable[[Settings], int]) -> None:
-    """Entry point for a `python -m services.<name>` that so far only connects and answers health."""
-    settings = Settings()
-    configure_logging(settings.log_format, settings.log_level)
-    serve(service_app(name, build_broker(settings), new_registry()), settings, port_of(settings))

@@ -99,9 +99,6 @@ class Poller:
         self.latest.pop(cluster_id, None)
         self.up.pop(cluster_id, None)
 
-    def polled(self) -> set[str]:
-        return set(self._tasks)
-
     async def stop(self) -> None:
         for cluster_id in list(self._tasks):
             self.forget(cluster_id)
