@@ -19,7 +19,7 @@ import time
 
 import httpx
 
-from bench.private_platform import Running, delete_and_wait, private_platform, seed_body
+from bench.private_platform import AUTH, OPERATOR_KEY, Running, delete_and_wait, private_platform, seed_body
 
 CLIENTS = 20
 WARMUP_S = 2.0
@@ -33,7 +33,7 @@ def percentile(ordered: list[float], p: float) -> float:
 
 
 async def _client(api: str, path: str, warm_until: float, stop_at: float, latencies: list[float], errors: list[int]):
-    async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=api, timeout=10, headers=AUTH) as client:
         while (now := time.perf_counter()) < stop_at:
             answer = await client.get(path)
             elapsed = time.perf_counter() - now
@@ -54,7 +54,7 @@ async def _load(api: str, path: str) -> tuple[list[float], list[int]]:
 
 
 def run(running: Running) -> list[str]:
-    with httpx.Client(base_url=running.api, timeout=10) as api:
+    with httpx.Client(base_url=running.api, timeout=10, headers=AUTH) as api:
         answer = api.post("/clusters", json=seed_body("latency"))
         answer.raise_for_status()
         cluster_id = answer.json()["id"]
@@ -83,7 +83,8 @@ def _wrk(url: str) -> list[str]:
     """The same load from wrk (Debian package), whose client costs far less CPU than Python's."""
     if shutil.which("wrk") is None:
         return ["GET /clusters/{id} with wrk: skipped, wrk not installed (apt install wrk)"]
-    out = subprocess.run(["wrk", "-t1", f"-c{CLIENTS}", f"-d{MEASURE_S:.0f}s", "--latency", url],
+    out = subprocess.run(["wrk", "-t1", f"-c{CLIENTS}", f"-d{MEASURE_S:.0f}s", "--latency",
+                          "-H", f"Authorization: ApiKey {OPERATOR_KEY}", url],
                          capture_output=True, text=True).stdout
     to_ms = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     found = {p: float(v) * to_ms[u] for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)}

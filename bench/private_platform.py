@@ -13,6 +13,7 @@ this file is named like the stdlib `platform` module and would shadow it otherwi
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -38,6 +39,10 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+OPERATOR_KEY = secrets.token_urlsafe(24)
+AUTH = {"Authorization": f"ApiKey {OPERATOR_KEY}"}  # every API call of the benchmarks
 
 
 @dataclass
@@ -87,6 +92,8 @@ def private_platform():
         "ESS_REPORTING_PORT": str(ports["reporting"]),
         "ESS_LOCAL_PORT_BASE": "39200",
         "ESS_LOG_LEVEL": "WARNING",
+        "ESS_OPERATOR_KEY": OPERATOR_KEY,
+        "ESS_RATE_LIMIT_BURST": "1000",  # the benchmarks measure speed, not the limiter
     }
     logs = state / "logs"
     logs.mkdir()

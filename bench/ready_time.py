@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.private_platform import Running, delete_and_wait, private_platform, seed_body
+from bench.private_platform import AUTH, Running, delete_and_wait, private_platform, seed_body
 from libs.common.settings import Settings
 from services.manager.drivers.local import PORTS_PER_SLOT, engine_classpath, engine_command, write_node_configs
 from services.manager.planning import plan_engine_size
@@ -112,7 +112,7 @@ def _spread(values: list[float]) -> str:
 
 def run(running: Running, rounds: int = ROUNDS) -> list[str]:
     floor, platform = [], []
-    with httpx.Client(base_url=running.api, timeout=10) as api:
+    with httpx.Client(base_url=running.api, timeout=10, headers=AUTH) as api:
         for i in range(rounds):
             floor.append(floor_once())
             print(f"  ready round {i + 1}/{rounds}: floor {floor[-1]:.2f} s", flush=True)

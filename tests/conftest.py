@@ -18,6 +18,25 @@ from services.manager.drivers.local import find_engines, stop_all_engines
 from tests.helpers import ServiceProcess, free_port
 
 
+OPERATOR_KEY = f"op-{uuid.uuid4().hex}"
+OPERATOR = {"Authorization": f"ApiKey {OPERATOR_KEY}"}
+ISSUED_KEYS: list[str] = []  # every key the tests make: none may reach a log line
+
+
+def key_header(key: str) -> dict[str, str]:
+    return {"Authorization": f"ApiKey {key}"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_logs(state_dir):
+    """After the whole suite: no log of any service holds the operator key or an issued key."""
+    yield
+    for log in (state_dir / "logs").glob("*.log"):
+        text = log.read_text(errors="replace")
+        for secret in [OPERATOR_KEY, *ISSUED_KEYS]:
+            assert secret not in text, f"a key leaked into {log.name}"
+
+
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("state")
@@ -37,6 +56,9 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         "ESS_POLL_INTERVAL_S": "1",
         "ESS_METERING_PERIOD_S": "8",
         "ESS_LOG_LEVEL": "INFO",
+        "ESS_OPERATOR_KEY": OPERATOR_KEY,
+        "ESS_RATE_LIMIT_PER_MINUTE": "600",
+        "ESS_RATE_LIMIT_BURST": "100",
     }
 
 
@@ -91,7 +113,8 @@ def reporting(nats, settings, platform_env, state_dir):
 
 @pytest.fixture(scope="session")
 def api(manager, settings) -> httpx.Client:
-    with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=30) as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=30,
+                      headers=OPERATOR) as client:
         yield client
 
 

@@ -104,3 +104,13 @@ class ClusterScaleRequested(Event):
     tenant_org_id: str
     nodes: int
     reason: str
+
+
+class AuditEvent(Event):
+    """One mutating API call: who (key id, never the key), what, and how it ended."""
+
+    actor: str  # "operator" or a tenant key id
+    actor_tenant: str | None
+    method: str
+    path: str
+    status: int

@@ -70,3 +70,27 @@ class ClusterRecord(BaseModel):
     request_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TenantQuotas(BaseModel):
+    max_clusters: int = 5
+    max_nodes: int = 9  # summed over the tenant's clusters
+    max_storage_gb: int = 100  # summed `storage` of the tenant's clusters, in GiB
+
+
+class TenantRecord(BaseModel):
+    tenant_org_id: str
+    quotas: TenantQuotas = Field(default_factory=TenantQuotas)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKeyRecord(BaseModel):
+    """A tenant's API key as stored: only a salted hash of its secret, never the secret."""
+
+    key_id: str
+    tenant_org_id: str
+    salt: str
+    secret_hash: str
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None

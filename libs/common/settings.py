@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENGINE_VERSION = "2.19.1"  # must match deploy/engine/pom.xml (a test checks it)
@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     # logging: "console" (key=value, for a terminal) or "json" (for containers)
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
+
+    # access: the operator key sees every tenant; tenants use keys made through the API
+    operator_key: SecretStr | None = None  # `make up` makes one and keeps it in the state dir
+    rate_limit_per_minute: int = Field(default=120, gt=0)  # mutating calls per key
+    rate_limit_burst: int = Field(default=30, gt=0)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
 
     # provisioning
     driver: Literal["local", "kubernetes"] = "local"

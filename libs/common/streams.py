@@ -6,7 +6,7 @@ from datetime import datetime
 
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 
 async def ensure_stream(js, name: str, subjects: list[str], max_age_s: float, duplicate_window_s: float = 120) -> None:
@@ -25,7 +25,10 @@ async def read_subject(js, stream: str, subject: str, since: datetime | None = N
     config = ConsumerConfig(inactive_threshold=30.0, deliver_policy=DeliverPolicy.ALL)
     if since is not None:
         config.deliver_policy, config.opt_start_time = DeliverPolicy.BY_START_TIME, since.isoformat()
-    subscription = await js.pull_subscribe(subject, stream=stream, config=config)
+    try:
+        subscription = await js.pull_subscribe(subject, stream=stream, config=config)
+    except NotFoundError:
+        return []  # nothing was ever recorded there
     messages: list[Msg] = []
     try:
         pending = (await subscription.consumer_info()).num_pending

@@ -9,6 +9,8 @@ from __future__ import annotations
 KV_CLUSTERS = "ess_clusters"  # cluster id -> ClusterRecord
 KV_CLUSTER_NAMES = "ess_cluster_names"  # "<tenant>.<service_name>" -> cluster id
 KV_IDEMPOTENCY = "ess_idempotency"  # hashed Idempotency-Key -> first answer
+KV_TENANTS = "ess_tenants"  # tenant id -> TenantRecord
+KV_API_KEYS = "ess_api_keys"  # key id -> ApiKeyRecord (a salted hash, never the key)
 
 # the lifecycle stream: desired-state changes in, status changes out
 LIFECYCLE_STREAM = "ESS_CLUSTER_LIFECYCLE"
@@ -82,3 +84,14 @@ def cluster_scale(tenant_org_id: str, cluster_id: str) -> str:
 
 def cluster_events(tenant_org_id: str, cluster_id: str) -> str:
     return f"ess.cluster.{tenant_org_id}.{cluster_id}.*"
+
+
+# audit: every mutating API call, who, what, when, result; kept long
+AUDIT_STREAM = "ESS_AUDIT"
+AUDIT_SUBJECTS = ["ess.audit.>"]
+AUDIT_MAX_AGE_S = 400 * 24 * 3600.0
+AUDIT_ALL = "ess.audit.>"
+
+
+def tenant_audit(tenant_org_id: str | None) -> str:
+    return f"ess.audit.{tenant_org_id or '_platform'}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -51,6 +52,21 @@ def setup(settings: Settings) -> int:
     return 0
 
 
+def _operator_key(settings: Settings, state: Path) -> str:
+    """ESS_OPERATOR_KEY, or one made on the first run and kept (0600) in the state dir."""
+    if settings.operator_key:
+        return "operator key: the one in ESS_OPERATOR_KEY"
+    path = state / "operator.key"
+    if path.exists():
+        os.environ["ESS_OPERATOR_KEY"] = path.read_text().strip()
+        return f"operator key: in {path} (export KEY=$(cat {path}))"
+    key = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    os.environ["ESS_OPERATOR_KEY"] = key  # the services inherit it
+    return f"operator key (shown once, kept in {path}): {key}"
+
+
 def _wait_ready(url: str, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -81,6 +97,7 @@ def up(settings: Settings) -> int:
     state = settings.state_dir.resolve()
     state.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(str(os.getpid()))
+    key_note = _operator_key(settings, state)
     stopping = False
 
     def request_stop(signum, _frame):
@@ -101,6 +118,7 @@ def up(settings: Settings) -> int:
             print("the manager did not become ready within 30 s; see the log above", file=sys.stderr)
             return 1
         print(f"\nes-serverless is up: API {api}  (OpenAPI {api}/docs)  NATS {settings.nats_url}\n"
+              f"{key_note}\n"
               f"Ctrl-C or `make down` stops it and every engine it started.\n", flush=True)
         while not stopping:
             for name, child in children.items():

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 from datetime import datetime
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from libs.common import subjects
@@ -27,9 +28,11 @@ from libs.common.engines import (
     VectorQuery,
 )
 from libs.common.events import ClusterDesiredStateChanged
-from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus
+from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus, utcnow
 from libs.common.store import AlreadyExists, RecordGone
 from libs.common.streams import read_subject
+from services.manager.auth import Principal
+from services.manager.tenants import QuotaExceeded, check_quotas
 from services.manager.usage import TenantUsage, read_usage, total
 from services.manager.schemas import (
     ClusterList,
@@ -45,8 +48,52 @@ from services.manager.schemas import (
     VectorIndexView,
 )
 
-router = APIRouter()
+ClusterId = Annotated[str, Path(pattern=r"^c[0-9a-f]{12}$", description="a cluster id, e.g. c1a2b3c4d5e6f")]
+IndexName = Annotated[str, Path(max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+TenantId = Annotated[str, Path(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
+MUTATING = ("POST", "PATCH", "PUT", "DELETE")
+
+
+def is_mutation(method: str, path: str) -> bool:
+    return method in MUTATING and not path.endswith("/search")
+
+
+async def authenticated(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="ApiKey <key>")] = None,
+) -> Principal:
+    platform = request.app.state.platform
+    principal = await platform.keys.authenticate(authorization, utcnow())
+    if principal is None:
+        raise HTTPException(401, {"error": "unauthorized", "message": "missing or unknown API key; send "
+                                  "Authorization: ApiKey <key>"}, headers={"WWW-Authenticate": "ApiKey"})
+    request.state.principal = principal
+    if is_mutation(request.method, request.url.path):
+        wait = platform.limiter.take(principal.actor)
+        if wait:
+            raise HTTPException(429, {"error": "rate_limited", "message": f"too many changes; retry in "
+                                      f"{math.ceil(wait)} s"}, headers={"Retry-After": str(math.ceil(wait))})
+    return principal
+
+
+def caller(request: Request) -> Principal:
+    return request.state.principal
+
+
+def operator_only(request: Request) -> None:
+    if not caller(request).is_operator:
+        raise problem(403, "forbidden", "only the operator key may do this")
+
+
+public = APIRouter()
+router = APIRouter(dependencies=[Depends(authenticated)])
 log = structlog.get_logger("api")
+
+def quota_problem(exceeded: QuotaExceeded) -> HTTPException:
+    return HTTPException(403, {"error": "quota_exceeded", "quota": exceeded.quota, "limit": exceeded.limit,
+                               "message": exceeded.message})
+
 
 def problem(status: int, error: str, message: str, field: str | None = None, fix: str | None = None) -> HTTPException:
     detail = {"error": error, "message": message}
@@ -55,10 +102,10 @@ def problem(status: int, error: str, message: str, field: str | None = None, fix
     return HTTPException(status_code=status, detail=detail)
 
 
-async def _load(request: Request, cluster_id: str) -> ClusterRecord:
+async def _load(request: Request, cluster_id: ClusterId) -> ClusterRecord:
     record = await request.app.state.platform.store.read(cluster_id)
-    if record is None:
-        raise problem(404, "not_found", f"no cluster {cluster_id}")
+    if record is None or not caller(request).may_see(record.tenant_org_id):
+        raise problem(404, "not_found", f"no cluster {cluster_id}")  # another tenant's looks absent
     return record
 
 
@@ -74,12 +121,12 @@ async def _announce(request: Request, record: ClusterRecord, change: str) -> Non
         log.warning("desired-state event not published; the reconcile pass will catch up", cluster=record.id)
 
 
-@router.get("/health", response_class=PlainTextResponse, tags=["platform"])
+@public.get("/health", response_class=PlainTextResponse, tags=["platform"])
 async def health() -> str:
     return "ok"
 
 
-@router.get("/ready", tags=["platform"])
+@public.get("/ready", tags=["platform"])
 async def ready(request: Request) -> JSONResponse:
     connected = request.app.state.platform.nats_connected()
     body = {"status": "ready" if connected else "not ready", "nats": "connected" if connected else "unreachable"}
@@ -93,7 +140,11 @@ async def create_cluster(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ):
     platform = request.app.state.platform
-    answer_key = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
+    if not caller(request).may_see(body.tenant_org_id):
+        raise problem(403, "forbidden", "a tenant key creates clusters of its own tenant only", "tenant_org_id",
+                      f"use {caller(request).tenant_org_id}")
+    answer_key = hashlib.sha256(f"{body.tenant_org_id}:{idempotency_key}".encode()).hexdigest() \
+        if idempotency_key else None
     if answer_key and (answer := await platform.store.remembered_answer(answer_key)):
         return JSONResponse(answer, status_code=202)
     available = platform.driver.engine_versions
@@ -106,6 +157,10 @@ async def create_cluster(
     if version not in available[engine]:
         raise problem(422, "invalid_request", f"{engine} {version} is not available on this platform",
                       "version", f"use one of {available[engine]} or leave version out")
+    tenant = await platform.tenants.ensure(body.tenant_org_id)
+    mine = [r for r in await platform.store.read_all() if r.tenant_org_id == body.tenant_org_id]
+    if exceeded := check_quotas(tenant, mine, None, body.replicas, body.storage):
+        raise quota_problem(exceeded)
     record = ClusterRecord(
         id="c" + uuid.uuid4().hex[:12],
         tenant_org_id=body.tenant_org_id, user=body.user, service_name=body.service_name,
@@ -132,22 +187,33 @@ async def list_clusters(
     request: Request,
     tenant_org_id: Annotated[str | None, Query(max_length=63, pattern=r"^[a-z0-9-]+$")] = None,
 ):
+    me = caller(request)
+    if tenant_org_id and not me.may_see(tenant_org_id):
+        raise problem(404, "not_found", f"no tenant {tenant_org_id}")
+    wanted = tenant_org_id or me.tenant_org_id
     records = await request.app.state.platform.store.read_all()
-    mine = [r for r in records if tenant_org_id is None or r.tenant_org_id == tenant_org_id]
+    mine = [r for r in records if wanted is None or r.tenant_org_id == wanted]
     return ClusterList(clusters=[ClusterView.of(r) for r in sorted(mine, key=lambda r: r.created_at)])
 
 
 @router.get("/clusters/{cluster_id}", response_model=ClusterView, tags=["clusters"])
-async def get_cluster(cluster_id: str, request: Request):
+async def get_cluster(cluster_id: ClusterId, request: Request):
     # the hot read: serialised once, not validated again against response_model
     view = ClusterView.of(await _load(request, cluster_id))
     return Response(view.model_dump_json(), media_type="application/json")
 
 
 @router.patch("/clusters/{cluster_id}", status_code=202, response_model=ClusterView, tags=["clusters"])
-async def update_cluster(cluster_id: str, body: UpdateClusterRequest, request: Request):
-    if (await _load(request, cluster_id)).delete_requested:
+async def update_cluster(cluster_id: ClusterId, body: UpdateClusterRequest, request: Request):
+    current = await _load(request, cluster_id)
+    if current.delete_requested:
         raise problem(409, "conflict", f"cluster {cluster_id} is being deleted")
+    if body.replicas:
+        platform = request.app.state.platform
+        tenant = await platform.tenants.ensure(current.tenant_org_id)
+        mine = [r for r in await platform.store.read_all() if r.tenant_org_id == current.tenant_org_id]
+        if exceeded := check_quotas(tenant, mine, current.id, body.replicas, current.spec.storage):
+            raise quota_problem(exceeded)
 
     def change(record: ClusterRecord) -> ClusterRecord | None:
         spec = record.spec.model_copy(update=body.spec_changes())
@@ -175,7 +241,7 @@ async def update_cluster(cluster_id: str, body: UpdateClusterRequest, request: R
 
 
 @router.delete("/clusters/{cluster_id}", status_code=202, response_model=ClusterView, tags=["clusters"])
-async def delete_cluster(cluster_id: str, request: Request):
+async def delete_cluster(cluster_id: ClusterId, request: Request):
     await _load(request, cluster_id)
 
     def change(record: ClusterRecord) -> ClusterRecord | None:
@@ -196,7 +262,7 @@ async def delete_cluster(cluster_id: str, request: Request):
 
 
 # -- vector indices, through the engine adapter ----------------------------------------------
-async def _engine(request: Request, cluster_id: str) -> SearchEngine:
+async def _engine(request: Request, cluster_id: ClusterId) -> SearchEngine:
     record = await _load(request, cluster_id)
     if record.status != ClusterStatus.READY or not record.endpoint:
         raise problem(409, "not_ready", f"cluster {cluster_id} is {record.status}; retry once it is ready")
@@ -215,7 +281,7 @@ def _engine_problem(exc: EngineError, index: str) -> HTTPException:
 
 @router.post("/clusters/{cluster_id}/vector-indices", status_code=201, response_model=VectorIndexView,
              tags=["vectors"])
-async def create_vector_index(cluster_id: str, body: VectorIndexRequest, request: Request):
+async def create_vector_index(cluster_id: ClusterId, body: VectorIndexRequest, request: Request):
     engine = await _engine(request, cluster_id)
     try:
         await engine.create_vector_index(VectorIndexSpec(body.name, body.dimensions, body.similarity, body.text_fields))
@@ -226,7 +292,7 @@ async def create_vector_index(cluster_id: str, body: VectorIndexRequest, request
 
 @router.post("/clusters/{cluster_id}/vector-indices/{index}/documents", response_model=DocumentsResult,
              tags=["vectors"])
-async def index_documents(cluster_id: str, index: str, body: DocumentsRequest, request: Request):
+async def index_documents(cluster_id: ClusterId, index: IndexName, body: DocumentsRequest, request: Request):
     engine = await _engine(request, cluster_id)
     try:
         dimensions = await engine.vector_dimensions(index)
@@ -243,7 +309,7 @@ async def index_documents(cluster_id: str, index: str, body: DocumentsRequest, r
 
 
 @router.post("/clusters/{cluster_id}/vector-indices/{index}/search", response_model=SearchResult, tags=["vectors"])
-async def search(cluster_id: str, index: str, body: SearchRequest, request: Request):
+async def search(cluster_id: ClusterId, index: IndexName, body: SearchRequest, request: Request):
     engine = await _engine(request, cluster_id)
     try:
         dimensions = await engine.vector_dimensions(index)
@@ -257,7 +323,7 @@ async def search(cluster_id: str, index: str, body: SearchRequest, request: Requ
 
 
 @router.get("/clusters/{cluster_id}/plan", tags=["shards"])
-async def shard_plan(cluster_id: str, request: Request):
+async def shard_plan(cluster_id: ClusterId, request: Request):
     """The shard controller's latest plan for the cluster and why, and any operation in flight."""
     await _load(request, cluster_id)
     state = await request.app.state.platform.shard_plan(cluster_id)
@@ -267,7 +333,7 @@ async def shard_plan(cluster_id: str, request: Request):
 
 
 @router.get("/clusters/{cluster_id}/events", tags=["shards"])
-async def cluster_events(cluster_id: str, request: Request,
+async def cluster_events(cluster_id: ClusterId, request: Request,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 200):
     """The cluster's lifecycle: status changes, shard plans, actions and node-count requests, oldest first."""
     record = await _load(request, cluster_id)
@@ -280,12 +346,14 @@ async def cluster_events(cluster_id: str, request: Request,
 
 @router.get("/tenants/{tenant_org_id}/usage", response_model=TenantUsage, tags=["usage"])
 async def tenant_usage(
-    tenant_org_id: Annotated[str, Path(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")],
+    tenant_org_id: TenantId,
     request: Request,
     start: Annotated[datetime, Query(alias="from", description="ISO 8601, e.g. 2026-11-24T00:00:00Z")],
     end: Annotated[datetime, Query(alias="to", description="ISO 8601, after from")],
 ):
     """Hourly usage records of the tenant's clusters whose period starts in [from, to), with totals."""
+    if not caller(request).may_see(tenant_org_id):
+        raise problem(404, "not_found", f"no tenant {tenant_org_id}")
     if start.tzinfo is None or end.tzinfo is None:
         raise problem(422, "invalid_request", "times need a zone", "from", "write times like 2026-11-24T00:00:00Z")
     if end <= start:
@@ -294,6 +362,6 @@ async def tenant_usage(
     return TenantUsage(tenant_org_id=tenant_org_id, start=start, end=end, records=records, totals=total(records))
 
 
-@router.get("/asyncapi.json", tags=["platform"], include_in_schema=False)
+@public.get("/asyncapi.json", tags=["platform"], include_in_schema=False)
 async def asyncapi(request: Request) -> Response:
     return Response(request.app.state.platform.asyncapi_json(), media_type="application/json")

@@ -18,12 +18,22 @@ from nats.js.errors import KeyNotFoundError
 
 from libs.common import subjects
 from libs.common.engines import SearchEngine, connect_engine
-from libs.common.events import ClusterDesiredStateChanged, ClusterScaleRequested, ClusterStatusChanged, Event
+from libs.common.events import (
+    AuditEvent,
+    ClusterDesiredStateChanged,
+    ClusterScaleRequested,
+    ClusterStatusChanged,
+    Event,
+)
+from libs.common.streams import ensure_stream
 from libs.common.models import ClusterRecord, ClusterStatus
 from libs.common.service import add_metrics_route, build_broker, new_registry
 from libs.common.settings import Settings
 from libs.common.store import ClusterStore, RecordGone
-from services.manager.api import router
+from services.manager.api import is_mutation, public, router
+from services.manager.auth import ApiKeys, RateLimiter
+from services.manager.tenant_api import tenant_router
+from services.manager.tenants import Tenants
 from services.manager.drivers import build_driver
 from services.manager.provisioner import Provisioner
 from services.manager.schemas import field_of, fix_for
@@ -42,6 +52,9 @@ class Platform:
         self.broker = broker
         self.store: ClusterStore | None = None
         self.plans = None  # the shard controller's KV of plans, read for GET /clusters/{id}/plan
+        self.tenants: Tenants | None = None
+        self.keys: ApiKeys | None = None
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.provisioner: Provisioner | None = None
         self.driver = build_driver(settings)
         self._engines: dict[tuple[str, str], SearchEngine] = {}
@@ -49,6 +62,13 @@ class Platform:
             subjects.STATUS_ALL, stream=LIFECYCLE, schema=ClusterStatusChanged,
             title="cluster status", description="A cluster moved to a new lifecycle status.",
         )
+
+    async def audit(self, principal, method: str, path: str, status: int, request_id: str) -> None:
+        event = AuditEvent(actor=principal.actor if principal else "anonymous",
+                           actor_tenant=principal.tenant_org_id if principal else None,
+                           method=method, path=path, status=status, request_id=request_id)
+        tenant = principal.tenant_org_id if principal else None
+        await self.broker.publish(event, subjects.tenant_audit(tenant), stream=subjects.AUDIT_STREAM)
 
     async def publish(self, event: Event, subject: str) -> None:
         # Nats-Msg-Id lets JetStream drop a re-sent duplicate
@@ -86,6 +106,10 @@ class Platform:
         self._engines.clear()
 
 
+class BodyTooLarge(Exception):
+    pass
+
+
 class RequestContext:
     """One request id per API call (taken from X-Request-ID or made), bound to every log line.
 
@@ -94,9 +118,19 @@ class RequestContext:
 
     QUIET = ("/health", "/ready", "/metrics")
 
-    def __init__(self, app):
+    def __init__(self, app, max_body_bytes: int, platform: "Platform"):
         self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.platform = platform
         self.log = structlog.get_logger("api")
+
+    async def _too_large(self, send) -> None:
+        body = json.dumps({"error": "too_large", "message": f"the body is over {self.max_body_bytes} bytes",
+                           "fields": [{"field": "body", "message": "too large",
+                                       "fix": "send fewer documents per request"}]}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -107,6 +141,18 @@ class RequestContext:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
         started = time.perf_counter()
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_body_bytes:
+            return await self._too_large(send)
+        received = 0
+
+        async def receive_bounded():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:  # a chunked body that outgrows its limit
+                raise BodyTooLarge()
+            return message
 
         async def send_with_id(message):
             nonlocal status
@@ -115,7 +161,17 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive_bounded, send_with_id)
+        except BodyTooLarge:
+            status = 413
+            await self._too_large(send)
+        if is_mutation(scope["method"], scope["path"]):
+            principal = scope.get("state", {}).get("principal")
+            try:
+                await self.platform.audit(principal, scope["method"], scope["path"], status, request_id)
+            except Exception:
+                self.log.error("audit event not published", method=scope["method"], path=scope["path"])
         if scope["path"] not in self.QUIET:
             # reads are many and cheap: logged at debug so they do not cost the latency they measure
             emit = self.log.info if scope["method"] != "GET" or status >= 400 else self.log.debug
@@ -168,6 +224,11 @@ def create_app(settings: Settings) -> FastAPI:
         await broker.connect()
         platform.store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
         platform.plans = await broker.key_value(subjects.KV_SHARD_PLANS)
+        platform.tenants = Tenants(await broker.key_value(subjects.KV_TENANTS))
+        operator_key = settings.operator_key.get_secret_value() if settings.operator_key else None
+        platform.keys = ApiKeys(await broker.key_value(subjects.KV_API_KEYS), operator_key)
+        await ensure_stream(broker.connection.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_SUBJECTS,
+                            subjects.AUDIT_MAX_AGE_S)
         platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish)
         await broker.start()
         mirror = asyncio.create_task(platform.store.follow())
@@ -187,10 +248,12 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.platform = platform
+    app.include_router(public)
     app.include_router(router)
+    app.include_router(tenant_router)
     add_metrics_route(app, new_registry())
 
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, platform=platform)
 
     @app.exception_handler(HTTPException)
     async def problem(request: Request, exc: HTTPException) -> JSONResponse:

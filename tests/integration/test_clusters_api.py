@@ -101,10 +101,14 @@ def test_body_that_is_not_json_is_400(api):
     assert answer.json()["error"] == "invalid_json"
 
 
+def test_malformed_cluster_id_is_422(api):
+    assert api.get("/clusters/not-an-id").status_code == 422
+
+
 def test_unknown_cluster_is_404(api):
-    assert api.get("/clusters/cdoesnotexist").status_code == 404
-    assert api.patch("/clusters/cdoesnotexist", json={"replicas": 2}).status_code == 404
-    assert api.delete("/clusters/cdoesnotexist").status_code == 404
+    assert api.get("/clusters/c000000000000").status_code == 404
+    assert api.patch("/clusters/c000000000000", json={"replicas": 2}).status_code == 404
+    assert api.delete("/clusters/c000000000000").status_code == 404
 
 
 def test_patch_needs_something_to_change(api, cluster):

@@ -10,7 +10,7 @@ import httpx
 
 from libs.devrun.nats_server import wait_for_port
 from services.manager.drivers.local import find_engines
-from tests.conftest import seed_request
+from tests.conftest import OPERATOR, seed_request
 from tests.helpers import REPO, free_port, wait_for_status, wait_until
 
 
@@ -33,7 +33,7 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
                             what=f"the banner of `up` (pid {up.pid})")
         api_url = f"http://127.0.0.1:{env['ESS_API_PORT']}"
         assert api_url in banner
-        with httpx.Client(base_url=api_url, timeout=30) as api:
+        with httpx.Client(base_url=api_url, timeout=30, headers=OPERATOR) as api:
             cluster = api.post("/clusters", json=seed_request()).json()
             wait_for_status(api, cluster["id"], "ready")
         assert len(find_engines(tmp_path.resolve() / "clusters")) == 1

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from opensearchpy import OpenSearch
 
-from tests.conftest import seed_request
+from tests.conftest import OPERATOR, seed_request
 from tests.helpers import ServiceProcess, wait_for_status, wait_until
 
 POLICY = {
@@ -58,7 +58,7 @@ class Writer(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, headers=OPERATOR) as client:
             i = 0
             while not self.stop.is_set():
                 ids = [f"{self.prefix}{i + j}" for j in range(5)]
@@ -182,7 +182,7 @@ def test_reshard_under_writes_loses_nothing_and_readers_keep_answering(api, cont
     stop = threading.Event()
 
     def reader():
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, headers=OPERATOR) as client:
             while not stop.is_set():
                 answer = client.post(f"{api.base_url}{base}/logs/search", json={"vector": [1, 0], "k": 3})
                 reads["answered" if answer.status_code == 200 else "failed"] += 1

@@ -1,0 +1,129 @@
+"""Tenants, their quotas and API keys, and the audit trail: the access side of the API."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from libs.common import subjects
+from libs.common.models import TenantQuotas, TenantRecord, utcnow
+from libs.common.streams import read_subject
+from services.manager.api import KeyId, TenantId, authenticated, caller, operator_only, problem
+from services.manager.auth import new_key
+from services.manager.schemas import DnsName, Strict
+
+tenant_router = APIRouter(dependencies=[Depends(authenticated)], tags=["tenants"])
+
+
+class QuotasIn(Strict):
+    max_clusters: Annotated[int, Field(ge=0, le=1000)] = 5
+    max_nodes: Annotated[int, Field(ge=0, le=10000)] = 9
+    max_storage_gb: Annotated[int, Field(ge=0, le=10**6)] = 100
+
+
+class CreateTenantRequest(Strict):
+    tenant_org_id: DnsName
+    quotas: QuotasIn = QuotasIn()
+
+
+class UpdateTenantRequest(Strict):
+    quotas: QuotasIn
+
+
+class CreateKeyRequest(Strict):
+    expires_in_s: Annotated[int, Field(ge=60, le=366 * 24 * 3600)] | None = None
+
+
+class KeyView(BaseModel):
+    key_id: str
+    tenant_org_id: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class NewKeyView(KeyView):
+    key: str  # shown once, never stored
+
+
+async def _tenant(request: Request, tenant_org_id: str) -> TenantRecord:
+    found = await request.app.state.platform.tenants.get(tenant_org_id)
+    if found is None or not caller(request).may_see(tenant_org_id):
+        raise problem(404, "not_found", f"no tenant {tenant_org_id}")
+    return found
+
+
+@tenant_router.post("/tenants", status_code=201, response_model=TenantRecord)
+async def create_tenant(body: CreateTenantRequest, request: Request):
+    operator_only(request)
+    tenant = TenantRecord(tenant_org_id=body.tenant_org_id, quotas=TenantQuotas(**body.quotas.model_dump()))
+    if not await request.app.state.platform.tenants.create(tenant):
+        raise problem(409, "conflict", f"tenant {body.tenant_org_id} exists", "tenant_org_id", "choose another id")
+    return tenant
+
+
+@tenant_router.get("/tenants", response_model=list[TenantRecord])
+async def list_tenants(request: Request):
+    tenants = await request.app.state.platform.tenants.all()
+    return [t for t in tenants if caller(request).may_see(t.tenant_org_id)]
+
+
+@tenant_router.get("/tenants/{tenant_org_id}", response_model=TenantRecord)
+async def get_tenant(tenant_org_id: TenantId, request: Request):
+    return await _tenant(request, tenant_org_id)
+
+
+@tenant_router.patch("/tenants/{tenant_org_id}", response_model=TenantRecord)
+async def update_tenant(tenant_org_id: TenantId, body: UpdateTenantRequest, request: Request):
+    operator_only(request)
+    tenant = await _tenant(request, tenant_org_id)
+    tenant.quotas = TenantQuotas(**body.quotas.model_dump())
+    await request.app.state.platform.tenants.put(tenant)
+    return tenant
+
+
+@tenant_router.post("/tenants/{tenant_org_id}/keys", status_code=201, response_model=NewKeyView)
+async def create_key(tenant_org_id: TenantId, request: Request, body: CreateKeyRequest | None = None):
+    """A new API key of the tenant. The key is in this answer only: store it now."""
+    platform = request.app.state.platform
+    if caller(request).is_operator:
+        await platform.tenants.ensure(tenant_org_id)
+    await _tenant(request, tenant_org_id)
+    key, record = new_key(tenant_org_id, body.expires_in_s if body else None)
+    await platform.keys.put(record)
+    return NewKeyView(key=key, **record.model_dump(include=set(KeyView.model_fields)))
+
+
+@tenant_router.get("/tenants/{tenant_org_id}/keys", response_model=list[KeyView])
+async def list_keys(tenant_org_id: TenantId, request: Request):
+    await _tenant(request, tenant_org_id)
+    keys = await request.app.state.platform.keys.of_tenant(tenant_org_id)
+    return [KeyView(**k.model_dump(include=set(KeyView.model_fields))) for k in keys]
+
+
+@tenant_router.delete("/tenants/{tenant_org_id}/keys/{key_id}", status_code=204)
+async def revoke_key(tenant_org_id: TenantId, key_id: KeyId, request: Request):
+    """Revoke a key: its next request is refused."""
+    await _tenant(request, tenant_org_id)
+    keys = request.app.state.platform.keys
+    record = await keys.get(key_id)
+    if record is None or record.tenant_org_id != tenant_org_id:
+        raise problem(404, "not_found", f"no key {key_id}")
+    record.revoked_at = record.revoked_at or utcnow()
+    await keys.put(record)
+    return Response(status_code=204)
+
+
+@tenant_router.get("/audit")
+async def audit(request: Request, tenant_org_id: Annotated[str | None, Query(max_length=63,
+                pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 200):
+    """Every mutating call (who, what, when, result), oldest first; the operator's view."""
+    operator_only(request)
+    subject = subjects.tenant_audit(tenant_org_id) if tenant_org_id else subjects.AUDIT_ALL
+    messages = await read_subject(request.app.state.platform.jetstream(), subjects.AUDIT_STREAM, subject)
+    return {"events": [json.loads(m.data) for m in messages[-limit:]]}
