@@ -32,6 +32,7 @@ from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus, utcnow
 from libs.common.store import AlreadyExists, RecordGone
 from libs.common.streams import read_subject
 from services.manager.auth import Principal
+from services.manager.drivers import EngineUnavailable, NoCredentials
 from services.manager.tenants import QuotaExceeded, check_quotas
 from services.manager.usage import TenantUsage, read_usage, total
 from services.manager.schemas import (
@@ -320,6 +321,29 @@ async def search(cluster_id: ClusterId, index: IndexName, body: SearchRequest, r
     except EngineError as exc:
         raise _engine_problem(exc, index)
     return SearchResult(hits=[SearchHitView(id=h.id, score=h.score, fields=h.fields) for h in hits])
+
+
+@router.post("/clusters/{cluster_id}/credentials", tags=["clusters"])
+async def rotate_credentials(cluster_id: ClusterId, request: Request):
+    """New engine credentials for the cluster: the old ones stop working. Shown to the owner only."""
+    record = await _load(request, cluster_id)
+    if record.status != ClusterStatus.READY:
+        raise problem(409, "not_ready", f"cluster {cluster_id} is {record.status}; retry once it is ready")
+    platform = request.app.state.platform
+    try:
+        credentials = await platform.driver.rotate_credentials(record)
+    except NoCredentials as exc:
+        raise problem(409, "no_credentials", str(exc))
+    except (EngineUnavailable, EngineError) as exc:
+        raise problem(503, "engine_unavailable", f"credentials not rotated: {exc}; retry shortly")
+
+    def change(current: ClusterRecord) -> ClusterRecord:
+        current.credentials = credentials
+        return current
+
+    await platform.store.mutate(cluster_id, change)
+    platform.forget_engine(cluster_id)
+    return {"cluster_id": cluster_id, "credentials": credentials.model_dump()}
 
 
 @router.get("/clusters/{cluster_id}/plan", tags=["shards"])

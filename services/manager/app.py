@@ -97,6 +97,11 @@ class Platform:
             )
         return self._engines[key]
 
+    def forget_engine(self, cluster_id: str) -> None:
+        """Drop a cached engine client (its credentials changed); the next call connects anew."""
+        for key in [k for k in self._engines if k[0] == cluster_id]:
+            asyncio.create_task(self._engines.pop(key).close())
+
     def asyncapi_json(self) -> str:
         return AsyncAPI(self.broker, title="es-serverless manager", version="0.1.0").to_specification().to_json()
 

@@ -111,6 +111,13 @@ def test_unknown_cluster_is_404(api):
     assert api.delete("/clusters/c000000000000").status_code == 404
 
 
+def test_local_engines_have_no_credentials_to_rotate(api, cluster):
+    answer = api.post(f"/clusters/{cluster['ready']['id']}/credentials")
+    assert answer.status_code == 409
+    assert "loopback" in answer.json()["message"]
+    assert api.get(f"/clusters/{cluster['ready']['id']}").json()["credentials"] is None
+
+
 def test_patch_needs_something_to_change(api, cluster):
     answer = api.patch(f"/clusters/{cluster['ready']['id']}", json={})
     assert answer.status_code == 422

@@ -48,6 +48,7 @@ class FakeEngine:
         self.excluded: list[list[str]] = []
         self.lifted = 0
         self.dialled: list[tuple[str, str, str | None]] = []
+        self.passwords: list[tuple[str, str]] = []
 
     def connect(self, engine: str, endpoint: str, username: str | None, password: str | None) -> FakeEngine:
         self.dialled.append((engine, endpoint, username))
@@ -69,6 +70,9 @@ class FakeEngine:
 
     def admin(self) -> "FakeEngine":  # the admin operations live on the same fake
         return self
+
+    async def change_password(self, current: str, new: str) -> None:
+        self.passwords.append((current, new))
 
     async def close(self) -> None:
         pass
@@ -330,6 +334,21 @@ async def test_ready_comes_from_the_statefulset_and_health_from_the_engine(drive
 
 
 # -- delete and orphans -------------------------------------------------------------------
+async def test_rotating_credentials_changes_the_engine_first_then_the_secret(driver, api_server, engine):
+    cluster = record(replicas=1)
+    await driver.start(cluster, driver.size_for(cluster.spec))
+    roll_out(api_server)
+    def stored() -> str:
+        return base64.b64decode(api_server.live("v1/secrets", NS, "engine-credentials")["data"]["password"]).decode()
+
+    old = stored()
+    rotated = await driver.rotate_credentials(cluster)
+    assert engine.passwords == [(old, rotated.password)]  # the old password authenticated the change
+    assert rotated.password != old and len(rotated.password) == 24
+    assert stored() == rotated.password
+    assert (await driver.observe(cluster.id)).credentials == rotated
+
+
 async def test_remove_waits_for_a_terminating_namespace_to_go(driver, api_server):
     cluster = record()
     await driver.start(cluster, driver.size_for(cluster.spec))

@@ -121,6 +121,10 @@ class ElasticsearchEngine:
         except ApiError as exc:
             raise _engine_error(exc) from exc
 
+    async def change_password(self, current: str, new: str) -> None:
+        """The connected user's password (the current one authenticates the call)."""
+        await self._request("POST", "/_security/user/_password", {"password": new})
+
     def admin(self) -> EngineAdmin:
         return EngineAdmin(self._request)
 

@@ -117,6 +117,11 @@ class OpenSearchEngine:
         except TransportError as exc:
             raise _engine_error(exc) from exc
 
+    async def change_password(self, current: str, new: str) -> None:
+        """The connected user's password, through the security plugin's account API."""
+        await self._request("PUT", "/_plugins/_security/api/account",
+                            {"current_password": current, "password": new})
+
     def admin(self) -> EngineAdmin:
         return EngineAdmin(self._request)
 

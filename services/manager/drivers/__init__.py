@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from libs.common.models import ClusterRecord, ClusterSpec
+from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
 from services.manager.planning import EngineObservation, EngineSize
 
 
 class EngineUnavailable(Exception):
     """Permanent: the engine cannot be started here (not installed, no Java)."""
+
+
+class NoCredentials(Exception):
+    """Permanent: this driver's engines have no credentials to rotate."""
 
 
 class DrainInProgress(Exception):
@@ -32,6 +36,7 @@ class Driver(Protocol):
     async def start(self, cluster: ClusterRecord, size: EngineSize) -> str: ...
     async def resize(self, cluster: ClusterRecord, old: EngineSize | None, new: EngineSize) -> str: ...
     async def remove(self, cluster_id: str) -> None: ...
+    async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials: ...
     async def orphans(self, known_ids: set[str]) -> set[str]: ...
 
 

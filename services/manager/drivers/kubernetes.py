@@ -331,6 +331,24 @@ class KubernetesDriver:
         finally:
             await search.close()
 
+    async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials:
+        """A new password: set in the engine first (the old one authenticates it), then in the Secret."""
+        current = await self._api("read the credentials", self._read_credentials, cluster.id)
+        if current is None:
+            raise EngineUnavailable(f"cluster {cluster.id} has no credentials Secret yet; retry once it is ready")
+        new = EngineCredentials(username=current.username, password=generate_password())
+        search = self._connect(cluster.spec.engine, endpoint_of(cluster.id, self._settings),
+                               current.username, current.password)
+        try:
+            await asyncio.wait_for(search.change_password(current.password, new.password),
+                                   self._settings.kube_engine_timeout_s)
+        finally:
+            await search.close()
+        await self._api("store the new credentials", self._send,
+                        render_credentials_secret(cluster, self._settings, new.password))
+        self._credentials[cluster.id] = new
+        return new
+
     async def remove(self, cluster_id: str) -> None:
         """Delete the namespace (the API server deletes all in it) and wait until it is gone."""
         self._credentials.pop(cluster_id, None)

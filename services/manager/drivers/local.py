@@ -22,9 +22,9 @@ from pathlib import Path
 import structlog
 
 from libs.common.engines import connect_engine
-from libs.common.models import ClusterRecord, ClusterSpec
+from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
 from libs.common.settings import ENGINE_VERSION, Settings
-from services.manager.drivers import DrainInProgress, EngineUnavailable
+from services.manager.drivers import DrainInProgress, EngineUnavailable, NoCredentials
 from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
 
 LAUNCHER_CLASS = "EngineLauncher"
@@ -305,6 +305,9 @@ class LocalDriver:
             await client.close()
         if pending:
             raise DrainInProgress(f"draining {', '.join(leaving)}: {pending} shard(s) still only there")
+
+    async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials:
+        raise NoCredentials("local engines listen on loopback only and have no credentials to rotate")
 
     async def remove(self, cluster_id: str) -> None:
         await self.stop(cluster_id)
