@@ -1,5 +1,6 @@
-"""The manager's REST API: validates input, records desired state, answers at once.
+"""The manager's REST API: authenticates, validates, records desired state, answers at once.
 
+Every route but /health and /ready needs an API key, and a tenant's key sees only its tenant.
 Engines are only touched for the vector-index routes; clusters are provisioned by the
 provisioner from what the API writes to KV.
 """
@@ -90,6 +91,7 @@ def operator_only(request: Request) -> None:
 public = APIRouter()
 router = APIRouter(dependencies=[Depends(authenticated)])
 log = structlog.get_logger("api")
+
 
 def quota_problem(exceeded: QuotaExceeded) -> HTTPException:
     return HTTPException(403, {"error": "quota_exceeded", "quota": exceeded.quota, "limit": exceeded.limit,
