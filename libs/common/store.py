@@ -9,10 +9,11 @@ import asyncio
 import json
 from collections.abc import Callable
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.common import subjects
+from libs.common.kv import all_keys, read_value
 from libs.common.models import ClusterRecord, utcnow
 
 
@@ -96,11 +97,7 @@ class ClusterStore:
         return await self.list()
 
     async def list(self) -> list[ClusterRecord]:
-        try:
-            keys = await self._records.keys()
-        except NoKeysError:
-            return []
-        found = [await self.get(key) for key in keys]
+        found = [await self.get(key) for key in await all_keys(self._records)]
         return [record for record, _ in filter(None, found)]
 
     async def create(self, record: ClusterRecord) -> None:
@@ -147,11 +144,8 @@ class ClusterStore:
         self._mirror.pop(record.id, None)
 
     async def remembered_answer(self, key: str) -> dict | None:
-        try:
-            entry = await self._idempotency.get(key)
-        except KeyNotFoundError:
-            return None
-        return json.loads(entry.value) if entry.value else None
+        value = await read_value(self._idempotency, key)
+        return json.loads(value) if value else None
 
     async def remember_answer(self, key: str, answer: dict) -> None:
         await self._idempotency.put(key, json.dumps(answer).encode())

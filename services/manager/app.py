@@ -14,10 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy, AsyncAPI
 from faststream.nats import JStream, NatsBroker, PullSub
-from nats.js.errors import KeyNotFoundError
 
 from libs.common import subjects
 from libs.common.engines import SearchEngine, connect_engine
+from libs.common.kv import read_value
 from libs.common.events import (
     AuditEvent,
     ClusterDesiredStateChanged,
@@ -75,11 +75,8 @@ class Platform:
         await self.broker.publish(event, subject, stream=LIFECYCLE.name, headers={"Nats-Msg-Id": event.event_id})
 
     async def shard_plan(self, cluster_id: str) -> dict | None:
-        try:
-            entry = await self.plans.get(cluster_id)
-        except KeyNotFoundError:
-            return None
-        return json.loads(entry.value) if entry.value else None
+        value = await read_value(self.plans, cluster_id)
+        return json.loads(value) if value else None
 
     def jetstream(self):
         return self.broker.connection.jetstream()

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from libs.common.models import ApiKeyRecord, utcnow
+from libs.common.kv import all_keys, read_model
 
 OPERATOR = "operator"
 
@@ -59,18 +59,10 @@ class ApiKeys:
     async def get(self, key_id: str) -> ApiKeyRecord | None:
         if not key_id.isalnum():
             return None
-        try:
-            entry = await self._kv.get(key_id)
-        except KeyNotFoundError:
-            return None
-        return ApiKeyRecord.model_validate_json(entry.value) if entry.value else None
+        return await read_model(self._kv, key_id, ApiKeyRecord)
 
     async def of_tenant(self, tenant_org_id: str) -> list[ApiKeyRecord]:
-        try:
-            keys = await self._kv.keys()
-        except Exception:  # no keys at all yet
-            return []
-        found = [await self.get(k) for k in keys]
+        found = [await self.get(k) for k in await all_keys(self._kv)]
         return [k for k in found if k and k.tenant_org_id == tenant_org_id]
 
     async def authenticate(self, authorization: str | None, now: datetime) -> Principal | None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.common.models import ClusterRecord, TenantRecord
+from libs.common.kv import all_keys, read_model
 from libs.common.quantities import parse_bytes
 
 GiB = 2**30
@@ -46,11 +47,7 @@ class Tenants:
         self._kv = kv
 
     async def get(self, tenant_org_id: str) -> TenantRecord | None:
-        try:
-            entry = await self._kv.get(tenant_org_id)
-        except KeyNotFoundError:
-            return None
-        return TenantRecord.model_validate_json(entry.value) if entry.value else None
+        return await read_model(self._kv, tenant_org_id, TenantRecord)
 
     async def create(self, tenant: TenantRecord) -> bool:
         """False when it exists already."""
@@ -72,8 +69,4 @@ class Tenants:
         return await self.get(tenant_org_id)
 
     async def all(self) -> list[TenantRecord]:
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            return []
-        return [t for t in [await self.get(k) for k in keys] if t]
+        return [t for t in [await self.get(k) for k in await all_keys(self._kv)] if t]

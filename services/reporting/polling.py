@@ -11,12 +11,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 import structlog
-from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from libs.common import subjects
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.events import Event, MetricsSample, UsageRecord
+from libs.common.kv import all_keys, read_model
 from libs.common.metrics import OperationTotals
 from libs.common.models import ClusterRecord, utcnow
 from libs.common.quantities import parse_bytes
@@ -36,11 +36,7 @@ class UsageMeters:
         self._kv = kv
 
     async def get(self, cluster_id: str) -> UsageMeter | None:
-        try:
-            entry = await self._kv.get(cluster_id)
-        except KeyNotFoundError:
-            return None
-        return UsageMeter.model_validate_json(entry.value) if entry.value else None
+        return await read_model(self._kv, cluster_id, UsageMeter)
 
     async def put(self, meter: UsageMeter) -> None:
         await self._kv.put(meter.cluster_id, meter.model_dump_json().encode())
@@ -49,11 +45,7 @@ class UsageMeters:
         await self._kv.delete(cluster_id)
 
     async def all(self) -> list[UsageMeter]:
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            return []
-        return [m for m in [await self.get(k) for k in keys] if m]
+        return [m for m in [await self.get(k) for k in await all_keys(self._kv)] if m]
 
 
 class Poller:

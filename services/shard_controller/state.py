@@ -12,6 +12,8 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
+from libs.common.kv import read_model
+
 
 class Operation(BaseModel):
     """A multi-step change in flight; each step is idempotent, so it can be redone after a crash."""
@@ -41,13 +43,8 @@ class ControllerStates:
         self._kv = kv
 
     async def get(self, cluster_id: str, tenant_org_id: str) -> ControllerState:
-        try:
-            entry = await self._kv.get(cluster_id)
-        except KeyNotFoundError:
-            return ControllerState(cluster_id=cluster_id, tenant_org_id=tenant_org_id)
-        if not entry.value:
-            return ControllerState(cluster_id=cluster_id, tenant_org_id=tenant_org_id)
-        return ControllerState.model_validate_json(entry.value)
+        found = await read_model(self._kv, cluster_id, ControllerState)
+        return found or ControllerState(cluster_id=cluster_id, tenant_org_id=tenant_org_id)
 
     async def put(self, state: ControllerState) -> None:
         await self._kv.put(state.cluster_id, state.model_dump_json().encode())
