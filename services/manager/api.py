@@ -272,6 +272,12 @@ async def _engine(request: Request, cluster_id: ClusterId) -> SearchEngine:
     return request.app.state.platform.engine_for(record)
 
 
+def _check_dimensions(vector: list, dimensions: int, field: str) -> None:
+    if len(vector) != dimensions:
+        raise problem(422, "invalid_request", f"vector has {len(vector)} numbers, the index {dimensions}",
+                      field, f"send exactly {dimensions} numbers")
+
+
 def _engine_problem(exc: EngineError, index: str) -> HTTPException:
     if isinstance(exc, IndexNotFound):
         return problem(404, "not_found", f"no vector index {index!r} in this cluster")
@@ -300,9 +306,7 @@ async def index_documents(cluster_id: ClusterId, index: IndexName, body: Documen
     try:
         dimensions = await engine.vector_dimensions(index)
         for i, doc in enumerate(body.documents):
-            if len(doc.vector) != dimensions:
-                raise problem(422, "invalid_request", f"vector has {len(doc.vector)} numbers, the index {dimensions}",
-                              f"documents[{i}].vector", f"send exactly {dimensions} numbers")
+            _check_dimensions(doc.vector, dimensions, f"documents[{i}].vector")
         result = await engine.index_documents(
             index, [VectorDocument(d.id, [float(x) for x in d.vector], d.fields) for d in body.documents]
         )
@@ -315,10 +319,7 @@ async def index_documents(cluster_id: ClusterId, index: IndexName, body: Documen
 async def search(cluster_id: ClusterId, index: IndexName, body: SearchRequest, request: Request):
     engine = await _engine(request, cluster_id)
     try:
-        dimensions = await engine.vector_dimensions(index)
-        if len(body.vector) != dimensions:
-            raise problem(422, "invalid_request", f"vector has {len(body.vector)} numbers, the index {dimensions}",
-                          "vector", f"send exactly {dimensions} numbers")
+        _check_dimensions(body.vector, await engine.vector_dimensions(index), "vector")
         hits = await engine.vector_search(index, VectorQuery([float(x) for x in body.vector], body.k, body.filter))
     except EngineError as exc:
         raise _engine_problem(exc, index)

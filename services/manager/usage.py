@@ -10,9 +10,6 @@ from libs.common import subjects
 from libs.common.events import UsageRecord
 from libs.common.streams import read_subject
 
-SUMMED = ("storage_gb_hours", "node_hours", "memory_gb_hours", "documents_indexed", "search_requests")
-
-
 class UsageTotals(BaseModel):
     storage_gb_hours: float = 0.0
     node_hours: float = 0.0
@@ -30,7 +27,7 @@ class TenantUsage(BaseModel):
 
 
 def total(records: list[UsageRecord]) -> UsageTotals:
-    return UsageTotals(**{name: sum(getattr(r, name) for r in records) for name in SUMMED})
+    return UsageTotals(**{name: sum(getattr(r, name) for r in records) for name in UsageTotals.model_fields})
 
 
 async def read_usage(js, tenant_org_id: str, start: datetime, end: datetime) -> list[UsageRecord]:

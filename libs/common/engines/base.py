@@ -99,6 +99,15 @@ def term_filters(filters: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def vector_dimensions_in(mapping: dict[str, Any], index: str, size_key: str) -> int:
+    """The vector field's size from a `_mapping` answer (`size_key`: the engine's word for it)."""
+    # asked through the alias, the answer is keyed by the index (or indices) behind it
+    properties = next(iter(mapping.values()))["mappings"].get("properties", {})
+    if VECTOR_FIELD not in properties:
+        raise IndexNotFound(f"{index} is not a vector index", 404)
+    return int(properties[VECTOR_FIELD][size_key])
+
+
 def bulk_body(index: str, documents: list[VectorDocument]) -> list[dict[str, Any]]:
     body: list[dict[str, Any]] = []
     for doc in documents:

@@ -25,6 +25,7 @@ from libs.common.engines.base import (
     search_hits,
     term_filters,
     text_field_mapping,
+    vector_dimensions_in,
 )
 
 SIMILARITIES = {"cosine": "cosine", "l2": "l2_norm", "dot_product": "dot_product"}
@@ -81,11 +82,7 @@ class ElasticsearchEngine:
             mapping = await self._client.indices.get_mapping(index=index)
         except ApiError as exc:
             raise _engine_error(exc) from exc
-        # asked through the alias, the answer is keyed by the index (or indices) behind it
-        properties = next(iter(mapping.body.values()))["mappings"].get("properties", {})
-        if VECTOR_FIELD not in properties:
-            raise IndexNotFound(f"{index} is not a vector index", 404)
-        return int(properties[VECTOR_FIELD]["dims"])
+        return vector_dimensions_in(mapping.body, index, "dims")
 
     async def index_documents(self, index: str, documents: list[VectorDocument]) -> IndexResult:
         try:

@@ -25,6 +25,7 @@ from libs.common.engines.base import (
     search_hits,
     term_filters,
     text_field_mapping,
+    vector_dimensions_in,
 )
 
 SPACE_TYPES = {"cosine": "cosinesimil", "l2": "l2", "dot_product": "innerproduct"}
@@ -83,11 +84,7 @@ class OpenSearchEngine:
             mapping = await self._client.indices.get_mapping(index=index)
         except TransportError as exc:
             raise _engine_error(exc) from exc
-        # asked through the alias, the answer is keyed by the index (or indices) behind it
-        properties = next(iter(mapping.values()))["mappings"].get("properties", {})
-        if VECTOR_FIELD not in properties:
-            raise IndexNotFound(f"{index} is not a vector index", 404)
-        return int(properties[VECTOR_FIELD]["dimension"])
+        return vector_dimensions_in(mapping, index, "dimension")
 
     async def index_documents(self, index: str, documents: list[VectorDocument]) -> IndexResult:
         try:
