@@ -19,7 +19,7 @@ import time
 
 import httpx
 
-from bench.private_platform import AUTH, OPERATOR_KEY, Running, delete_and_wait, private_platform, seed_body
+from bench.private_platform import AUTH, OPERATOR_KEY, Running, delete_and_wait, run_alone, seed_body
 
 CLIENTS = 20
 WARMUP_S = 2.0
@@ -96,9 +96,7 @@ def _wrk(url: str) -> list[str]:
 
 
 def main() -> None:
-    with private_platform() as running:
-        lines = run(running)
-    print("\n".join(lines))
+    run_alone(run)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,22 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def stop_all(processes) -> None:
+    """All asked to stop at once, then waited for (killed after 15 s each)."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        _stop(process)
+
+
+def run_alone(run) -> None:
+    """`main` of a benchmark script: its `run` in a private platform of its own, figures printed."""
+    with private_platform() as running:
+        lines = run(running)
+    print("\n".join(lines))
+
+
 @contextmanager
 def private_platform():
     state = Path(tempfile.mkdtemp(prefix="ess-bench-")).resolve()
@@ -115,11 +131,7 @@ def private_platform():
     finally:
         previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
         try:
-            for process in processes.values():
-                if process.poll() is None:
-                    process.terminate()
-            for process in processes.values():
-                _stop(process)
+            stop_all(processes.values())
             stop_all_engines(state / "clusters")
             nats.stop()
             shutil.rmtree(state, ignore_errors=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.private_platform import AUTH, Running, delete_and_wait, private_platform, seed_body
+from bench.private_platform import AUTH, Running, delete_and_wait, run_alone, seed_body
 from libs.common.settings import Settings
 from services.manager.drivers.local import PORTS_PER_SLOT, engine_classpath, engine_command, write_node_configs
 from services.manager.planning import plan_engine_size
@@ -130,9 +130,7 @@ def run(running: Running, rounds: int = ROUNDS) -> list[str]:
 
 
 def main() -> None:
-    with private_platform() as running:
-        lines = run(running)
-    print("\n".join(lines))
+    run_alone(run)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.private_platform import REPO, _exit_on_sigterm, _stop, _wait_ready, free_port
+from bench.private_platform import REPO, _exit_on_sigterm, _stop, _wait_ready, free_port, stop_all
 from libs.devrun.nats_server import NatsServer, wait_for_port
 
 TARGET_CLUSTERS = 1000
@@ -490,11 +490,7 @@ def run(clusters: int, interval: float, seconds: float, keep_logs: Path | None =
     finally:
         previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
         try:
-            for process in processes.values():
-                if process.poll() is None:
-                    process.terminate()
-            for process in processes.values():
-                _stop(process)
+            stop_all(processes.values())
             nats.stop()
             if keep_logs:
                 shutil.copytree(logs, keep_logs, dirs_exist_ok=True)

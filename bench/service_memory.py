@@ -13,7 +13,7 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the
 import statistics
 import time
 
-from bench.private_platform import Running, private_platform
+from bench.private_platform import Running, run_alone
 
 SAMPLES = 5
 INTERVAL_S = 1.0
@@ -46,9 +46,7 @@ def run(running: Running) -> list[str]:
 
 
 def main() -> None:
-    with private_platform() as running:
-        lines = run(running)
-    print("\n".join(lines))
+    run_alone(run)
 
 
 if __name__ == "__main__":
