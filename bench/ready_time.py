@@ -24,7 +24,7 @@ import httpx
 
 from bench.private_platform import AUTH, Running, delete_and_wait, run_alone, seed_body
 from libs.common.settings import Settings
-from services.manager.drivers.local import PORTS_PER_SLOT, engine_classpath, engine_command, write_node_configs
+from services.manager.drivers.local import PORTS_PER_SLOT, engine_classpath, engine_command, write_node_config
 from services.manager.planning import plan_engine_size
 
 ROUNDS = 5
@@ -52,8 +52,8 @@ def floor_once() -> float:
     work = Path(tempfile.mkdtemp(prefix="ess-bench-floor-"))
     home = work / "floor" / "nodes"
     base = _free_http_base()
-    write_node_configs(home, size, "127.0.0.1", base)
-    command = engine_command(settings.java_bin, engine_classpath(settings.engine_home), "floor", size, home, base)
+    write_node_config(home, 1, "127.0.0.1", base, bootstrap=True)
+    command = engine_command(settings.java_bin, engine_classpath(settings.engine_home), "floor", 1, size, home, base)
     url = f"http://127.0.0.1:{base + 1}/_cluster/health"
     process = None
     try:

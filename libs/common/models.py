@@ -60,6 +60,9 @@ class ClusterRecord(BaseModel):
     scaling: ScalingPolicy = Field(default_factory=ScalingPolicy)
     generation: int = 1  # bumped on every spec change
     observed_generation: int = 0  # the generation the running engine was built from
+    # when the engine first answered healthy: from then on its data must exist, and a driver
+    # refuses to start it empty (a new cluster in place of the tenant's)
+    formed_at: datetime | None = None
     delete_requested: bool = False
     status: ClusterStatus = ClusterStatus.REQUESTED
     status_reason: str = "waiting for the provisioner"

@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     disk_used_high: float = 0.80
     sustain_samples: int = Field(default=3, gt=0)  # a signal must hold this many samples in a row
     cooldown_s: float = Field(default=120.0, ge=0)  # quiet time after an action, against flapping
+    # a dead instance's clusters (provisioner, shard controller) pass to another after this
     lease_ttl_s: float = Field(default=30.0, gt=0)
+    instance_id: str | None = None  # a manager replica's lease holder name; None: host:api_port
 
     # local driver: one JVM per tenant cluster
     state_dir: Path = Path(".state")

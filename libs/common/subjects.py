@@ -11,6 +11,7 @@ KV_CLUSTER_NAMES = "ess_cluster_names"  # "<tenant>.<service_name>" -> cluster i
 KV_IDEMPOTENCY = "ess_idempotency"  # hashed Idempotency-Key -> first answer
 KV_TENANTS = "ess_tenants"  # tenant id -> TenantRecord
 KV_API_KEYS = "ess_api_keys"  # key id -> ApiKeyRecord (a salted hash, never the key)
+KV_PROVISIONER_LEASES = "ess_provisioner_leases"  # cluster id -> the manager replica provisioning it
 
 # the lifecycle stream: desired-state changes in, status changes out
 LIFECYCLE_STREAM = "ESS_CLUSTER_LIFECYCLE"

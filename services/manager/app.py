@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from libs.common import subjects
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.kv import read_value
+from libs.common.leases import Leases
 from libs.common.events import (
     AuditEvent,
     ClusterDesiredStateChanged,
@@ -231,7 +233,10 @@ def create_app(settings: Settings) -> FastAPI:
         platform.keys = ApiKeys(await broker.key_value(subjects.KV_API_KEYS), operator_key)
         await ensure_stream(broker.connection.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_SUBJECTS,
                             subjects.AUDIT_MAX_AGE_S)
-        platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish)
+        # a stable holder: a manager restarted in place takes its clusters back at once
+        holder = settings.instance_id or f"{socket.gethostname()}:{settings.api_port}"
+        leases = Leases(await broker.key_value(subjects.KV_PROVISIONER_LEASES, ttl=settings.lease_ttl_s), holder)
+        platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish, leases)
         await broker.start()
         mirror = asyncio.create_task(platform.store.follow())
         periodic = asyncio.create_task(platform.provisioner.run_periodic())

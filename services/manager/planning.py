@@ -18,19 +18,20 @@ HEALTHY = ("green", "yellow")
 
 @dataclass(frozen=True)
 class EngineSize:
+    """How many engine nodes, and each node's heap and processors."""
+
     nodes: int
     heap_mb: int
     processors: int
 
 
 def plan_engine_size(
-    replicas: int, cpu: str, memory: str, heap_min_mb: int, heap_max_mb: int, host_cpus: int
+    nodes: int, cpu: str, memory: str, heap_min_mb: int, heap_max_mb: int, host_cpus: int
 ) -> EngineSize:
-    """One JVM holds all nodes: heap is half of each node's memory, clamped for a small machine."""
-    memory_mb = parse_bytes(memory) // 2**20
-    heap = max(heap_min_mb, min(heap_max_mb, replicas * memory_mb // 2))
-    processors = max(1, min(host_cpus, math.ceil(replicas * parse_cpu_millis(cpu) / 1000)))
-    return EngineSize(nodes=replicas, heap_mb=heap, processors=processors)
+    """Each node's heap is half its memory and its processors its CPU, clamped for a small machine."""
+    heap = max(heap_min_mb, min(heap_max_mb, parse_bytes(memory) // 2**20 // 2))
+    processors = max(1, min(host_cpus, math.ceil(parse_cpu_millis(cpu) / 1000)))
+    return EngineSize(nodes=nodes, heap_mb=heap, processors=processors)
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,12 @@ class EngineObservation:
     nodes: int = 0
     endpoint: str | None = None
     credentials: EngineCredentials | None = None  # None: the engine asks for none
+    down: int = 0  # nodes of the cluster whose process is not running (the rest serve)
 
 
 class Step(StrEnum):
     START = "start"
-    RESTART = "restart"
+    RESIZE = "resize"
     REMOVE = "remove"
     MARK_READY = "mark_ready"
     FAIL = "fail"
@@ -86,7 +88,10 @@ def plan_reconcile(
         return ReconcilePlan(Step.START, "engine not running; starting it", status)
     if observed.size != desired:
         change = _describe_change(observed.size, desired)
-        return ReconcilePlan(Step.RESTART, f"spec changed: {change}", ClusterStatus.SCALING)
+        return ReconcilePlan(Step.RESIZE, f"spec changed: {change}", ClusterStatus.SCALING)
+    if observed.down:
+        # the others keep serving: heal in place, the status stays what it is
+        return ReconcilePlan(Step.RESIZE, f"{observed.down} node(s) not running; restarting them")
     if observed.health in HEALTHY and observed.nodes >= desired.nodes:
         if record.status != ClusterStatus.READY or record.observed_generation != record.generation:
             return ReconcilePlan(Step.MARK_READY, f"engine healthy with {observed.nodes} node(s)", ClusterStatus.READY)

@@ -2,7 +2,8 @@
 
 Triggered by desired-state events (durable consumer) and by a periodic pass over every
 record, so a lost event, a crashed engine or a restarted manager heals by itself. Per
-cluster one reconcile runs at a time; it reads, asks `plan_reconcile`, and applies.
+cluster one reconcile runs at a time, in the one manager replica that holds the cluster's
+lease; it reads, asks `plan_reconcile`, and applies.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from libs.common import subjects
 from libs.common.events import ClusterStatusChanged, Event
+from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.settings import Settings
 from libs.common.store import ClusterStore, RecordGone
-from services.manager.drivers import DrainInProgress, Driver, EngineUnavailable
+from services.manager.drivers import Driver, EngineUnavailable, ResizeInProgress
 from services.manager.planning import (
     EngineObservation,
     EngineSize,
@@ -29,11 +32,12 @@ Publish = Callable[[Event, str], Awaitable[None]]
 
 
 class Provisioner:
-    def __init__(self, settings: Settings, store: ClusterStore, driver: Driver, publish: Publish):
+    def __init__(self, settings: Settings, store: ClusterStore, driver: Driver, publish: Publish, leases: Leases):
         self._settings = settings
         self._store = store
         self._driver = driver
         self._publish = publish
+        self._leases = leases
         self._running: dict[str, asyncio.Task] = {}
         self._again: set[str] = set()
         self._log = structlog.get_logger("provisioner")
@@ -53,6 +57,8 @@ class Provisioner:
         while True:
             self._again.discard(cluster_id)
             try:
+                if not await self._leases.hold(cluster_id):
+                    return  # another manager replica provisions this cluster
                 settle = await self.reconcile(cluster_id)
             except Exception:
                 self._log.exception("reconcile failed; retrying on the next pass", cluster=cluster_id)
@@ -77,6 +83,10 @@ class Provisioner:
         for record in records:
             self.kick(record.id)
         for orphan in await self._driver.orphans({r.id for r in records}):
+            # removal destroys a tenant's data: only on a direct read saying there is no record,
+            # never on a listing alone (a short listing once deleted a live cluster this way)
+            if await self._store.get(orphan) is not None or not await self._leases.hold(orphan):
+                continue
             self._log.warning("removing an engine no record knows", cluster=orphan)
             await self._driver.remove(orphan)
 
@@ -100,9 +110,9 @@ class Provisioner:
             log.info("reconcile", step=plan.step, reason=plan.reason)
         try:
             return await self._apply(record, plan, desired, observed)
-        except DrainInProgress as exc:
-            await self._record(cluster_id, ClusterStatus.SCALING, str(exc))
-            return False
+        except ResizeInProgress as exc:
+            await self._record(cluster_id, plan.status, str(exc))
+            return True  # the next step follows soon
         except EngineUnavailable as exc:
             await self._record(cluster_id, ClusterStatus.FAILED, str(exc), observed_generation=record.generation)
             return False
@@ -119,19 +129,21 @@ class Provisioner:
                 await self._store.remove(record)
                 await self._emit(record, ClusterStatus.DELETED, "engine stopped and data removed")
                 return False
-            case Step.START | Step.RESTART:
+            case Step.START:
                 await self._record(record.id, plan.status, plan.reason)
-                if plan.step == Step.START:
-                    endpoint = await self._driver.start(record, desired)
-                else:
-                    endpoint = await self._driver.resize(record, observed.size, desired)
+                endpoint = await self._driver.start(record, desired)
                 await self._record(record.id, plan.status, "engine starting", endpoint=endpoint)
+                return True
+            case Step.RESIZE:
+                # each step's own outcome is the reason (a ResizeInProgress says what is under way)
+                endpoint = await self._driver.resize(record, observed.size, desired)
+                await self._record(record.id, plan.status, "nodes in place; waiting for health", endpoint=endpoint)
                 return True
             case Step.MARK_READY:
                 await self._record(
                     record.id, ClusterStatus.READY, plan.reason, endpoint=observed.endpoint,
                     credentials=observed.credentials, health=observed.health, nodes=observed.nodes,
-                    observed_generation=record.generation,
+                    observed_generation=record.generation, formed_at=record.formed_at or utcnow(),
                 )
                 return False
             case Step.FAIL:
@@ -140,12 +152,15 @@ class Provisioner:
             case Step.WAIT:
                 return True
             case _:
-                if (observed.health, observed.nodes) != (record.health, record.nodes) and observed.running:
-                    await self._record(record.id, None, None, health=observed.health, nodes=observed.nodes)
+                if observed.running:
+                    # a ready cluster's reason says so again once a healing step is over
+                    reason = plan.reason if record.status == ClusterStatus.READY else None
+                    await self._record(record.id, None, reason, health=observed.health, nodes=observed.nodes)
                 return False
 
     async def _record(self, cluster_id: str, status: ClusterStatus | None, reason: str | None, **fields) -> None:
-        """Write the observed fields, status last; emit a status event when the status changes."""
+        """Write the observed fields, status last; emit a status event when the status changes,
+        or its reason while scaling (each step of a resize shows in the cluster's events)."""
         changed: list[ClusterRecord] = []
 
         def change(record: ClusterRecord) -> ClusterRecord | None:
@@ -160,6 +175,7 @@ class Provisioner:
                 record.status_reason = new_reason
             if new_status is not None:
                 record.status = new_status
+            if new_status is not None or (new_reason is not None and record.status == ClusterStatus.SCALING):
                 changed.append(record)
             return record
 
@@ -169,8 +185,6 @@ class Provisioner:
             await self._emit(record, record.status, record.status_reason)
 
     async def _emit(self, record: ClusterRecord, status: ClusterStatus, reason: str) -> None:
-        from libs.common import subjects
-
         event = ClusterStatusChanged(
             cluster_id=record.id, tenant_org_id=record.tenant_org_id, status=status, reason=reason,
             endpoint=record.endpoint, nodes=record.nodes, request_id=record.request_id,

@@ -16,7 +16,8 @@ from libs.common.store import ClusterStore
 from libs.common.streams import ensure_stream
 from services.shard_controller.controller import ShardController
 from services.shard_controller.planning import ShardPolicy
-from services.shard_controller.state import ControllerStates, Leases
+from libs.common.leases import Leases
+from services.shard_controller.state import ControllerStates
 
 LIFECYCLE = JStream(subjects.LIFECYCLE_STREAM, declare=False)
 

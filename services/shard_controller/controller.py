@@ -1,8 +1,8 @@
 """The shard controller's handling of one metric sample: read, plan, then act or advance.
 
-Acting means: replica changes on the engine; node changes asked of the manager over NATS
-(after draining the nodes that go); resharding through a new index generation, a copy and
-an alias swap. Multi-step operations live in KV and move one step per sample, so nothing
+Acting means: replica changes on the engine; node counts asked of the manager over NATS, with
+a reason (the manager's driver drains the nodes that go; replicas are lowered here first, to
+fit); resharding through a new index generation, a copy and an alias swap. Multi-step operations live in KV and move one step per sample, so nothing
 blocks and a restarted controller picks up where it was.
 """
 
@@ -27,10 +27,12 @@ from libs.common.events import (
 )
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from services.shard_controller.planning import ShardPlan, ShardPolicy, plan_shards
-from services.shard_controller.state import ControllerState, ControllerStates, Leases, Operation
+from libs.common.leases import Leases
+from services.shard_controller.state import ControllerState, ControllerStates, Operation
 
 Publish = Callable[[Event, str], Awaitable[None]]
 ACTIVE = (ClusterStatus.READY, ClusterStatus.SCALING)
+REQUEST_ANSWERED_S = 60.0  # a node-count request not in the spec by then was refused
 
 
 class ShardController:
@@ -79,8 +81,7 @@ class ShardController:
         if planned != state.plan:
             await self._publish(ShardPlanChanged(
                 cluster_id=record.id, tenant_org_id=record.tenant_org_id, nodes=plan.nodes,
-                current_nodes=plan.current_nodes, replicas=plan.replicas, splits=plan.splits, drain=plan.drain,
-                reason=plan.reason), subjects.cluster_plan(record.tenant_org_id, record.id))
+                current_nodes=plan.current_nodes, replicas=plan.replicas, splits=plan.splits, reason=plan.reason), subjects.cluster_plan(record.tenant_org_id, record.id))
         state.plan, state.planned_at = planned, utcnow()
         if not plan.changes_anything:
             return
@@ -90,21 +91,17 @@ class ShardController:
             await admin.set_replicas(index, replicas)
             await self._action(record, "set_replicas", f"{index}: {replicas} replica(s)", "done")
         state.last_action_at = utcnow()
-        if plan.nodes > plan.current_nodes:
-            state.operation = Operation(kind="scale_out", phase="resizing", nodes=plan.nodes, started_at=utcnow())
+        if plan.nodes != plan.current_nodes:
+            kind = "scale_out" if plan.nodes > plan.current_nodes else "scale_in"
+            state.operation = Operation(kind=kind, phase="resizing", nodes=plan.nodes, started_at=utcnow())
             await self._ask_for_nodes(record, plan)
-        elif plan.nodes < plan.current_nodes:
-            state.operation = Operation(kind="scale_in", phase="draining", nodes=plan.nodes, drain=plan.drain,
-                                        started_at=utcnow())
-            await admin.exclude_nodes(plan.drain)
-            await self._action(record, "drain", f"moving shards off {', '.join(plan.drain)}", "started")
         elif plan.splits:
             await self._start_reshard(record, state, engine, plan)
 
-    async def _ask_for_nodes(self, record: ClusterRecord, plan_or_op) -> None:
-        nodes = plan_or_op.nodes
+    async def _ask_for_nodes(self, record: ClusterRecord, plan: ShardPlan) -> None:
+        nodes = plan.nodes
         await self._publish(ClusterScaleRequested(cluster_id=record.id, tenant_org_id=record.tenant_org_id,
-                                                  nodes=nodes, reason=getattr(plan_or_op, "reason", "drained")),
+                                                  nodes=nodes, reason=plan.reason),
                             subjects.cluster_scale(record.tenant_org_id, record.id))
         await self._action(record, "scale_requested", f"{nodes} node(s) asked of the manager", "started")
 
@@ -156,20 +153,13 @@ class ShardController:
                        sample: MetricsSample) -> None:
         op = state.operation
         admin = engine.admin()
-        if op.kind == "scale_out":
-            if record.status == ClusterStatus.READY and sample.stats.nodes >= op.nodes:
-                await self._finish(record, state, "scale_out", f"{op.nodes} node(s)")
-        elif op.kind == "scale_in" and op.phase == "draining":
-            left = await admin.undrained(op.drain)
-            if left == 0:
-                op.phase = "resizing"
-                await self._action(record, "drain", f"{', '.join(op.drain)} empty", "done")
-                await self._ask_for_nodes(record, op)
-        elif op.kind == "scale_in" and op.phase == "resizing":
-            if record.status == ClusterStatus.READY and record.spec.replicas == op.nodes \
-                    and sample.stats.nodes == op.nodes:
-                await admin.clear_exclusions()
-                await self._finish(record, state, "scale_in", f"{op.nodes} node(s)")
+        if op.kind in ("scale_out", "scale_in"):
+            if record.spec.replicas != op.nodes:
+                # the manager refuses a request the tenant's bounds or quota forbid; it stays as it was
+                if (utcnow() - op.started_at).total_seconds() > REQUEST_ANSWERED_S:
+                    await self._finish(record, state, op.kind, f"not applied: still {record.spec.replicas} node(s)")
+            elif record.status == ClusterStatus.READY and sample.stats.nodes == op.nodes:
+                await self._finish(record, state, op.kind, f"{op.nodes} node(s)")
         elif op.kind == "reshard":
             await self._advance_reshard(record, state, admin)
 

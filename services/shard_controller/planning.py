@@ -1,5 +1,6 @@
 """Pure decisions of the shard controller: from recent samples, the cluster's policy and the
-platform's, a `ShardPlan` (node count, replicas per index, splits, nodes to drain) and why.
+platform's, a `ShardPlan` (node count, replicas per index, splits) and why. It decides how many
+nodes, never which: the manager's driver knows its nodes and drains those that go.
 
 No I/O: the same samples and time always give the same plan. A "do nothing" plan has a reason.
 """
@@ -43,7 +44,6 @@ class ShardPlan:
     nodes: int  # the node count to have
     replicas: dict[str, int]  # index -> replicas to have (changed ones only)
     splits: dict[str, int]  # index -> primaries to reshard to
-    drain: list[str]  # nodes to empty before they go
     reason: str
     current_nodes: int = 0
 
@@ -95,7 +95,7 @@ def plan_shards(
 ) -> ShardPlan:
     """The plan for one cluster; `samples` are its recent metric samples, oldest first."""
     def nothing(reason: str) -> ShardPlan:
-        return ShardPlan(cluster_id, nodes, {}, {}, [], reason, nodes)
+        return ShardPlan(cluster_id, nodes, {}, {}, reason, nodes)
 
     if not scaling.autoscaling:
         return nothing("autoscaling is off for this cluster (pinned by the tenant)")
@@ -172,5 +172,4 @@ def plan_shards(
             splits[index.name] = min(wanted, policy.max_primaries)
             why.add(f"{index.name}: primaries of {per_primary / GB:.1f} GB exceed {policy.shard_target_max_gb:g} GB")
 
-    drain = [f"Node {i}" for i in range(target + 1, nodes + 1)]
-    return ShardPlan(cluster_id, target, replicas, splits, drain, why.text("within policy: nothing to change"), nodes)
+    return ShardPlan(cluster_id, target, replicas, splits, why.text("within policy: nothing to change"), nodes)

@@ -1,14 +1,12 @@
 """What the shard controller keeps in KV: each cluster's latest plan and running operation
-(so a restarted controller resumes it), and leases so one instance acts on a cluster at a time.
+(so a restarted controller resumes it).
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Literal
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -21,7 +19,6 @@ class Operation(BaseModel):
     kind: Literal["scale_out", "scale_in", "reshard"]
     phase: str
     nodes: int | None = None
-    drain: list[str] = []
     alias: str | None = None
     source: str | None = None
     target: str | None = None
@@ -48,27 +45,3 @@ class ControllerStates:
 
     async def put(self, state: ControllerState) -> None:
         await self._kv.put(state.cluster_id, state.model_dump_json().encode())
-
-
-class Leases:
-    """A cluster's lease: held by renewing it; it lapses by the bucket's TTL when its holder dies."""
-
-    def __init__(self, kv: KeyValue, holder: str | None = None):
-        self._kv = kv
-        self.holder = holder or uuid.uuid4().hex
-
-    async def hold(self, cluster_id: str) -> bool:
-        try:
-            entry = await self._kv.get(cluster_id)
-        except KeyNotFoundError:
-            entry = None
-        try:
-            if entry is None or not entry.value:
-                await self._kv.create(cluster_id, self.holder.encode())
-                return True
-            if entry.value.decode() != self.holder:
-                return False
-            await self._kv.update(cluster_id, self.holder.encode(), last=entry.revision)
-            return True
-        except KeyWrongLastSequenceError:
-            return False  # another instance took or renewed it just now

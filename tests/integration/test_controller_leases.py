@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 
-from services.shard_controller.state import Leases
+from libs.common.leases import Leases
 
 TTL_S = 2.0
 

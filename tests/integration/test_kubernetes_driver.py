@@ -23,7 +23,7 @@ from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus
 from libs.common.quantities import parse_bytes
 from libs.common.settings import Settings
 from libs.common.store import RecordGone
-from services.manager.drivers import DrainInProgress, EngineUnavailable
+from services.manager.drivers import ResizeInProgress, EngineUnavailable
 from services.manager.drivers.kubernetes import KubernetesDriver
 from services.manager.drivers.kubernetes_manifests import pod_selector
 from services.manager.provisioner import Provisioner
@@ -62,7 +62,7 @@ class FakeEngine:
     async def exclude_nodes(self, names: list[str]) -> None:
         self.excluded.append(list(names))
 
-    async def shards_only_on(self, names: list[str]) -> int:
+    async def drain_pending(self, names: list[str], remaining: int) -> int:
         return self.shards_left
 
     async def clear_exclusions(self) -> None:
@@ -274,7 +274,7 @@ async def test_scaling_in_waits_until_no_shard_lives_only_on_the_leaving_node(dr
     await driver.start(three, driver.size_for(three.spec))
     engine.shards_left, mark = 4, len(api_server)
 
-    with pytest.raises(DrainInProgress, match="engine-2: 4 shard"):
+    with pytest.raises(ResizeInProgress, match="engine-2: 4 shard"):
         await driver.resize(two, driver.size_for(three.spec), driver.size_for(two.spec))
     assert written(api_server, mark) == set()
     assert api_server.live(STATEFULSETS, NS, "engine")["spec"]["replicas"] == 3
@@ -282,11 +282,11 @@ async def test_scaling_in_waits_until_no_shard_lives_only_on_the_leaving_node(dr
     engine.reachable = False
     engine.shards_left = 0
 
-    async def unreachable(names):
+    async def unreachable(names, remaining):
         raise ConnectionError("no route to the engine")
 
-    engine.shards_only_on = unreachable
-    with pytest.raises(DrainInProgress, match="not reachable"):
+    engine.drain_pending = unreachable
+    with pytest.raises(ResizeInProgress, match="not reachable"):
         await driver.resize(two, driver.size_for(three.spec), driver.size_for(two.spec))
     assert api_server.live(STATEFULSETS, NS, "engine")["spec"]["replicas"] == 3
 
@@ -458,7 +458,7 @@ async def test_the_provisioner_takes_a_cluster_to_ready_with_endpoint_and_creden
     async def publish(event, subject):
         published.append(event.status)
 
-    provisioner = Provisioner(platform_settings(), store, driver, publish)
+    provisioner = Provisioner(platform_settings(), store, driver, publish, leases=None)  # reconciled directly
     assert await provisioner.reconcile(cluster.id) is True
     assert store.records[cluster.id].status == ClusterStatus.PROVISIONING
     assert await provisioner.reconcile(cluster.id) is True, "waits while the pods start"

@@ -101,7 +101,7 @@ def test_scaling_out_and_in_keeps_every_document(api, settings):
         assert answer.json()["status"] == "scaling"
         ready = wait_for_status(api, cluster["id"], "ready")
         assert ready["nodes"] == replicas
-        assert _engines_of(settings, cluster["id"])[0].size.nodes == replicas
+        assert sorted(e.node for e in _engines_of(settings, cluster["id"])) == list(range(1, replicas + 1))
         hits = api.post(f"{base}/kept/search", json={"vector": [1, 0], "k": 50}).json()["hits"]
         assert sorted(h["id"] for h in hits) == sorted(d["id"] for d in docs)
     api.delete(f"/clusters/{cluster['id']}")

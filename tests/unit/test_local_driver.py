@@ -1,24 +1,23 @@
-"""The local driver's pure parts: recognising our engines, and when a drain is done."""
+"""The local driver's pure parts: recognising our engine nodes, their size, and when a drain is done."""
 
 from pathlib import Path
 
-from libs.common.engines.admin import count_shards_only_on
-from services.manager.drivers.local import parse_engine_cmdline
+from libs.common.engines.admin import pending_drain
+from services.manager.drivers.local import MIXED, NodeProcess, parse_engine_cmdline, size_of, write_node_config
 from services.manager.planning import EngineSize
 
 CLUSTERS = Path("/state/clusters")
 
 
-def cmdline(base: str) -> list[str]:
+def cmdline(base: str, node: int = 3) -> list[str]:
     return ["java", "-Xms512m", "-Xmx512m", "-XX:ActiveProcessorCount=2", "-cp", "x", "EngineLauncher",
-            "-basePath", base, "-numOfNode", "3", "-baseHttpPort", "19220", "-clusterName", "c1"]
+            "-basePath", base, "-nodeIndex", str(node), "-baseHttpPort", "19220", "-clusterName", "c1"]
 
 
-def test_our_engine_is_recognised_with_its_size():
-    engine = parse_engine_cmdline(cmdline("/state/clusters/c1/nodes"), CLUSTERS)
-    assert engine.cluster_id == "c1"
-    assert engine.size == EngineSize(nodes=3, heap_mb=512, processors=2)
-    assert engine.http_base == 19220
+def test_our_engine_node_is_recognised_with_its_size():
+    node = parse_engine_cmdline(cmdline("/state/clusters/c1/nodes"), CLUSTERS)
+    assert (node.cluster_id, node.node, node.heap_mb, node.processors) == ("c1", 3, 512, 2)
+    assert node.http_base == 19220
 
 
 def test_engines_of_another_state_dir_or_other_programs_are_not_ours():
@@ -26,21 +25,52 @@ def test_engines_of_another_state_dir_or_other_programs_are_not_ours():
     assert parse_engine_cmdline(["python", "-m", "services.manager"], CLUSTERS) is None
 
 
-def shard(index, number, state, node):
-    return {"index": index, "shard": str(number), "prirep": "p", "state": state, "node": node}
+def node(n: int, heap: int = 512) -> NodeProcess:
+    return NodeProcess(pid=100 + n, cluster_id="c1", node=n, heap_mb=heap, processors=1, http_base=19220)
+
+
+def test_size_counts_members_and_shows_a_rolling_restart_as_mixed():
+    assert size_of([node(1), node(2)], members=3) == EngineSize(3, 512, 1)
+    assert size_of([node(1), node(2, heap=256)], members=2) == EngineSize(2, MIXED, MIXED)
+
+
+def test_only_node_one_of_a_new_cluster_bootstraps(tmp_path):
+    write_node_config(tmp_path, 1, "127.0.0.1", 19220, bootstrap=True)
+    write_node_config(tmp_path, 2, "127.0.0.1", 19220, bootstrap=False)
+    first = (tmp_path / "node_1" / "config" / "opensearch.yml").read_text()
+    second = (tmp_path / "node_2" / "config" / "opensearch.yml").read_text()
+    assert 'cluster.initial_cluster_manager_nodes: ["Node 1"]' in first
+    assert "initial_cluster_manager_nodes" not in second
+    assert "transport.port: 19232" in second and '"127.0.0.1:19231"' in second
+
+
+def shard(index, number, state, node, prirep="p"):
+    return {"index": index, "shard": str(number), "prirep": prirep, "state": state, "node": node}
 
 
 def test_drain_waits_while_a_shard_lives_only_on_a_leaving_node():
-    rows = [shard("a", 0, "STARTED", "Node 2"), shard("a", 0, "UNASSIGNED", None)]
-    assert count_shards_only_on(rows, ["Node 2"]) == 1
+    rows = [shard("a", 0, "STARTED", "Node 2"), shard("a", 0, "UNASSIGNED", None, "r")]
+    assert pending_drain(rows, ["Node 2"], remaining_nodes=1) == 1
 
 
 def test_drain_is_done_when_a_started_copy_stays():
-    rows = [shard("a", 0, "STARTED", "Node 2"), shard("a", 0, "STARTED", "Node 1"),
+    rows = [shard("a", 0, "STARTED", "Node 2"), shard("a", 0, "STARTED", "Node 1", "r"),
             shard("b", 0, "STARTED", "Node 1")]
-    assert count_shards_only_on(rows, ["Node 2"]) == 0
+    assert pending_drain(rows, ["Node 2"], remaining_nodes=1) == 0
+
+
+def test_a_replica_that_fits_on_the_remaining_nodes_must_move_first():
+    rows = [shard("a", 0, "STARTED", "Node 1"), shard("a", 0, "STARTED", "Node 3", "r")]
+    assert pending_drain(rows, ["Node 3"], remaining_nodes=2) == 1
+    rows[1] = shard("a", 0, "STARTED", "Node 2", "r")
+    assert pending_drain(rows, ["Node 3"], remaining_nodes=2) == 0
+
+
+def test_unassigned_copies_that_fit_keep_the_drain_going():
+    rows = [shard("a", 0, "STARTED", "Node 1"), shard("a", 0, "UNASSIGNED", None, "r")]
+    assert pending_drain(rows, ["Node 3"], remaining_nodes=2) == 1
 
 
 def test_relocating_shards_keep_the_drain_going():
-    rows = [shard("a", 0, "RELOCATING", "Node 1"), shard("a", 0, "STARTED", "Node 1")]
-    assert count_shards_only_on(rows, ["Node 2"]) == 1
+    rows = [shard("a", 0, "RELOCATING", "Node 2 -> Node 1"), shard("a", 0, "STARTED", "Node 1", "r")]
+    assert pending_drain(rows, ["Node 2"], remaining_nodes=1) == 1

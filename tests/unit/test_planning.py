@@ -25,8 +25,9 @@ def plan(rec, observed, desired=SIZE, age_s=0.0):
     [
         (1, "500m", "1Gi", EngineSize(1, 512, 1)),  # half the memory
         (1, "500m", "256Mi", EngineSize(1, 256, 1)),  # never below the floor
-        (3, "1", "1Gi", EngineSize(3, 512, 2)),  # capped heap and host CPUs on a small machine
-        (2, "250m", "512Mi", EngineSize(2, 512, 1)),
+        (3, "1", "1Gi", EngineSize(3, 512, 1)),  # per node, whatever the node count
+        (2, "4", "4Gi", EngineSize(2, 512, 2)),  # capped heap and host CPUs on a small machine
+        (2, "250m", "512Mi", EngineSize(2, 256, 1)),
     ],
 )
 def test_engine_size(replicas, cpu, memory, expected):
@@ -71,8 +72,15 @@ def test_dead_engine_of_a_ready_cluster_is_restarted():
 def test_changed_size_restarts_with_scaling_status():
     rec = record(ClusterStatus.SCALING, generation=2, observed_generation=1)
     result = plan(rec, EngineObservation(True, SIZE, "green", 1), desired=EngineSize(3, 512, 2))
-    assert (result.step, result.status) == (Step.RESTART, ClusterStatus.SCALING)
+    assert (result.step, result.status) == (Step.RESIZE, ClusterStatus.SCALING)
     assert "nodes 1 -> 3" in result.reason
+
+
+def test_a_dead_node_of_a_serving_cluster_is_restarted_in_place():
+    rec = record(ClusterStatus.READY, observed_generation=1)
+    result = plan(rec, EngineObservation(True, SIZE, "yellow", 1, down=1))
+    assert (result.step, result.status) == (Step.RESIZE, None)  # still ready: the others serve
+    assert "1 node(s) not running" in result.reason
 
 
 def test_scaled_engine_needs_all_nodes_before_ready():

@@ -1,6 +1,6 @@
-"""Cluster administration the shard controller needs, written once over the REST API that
-Elasticsearch 8 and OpenSearch share: replicas, allocation exclusion, drain checks, and
-resharding through a new index, a copy and an alias swap.
+"""Cluster administration written once over the REST API that Elasticsearch 8 and OpenSearch
+share: replicas and resharding (a new index, a copy and an alias swap) for the shard
+controller; node exclusion and drain checks for the drivers, which own draining.
 """
 
 from __future__ import annotations
@@ -10,9 +10,6 @@ from typing import Any
 from urllib.parse import quote
 
 Request = Callable[[str, str, dict[str, Any] | None], Awaitable[Any]]
-
-FIRST_GENERATION = "000001"
-
 
 def generation_name(alias: str, generation: int) -> str:
     return f"{alias}-{generation:06d}"
@@ -35,33 +32,25 @@ class EngineAdmin:
         await self._request("PUT", f"/{index}/_settings", {"index": {"number_of_replicas": replicas}})
 
     async def exclude_nodes(self, names: list[str]) -> None:
-        # transient: the exclusion goes away with the full restart that removes the nodes
+        # transient: it must not outlive the nodes, and a full restart ends a drain anyway
         await self._request("PUT", "/_cluster/settings",
                             {"transient": {"cluster.routing.allocation.exclude._name": ",".join(names)}})
         await self._request("POST", f"/_cluster/voting_config_exclusions?node_names={quote(','.join(names))}", None)
 
-    async def shards_only_on(self, names: list[str]) -> int:
-        """Shards without a started copy outside `names`: what removing them now would lose."""
-        return count_shards_only_on(await self.shard_rows(), names)
+    async def drain_pending(self, leaving: list[str], remaining_nodes: int) -> int:
+        """Shard copies still to move off `leaving` (see `pending_drain`); 0: safe to remove them."""
+        return pending_drain(await self.shard_rows(), leaving, remaining_nodes)
 
-    async def clear_exclusions(self) -> None:
-        # drained names come back when a cluster grows again; they must hold shards and vote
+    async def clear_exclusions(self, wait_for_removal: bool = False) -> None:
+        """Lift a drain. Right after its nodes stopped, wait for them to leave first: a voting
+        exclusion lifted while the node is still listed could vote it back into the config."""
         await self._request("PUT", "/_cluster/settings",
                             {"transient": {"cluster.routing.allocation.exclude._name": None}})
-        await self._request("DELETE", "/_cluster/voting_config_exclusions?wait_for_removal=false", None)
+        wait = "wait_for_removal=true&timeout=30s" if wait_for_removal else "wait_for_removal=false"
+        await self._request("DELETE", f"/_cluster/voting_config_exclusions?{wait}", None)
 
     async def shard_rows(self) -> list[dict[str, Any]]:
         return await self._request("GET", "/_cat/shards?format=json&h=index,shard,prirep,state,node", None)
-
-    async def undrained(self, names: list[str]) -> int:
-        """Shards still on `names`, plus any unassigned: a node is drained only when both are 0."""
-        rows = await self.shard_rows()
-        return sum(1 for r in rows if r.get("node") in names or r["state"] == "UNASSIGNED")
-
-    async def alias_indices(self, alias: str) -> dict[str, bool]:
-        """Concrete indices behind `alias` -> whether each takes the writes."""
-        body = await self._request("GET", f"/_alias/{alias}", None)
-        return {index: bool(entry["aliases"][alias].get("is_write_index")) for index, entry in body.items()}
 
     async def create_index_like(self, source: str, target: str, primaries: int) -> None:
         """A new generation with more primaries and the source's mappings and index settings."""
@@ -101,15 +90,22 @@ class EngineAdmin:
         await self._request("POST", f"/{index}/_refresh", None)
 
 
-def count_shards_only_on(rows: list[dict[str, Any]], leaving: list[str]) -> int:
-    """Shards with no started copy outside `leaving`, plus any still relocating (from _cat/shards)."""
-    safe: dict[tuple[str, str], bool] = {}
-    relocating = 0
+def pending_drain(rows: list[dict[str, Any]], leaving: list[str], remaining_nodes: int) -> int:
+    """Shard copies that must still move before `leaving` go (rows of `_cat/shards`).
+
+    A shard is safe when as many of its copies are started outside `leaving` as the remaining
+    nodes can hold (a replica that has no node left to go to is dropped, never its last copy),
+    and nothing is relocating or initializing. Unassigned copies that fit count as pending.
+    """
+    copies: dict[tuple[str, str], int] = {}
+    started_outside: dict[tuple[str, str], int] = {}
+    moving = 0
     for row in rows:
         key = (row["index"], row["shard"])
-        safe.setdefault(key, False)
-        if row["state"] == "RELOCATING":
-            relocating += 1
-        if row["state"] == "STARTED" and row.get("node") not in leaving:
-            safe[key] = True
-    return relocating + sum(1 for ok in safe.values() if not ok)
+        copies[key] = copies.get(key, 0) + 1
+        if row["state"] in ("RELOCATING", "INITIALIZING"):
+            moving += 1
+        elif row["state"] == "STARTED" and row.get("node") not in leaving:
+            started_outside[key] = started_outside.get(key, 0) + 1
+    short = sum(max(0, min(n, max(remaining_nodes, 1)) - started_outside.get(key, 0)) for key, n in copies.items())
+    return moving + short

@@ -20,8 +20,9 @@ class NoCredentials(Exception):
     """Permanent: this driver's engines have no credentials to rotate."""
 
 
-class DrainInProgress(Exception):
-    """Temporary: nodes that go away still hold the only copy of some shards; look again later."""
+class ResizeInProgress(Exception):
+    """Temporary: a change of nodes advanced one step (a node joining, a drain under way); look
+    again soon. The message says what is under way, for the cluster's status reason."""
 
 
 class Driver(Protocol):
@@ -34,6 +35,8 @@ class Driver(Protocol):
     # start and resize return the endpoint; they take the whole record because a driver
     # may need more of it than the size (Kubernetes labels namespaces with the tenant)
     async def start(self, cluster: ClusterRecord, size: EngineSize) -> str: ...
+    # one step toward `new`; ResizeInProgress while more steps follow. The driver is the one
+    # owner of draining: it knows its nodes' names and drains those that go before removing them
     async def resize(self, cluster: ClusterRecord, old: EngineSize | None, new: EngineSize) -> str: ...
     async def remove(self, cluster_id: str) -> None: ...
     async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials: ...

@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials, utcnow
 from libs.common.settings import Settings
-from services.manager.drivers import DrainInProgress, EngineUnavailable
+from services.manager.drivers import ResizeInProgress, EngineUnavailable
 from services.manager.drivers.kubernetes_manifests import (
     CLUSTER_LABEL,
     CREDENTIALS_SECRET,
@@ -297,7 +297,7 @@ class KubernetesDriver:
         (drained by an earlier shrink) are let in again."""
         before = old.nodes if old else new.nodes
         if new.nodes < before:
-            await self._drain(cluster, node_names(before)[new.nodes:])
+            await self._drain(cluster, node_names(before)[new.nodes:], new.nodes)
         elif new.nodes > before:
             await self._lift_exclusions(cluster)
         return await self.start(cluster, new)
@@ -307,19 +307,19 @@ class KubernetesDriver:
         user, password = (credentials.username, credentials.password) if credentials else (None, None)
         return self._connect(cluster.spec.engine, endpoint_of(cluster.id, self._settings), user, password)
 
-    async def _drain(self, cluster: ClusterRecord, leaving: list[str]) -> None:
-        """Start (or check) the drain; DrainInProgress until no shard lives only on `leaving`."""
+    async def _drain(self, cluster: ClusterRecord, leaving: list[str], remaining: int) -> None:
+        """Start (or check) the drain; ResizeInProgress until `leaving` may go (see `pending_drain`)."""
         search = await self._engine(cluster)
         timeout = self._settings.kube_engine_timeout_s
         try:
             await asyncio.wait_for(search.admin().exclude_nodes(leaving), timeout)
-            pending = await asyncio.wait_for(search.admin().shards_only_on(leaving), timeout)
+            pending = await asyncio.wait_for(search.admin().drain_pending(leaving, remaining), timeout)
         except Exception as exc:
-            raise DrainInProgress(f"cannot drain {', '.join(leaving)} yet: engine not reachable ({exc})") from exc
+            raise ResizeInProgress(f"cannot drain {', '.join(leaving)} yet: engine not reachable ({exc})") from exc
         finally:
             await search.close()
         if pending:
-            raise DrainInProgress(f"draining {', '.join(leaving)}: {pending} shard(s) still only there")
+            raise ResizeInProgress(f"draining {', '.join(leaving)}: {pending} shard copies still to move")
 
     async def _lift_exclusions(self, cluster: ClusterRecord) -> None:
         search = await self._engine(cluster)

