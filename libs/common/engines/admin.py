@@ -46,8 +46,8 @@ class EngineAdmin:
         exclusion lifted while the node is still listed could vote it back into the config."""
         await self._request("PUT", "/_cluster/settings",
                             {"transient": {"cluster.routing.allocation.exclude._name": None}})
-        wait = "wait_for_removal=true&timeout=30s" if wait_for_removal else "wait_for_removal=false"
-        await self._request("DELETE", f"/_cluster/voting_config_exclusions?{wait}", None)
+        wait = "true" if wait_for_removal else "false"
+        await self._request("DELETE", f"/_cluster/voting_config_exclusions?wait_for_removal={wait}", None)
 
     async def shard_rows(self) -> list[dict[str, Any]]:
         return await self._request("GET", "/_cat/shards?format=json&h=index,shard,prirep,state,node", None)

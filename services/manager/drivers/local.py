@@ -374,11 +374,10 @@ class LocalDriver:
         last = leaving[-1]
         await self._stop_nodes([running[last]])
         shutil.rmtree(self._home(cluster.id) / f"node_{last}", ignore_errors=True)
-        if len(leaving) > 1:
-            raise ResizeInProgress(f"{node_name(last)} drained and removed")
-        await admin.clear_exclusions(wait_for_removal=True)
-        self._excluded.pop(cluster.id, None)
-        self._log.info("nodes drained and removed", cluster=cluster.id, nodes=names)
+        if len(leaving) == 1:
+            await admin.clear_exclusions(wait_for_removal=True)
+            self._excluded.pop(cluster.id, None)
+        raise ResizeInProgress(f"{node_name(last)} drained and removed")
 
     async def stop(self, cluster_id: str) -> None:
         await self._stop_nodes(list(self._running(cluster_id).values()))
