@@ -10,6 +10,7 @@ KV_CLUSTERS = "ess_clusters"  # cluster id -> ClusterRecord
 KV_CLUSTER_NAMES = "ess_cluster_names"  # "<tenant>.<service_name>" -> cluster id
 KV_IDEMPOTENCY = "ess_idempotency"  # hashed Idempotency-Key -> first answer
 KV_TENANTS = "ess_tenants"  # tenant id -> TenantRecord
+KV_QUOTA_CLAIMS = "ess_quota_claims"  # tenant id -> its clusters' claims on its quotas (TenantClaims)
 KV_API_KEYS = "ess_api_keys"  # key id -> ApiKeyRecord (a salted hash, never the key)
 KV_PROVISIONER_LEASES = "ess_provisioner_leases"  # cluster id -> the manager replica provisioning it
 

@@ -34,7 +34,7 @@ from libs.common.store import AlreadyExists, RecordGone
 from libs.common.streams import read_subject
 from services.manager.auth import Principal
 from services.manager.drivers import EngineUnavailable, NoCredentials
-from services.manager.tenants import QuotaExceeded, check_quotas
+from services.manager.quotas import QuotaExceeded, QuotaRefused
 from services.manager.usage import TenantUsage, read_usage, total
 from services.manager.schemas import (
     ClusterList,
@@ -161,9 +161,6 @@ async def create_cluster(
         raise problem(422, "invalid_request", f"{engine} {version} is not available on this platform",
                       "version", f"use one of {available[engine]} or leave version out")
     tenant = await platform.tenants.ensure(body.tenant_org_id)
-    mine = [r for r in await platform.store.read_all() if r.tenant_org_id == body.tenant_org_id]
-    if exceeded := check_quotas(tenant, mine, None, body.replicas, body.storage):
-        raise quota_problem(exceeded)
     record = ClusterRecord(
         id="c" + uuid.uuid4().hex[:12],
         tenant_org_id=body.tenant_org_id, user=body.user, service_name=body.service_name,
@@ -172,7 +169,10 @@ async def create_cluster(
         request_id=request.state.request_id,
     )
     try:
-        await platform.store.create(record)
+        async with platform.quotas.creating(tenant, record):  # the quota first, then the name
+            await platform.store.create(record)
+    except QuotaRefused as refused:
+        raise quota_problem(refused.exceeded)
     except AlreadyExists:
         raise problem(409, "conflict", f"tenant {body.tenant_org_id} already has a service {body.service_name!r}",
                       "service_name", "choose another service_name, or delete the existing cluster first")
@@ -211,12 +211,6 @@ async def update_cluster(cluster_id: ClusterId, body: UpdateClusterRequest, requ
     current = await _load(request, cluster_id)
     if current.delete_requested:
         raise problem(409, "conflict", f"cluster {cluster_id} is being deleted")
-    if body.replicas:
-        platform = request.app.state.platform
-        tenant = await platform.tenants.ensure(current.tenant_org_id)
-        mine = [r for r in await platform.store.read_all() if r.tenant_org_id == current.tenant_org_id]
-        if exceeded := check_quotas(tenant, mine, current.id, body.replicas, current.spec.storage):
-            raise quota_problem(exceeded)
 
     def change(record: ClusterRecord) -> ClusterRecord | None:
         spec = record.spec.model_copy(update=body.spec_changes())
@@ -235,8 +229,16 @@ async def update_cluster(cluster_id: ClusterId, body: UpdateClusterRequest, requ
             record.status_reason = "spec changed; waiting for the provisioner"
         return record
 
+    platform = request.app.state.platform
     try:
-        record = await request.app.state.platform.store.mutate(cluster_id, change)
+        if body.replicas:  # of the changes, only the node count counts against a quota
+            tenant = await platform.tenants.ensure(current.tenant_org_id)
+            async with platform.quotas.resizing(tenant, current, body.replicas):
+                record = await platform.store.mutate(cluster_id, change)
+        else:
+            record = await platform.store.mutate(cluster_id, change)
+    except QuotaRefused as refused:
+        raise quota_problem(refused.exceeded)
     except RecordGone:
         raise problem(404, "not_found", f"no cluster {cluster_id}")
     await _announce(request, record, "updated")
@@ -260,6 +262,8 @@ async def delete_cluster(cluster_id: ClusterId, request: Request):
         record = await request.app.state.platform.store.mutate(cluster_id, change)
     except RecordGone:
         raise problem(404, "not_found", f"no cluster {cluster_id}")
+    # a cluster being deleted counts against no quota; also when it was asked before (a retry)
+    await request.app.state.platform.quotas.release(record.tenant_org_id, cluster_id)
     await _announce(request, record, "deleted")
     return ClusterView.of(record)
 

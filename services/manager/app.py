@@ -35,6 +35,7 @@ from libs.common.store import ClusterStore, RecordGone
 from services.manager.api import is_mutation, public, router
 from services.manager.auth import ApiKeys, RateLimiter
 from services.manager.tenant_api import tenant_router
+from services.manager.quotas import QuotaLedger, QuotaRefused
 from services.manager.tenants import Tenants
 from services.manager.drivers import build_driver
 from services.manager.provisioner import Provisioner
@@ -55,6 +56,7 @@ class Platform:
         self.store: ClusterStore | None = None
         self.plans = None  # the shard controller's KV of plans, read for GET /clusters/{id}/plan
         self.tenants: Tenants | None = None
+        self.quotas: QuotaLedger | None = None
         self.keys: ApiKeys | None = None
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.provisioner: Provisioner | None = None
@@ -199,10 +201,13 @@ def register_handlers(broker: NatsBroker, platform: Platform) -> None:
         title="node count requests", description="The shard controller asks for a cluster's node count.",
     )
     async def on_scale_requested(event: ClusterScaleRequested) -> None:
-        def change(record: ClusterRecord) -> ClusterRecord | None:
+        def wanted(record: ClusterRecord) -> bool:
             # the tenant may have pinned or bounded the cluster since the controller asked
             allowed = record.scaling.autoscaling and record.scaling.min_nodes <= event.nodes <= record.scaling.max_nodes
-            if not allowed or record.delete_requested or record.spec.replicas == event.nodes:
+            return allowed and not record.delete_requested and record.spec.replicas != event.nodes
+
+        def change(record: ClusterRecord) -> ClusterRecord | None:
+            if not wanted(record):
                 return None
             record.spec = record.spec.model_copy(update={"replicas": event.nodes})
             record.generation += 1
@@ -210,8 +215,17 @@ def register_handlers(broker: NatsBroker, platform: Platform) -> None:
             record.status_reason = f"shard controller: {event.reason}"
             return record
 
+        found = await platform.store.get(event.cluster_id)
+        if found is None or not wanted(found[0]):
+            return
+        tenant = await platform.tenants.ensure(found[0].tenant_org_id)
         try:
-            await platform.store.mutate(event.cluster_id, change)
+            async with platform.quotas.resizing(tenant, found[0], event.nodes):
+                await platform.store.mutate(event.cluster_id, change)
+        except QuotaRefused as refused:
+            structlog.get_logger("manager").warning("node count request ignored", cluster=event.cluster_id,
+                                                    nodes=event.nodes, reason=refused.exceeded.message)
+            return
         except RecordGone:
             return
         platform.provisioner.kick(event.cluster_id)
@@ -229,6 +243,7 @@ def create_app(settings: Settings) -> FastAPI:
         platform.store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
         platform.plans = await broker.key_value(subjects.KV_SHARD_PLANS)
         platform.tenants = Tenants(await broker.key_value(subjects.KV_TENANTS))
+        platform.quotas = QuotaLedger(await broker.key_value(subjects.KV_QUOTA_CLAIMS), platform.store)
         operator_key = settings.operator_key.get_secret_value() if settings.operator_key else None
         platform.keys = ApiKeys(await broker.key_value(subjects.KV_API_KEYS), operator_key)
         await ensure_stream(broker.connection.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_SUBJECTS,

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import nats
 import pytest
 
+from libs.common import subjects
+from libs.common.events import ClusterScaleRequested
 from tests.conftest import ISSUED_KEYS, key_header, seed_request
+from tests.helpers import wait_until
 
 
 def new_tenant(api, **quotas) -> str:
@@ -113,6 +120,79 @@ def test_quotas_hold_at_the_limit_and_refuse_one_past(api):
     roomy = new_tenant(api, max_clusters=3, max_nodes=9, max_storage_gb=5)
     too_big = api.post("/clusters", json=seed_request(tenant_org_id=roomy, storage="6Gi"))
     assert (too_big.status_code, too_big.json()["quota"]) == (403, "max_storage_gb")
+
+
+def at_once(api, headers, *requests: tuple[str, str, dict]) -> list[httpx.Response]:
+    """Send the requests together, each on its own connection, as separate users would."""
+    ready = threading.Barrier(len(requests))
+
+    def send(request):
+        method, path, body = request
+        with httpx.Client(base_url=api.base_url, headers=headers, timeout=30) as client:
+            ready.wait()
+            return client.request(method, path, json=body)
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(send, requests))
+
+
+def test_concurrent_creates_get_the_last_cluster_once(api):
+    tenant = new_tenant(api, max_clusters=1, max_nodes=9, max_storage_gb=100)
+    as_t = key_header(new_key(api, tenant)["key"])
+    answers = at_once(api, as_t, *[("POST", "/clusters", seed_request(tenant_org_id=tenant, service_name=f"race{i}"))
+                                   for i in range(4)])
+    assert sorted(a.status_code for a in answers) == [202, 403, 403, 403], [a.text for a in answers]
+    assert {(a.json()["quota"], a.json()["limit"]) for a in answers if a.status_code == 403} == {("max_clusters", 1)}
+    winner = next(a.json()["id"] for a in answers if a.status_code == 202)
+    assert [c["id"] for c in api.get("/clusters", headers=as_t).json()["clusters"]] == [winner]
+
+    assert api.delete(f"/clusters/{winner}", headers=as_t).status_code == 202
+    after = api.post("/clusters", json=seed_request(tenant_org_id=tenant, service_name="after"), headers=as_t)
+    assert after.status_code == 202, after.text
+    assert api.delete(f"/clusters/{after.json()['id']}", headers=as_t).status_code == 202
+
+
+def ask_for_nodes(settings, cluster: dict, nodes: int) -> None:
+    """What the shard controller sends when it wants another node count for a cluster."""
+    async def publish():
+        connection = await nats.connect(settings.nats_url)
+        try:
+            event = ClusterScaleRequested(cluster_id=cluster["id"], tenant_org_id=cluster["tenant_org_id"],
+                                          nodes=nodes, reason="test: asked by hand")
+            subject = subjects.cluster_scale(cluster["tenant_org_id"], cluster["id"])
+            await connection.jetstream().publish(subject, event.model_dump_json().encode())
+        finally:
+            await connection.close()
+
+    asyncio.run(publish())
+
+
+def test_node_quota_holds_against_concurrent_scale_ups_and_the_shard_controller(api, manager, settings):
+    tenant = new_tenant(api, max_clusters=2, max_nodes=3, max_storage_gb=100)
+    as_t = key_header(new_key(api, tenant)["key"])
+    clusters = []
+    for name in ("left", "right"):
+        created = api.post("/clusters", json=seed_request(tenant_org_id=tenant, service_name=name), headers=as_t)
+        assert created.status_code == 202, created.text
+        clusters.append(created.json()["id"])
+    answers = at_once(api, as_t, *[("PATCH", f"/clusters/{c}", {"replicas": 2}) for c in clusters])
+    assert sorted(a.status_code for a in answers) == [202, 403], [a.text for a in answers]
+    refused = next(a.json() for a in answers if a.status_code == 403)
+    assert (refused["quota"], refused["limit"]) == ("max_nodes", 3)
+    small, large = sorted((api.get(f"/clusters/{c}", headers=as_t).json() for c in clusters),
+                          key=lambda c: c["replicas"])
+    assert (small["replicas"], large["replicas"]) == (1, 2)
+
+    # at the limit, the shard controller's request for one more node is ignored, and says why
+    ask_for_nodes(settings, small, 2)
+    wait_until(lambda: any(small["id"] in line and "max_nodes" in line for line in manager.log().splitlines()
+                           if "node count request ignored" in line), 30, what="the request ignored")
+    assert api.get(f"/clusters/{small['id']}", headers=as_t).json()["replicas"] == 1
+    ask_for_nodes(settings, large, 1)  # a request within the quota still applies
+    wait_until(lambda: api.get(f"/clusters/{large['id']}", headers=as_t).json()["replicas"] == 1, 30,
+               what="the scale-down applied")
+    for cluster in clusters:
+        assert api.delete(f"/clusters/{cluster}", headers=as_t).status_code == 202
 
 
 def test_too_many_changes_are_429_with_retry_after(api):
