@@ -59,6 +59,7 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         "ESS_OPERATOR_KEY": OPERATOR_KEY,
         "ESS_RATE_LIMIT_PER_MINUTE": "600",
         "ESS_RATE_LIMIT_BURST": "100",
+        "ESS_LEASE_TTL_S": "6",  # a killed manager replica's clusters pass to the other quickly
     }
 
 

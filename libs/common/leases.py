@@ -7,7 +7,10 @@ bucket's TTL and the next instance to ask takes it.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -34,3 +37,17 @@ class Leases:
             return True
         except KeyWrongLastSequenceError:
             return False  # another instance took or renewed it just now
+
+    @asynccontextmanager
+    async def kept(self, cluster_id: str, every_s: float) -> AsyncIterator[None]:
+        """Renew a held lease every `every_s` while a long step runs, so it cannot lapse mid-step."""
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(every_s)
+                await self.hold(cluster_id)
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()

@@ -37,6 +37,8 @@ from services.manager.drivers import EngineUnavailable, NoCredentials
 from services.manager.quotas import QuotaExceeded, QuotaRefused
 from services.manager.usage import TenantUsage, read_usage, total
 from services.manager.schemas import (
+    DNS_LABEL,
+    INDEX_NAME,
     ClusterList,
     ClusterView,
     CreateClusterRequest,
@@ -51,8 +53,8 @@ from services.manager.schemas import (
 )
 
 ClusterId = Annotated[str, Path(pattern=r"^c[0-9a-f]{12}$", description="a cluster id, e.g. c1a2b3c4d5e6f")]
-IndexName = Annotated[str, Path(max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
-TenantId = Annotated[str, Path(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+IndexName = Annotated[str, Path(max_length=200, pattern=INDEX_NAME)]
+TenantId = Annotated[str, Path(max_length=63, pattern=DNS_LABEL)]
 KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
 MUTATING = ("POST", "PATCH", "PUT", "DELETE")
 
@@ -188,7 +190,7 @@ async def create_cluster(
 @router.get("/clusters", response_model=ClusterList, tags=["clusters"])
 async def list_clusters(
     request: Request,
-    tenant_org_id: Annotated[str | None, Query(max_length=63, pattern=r"^[a-z0-9-]+$")] = None,
+    tenant_org_id: Annotated[str | None, Query(max_length=63, pattern=DNS_LABEL)] = None,
 ):
     me = caller(request)
     if tenant_org_id and not me.may_see(tenant_org_id):

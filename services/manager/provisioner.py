@@ -59,7 +59,8 @@ class Provisioner:
             try:
                 if not await self._leases.hold(cluster_id):
                     return  # another manager replica provisions this cluster
-                settle = await self.reconcile(cluster_id)
+                async with self._leases.kept(cluster_id, self._settings.lease_ttl_s / 3):
+                    settle = await self.reconcile(cluster_id)
             except Exception:
                 self._log.exception("reconcile failed; retrying on the next pass", cluster=cluster_id)
                 return

@@ -12,6 +12,7 @@ from libs.common.quantities import QuantityError, parse_bytes, parse_cpu_millis
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 FIELD_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+INDEX_NAME = r"^[a-z0-9][a-z0-9_-]*$"
 
 
 def _bounded_bytes(low: str, high: str):
@@ -158,7 +159,7 @@ class ClusterList(BaseModel):
 
 
 class VectorIndexRequest(Strict):
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=INDEX_NAME)]
     dimensions: Annotated[StrictInt, Field(ge=1, le=4096)]
     similarity: Literal["cosine", "l2", "dot_product"] = "cosine"
     text_fields: Annotated[list[Annotated[str, Field(pattern=FIELD_NAME)]], Field(max_length=32)] = []

@@ -14,7 +14,7 @@ from libs.common.models import TenantQuotas, TenantRecord, utcnow
 from libs.common.streams import read_subject
 from services.manager.api import KeyId, TenantId, authenticated, caller, operator_only, problem
 from services.manager.auth import new_key
-from services.manager.schemas import DnsName, Strict
+from services.manager.schemas import DNS_LABEL, DnsName, Strict
 
 tenant_router = APIRouter(dependencies=[Depends(authenticated)], tags=["tenants"])
 
@@ -120,7 +120,7 @@ async def revoke_key(tenant_org_id: TenantId, key_id: KeyId, request: Request):
 
 @tenant_router.get("/audit")
 async def audit(request: Request, tenant_org_id: Annotated[str | None, Query(max_length=63,
-                pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = None,
+                pattern=DNS_LABEL)] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200):
     """Every mutating call (who, what, when, result), oldest first; the operator's view."""
     operator_only(request)

@@ -74,3 +74,24 @@ def test_unassigned_copies_that_fit_keep_the_drain_going():
 def test_relocating_shards_keep_the_drain_going():
     rows = [shard("a", 0, "RELOCATING", "Node 2 -> Node 1"), shard("a", 0, "STARTED", "Node 1", "r")]
     assert pending_drain(rows, ["Node 2"], remaining_nodes=1) == 1
+
+
+def test_a_cluster_that_formed_is_never_started_empty(tmp_path):
+    from datetime import datetime, timezone
+
+    import pytest
+
+    from libs.common.models import ClusterRecord, ClusterSpec
+    from libs.common.settings import Settings
+    from services.manager.drivers import EngineUnavailable
+    from services.manager.drivers.local import LocalDriver
+
+    (tmp_path / "engine").mkdir()
+    (tmp_path / "engine" / ".complete").write_text("recipe")
+    driver = LocalDriver(Settings(state_dir=tmp_path / "state", engine_home=tmp_path / "engine"))
+    spec = ClusterSpec(replicas=1, cpu="500m", memory="512Mi", storage="5Gi", version="2.19.1")
+    formed = ClusterRecord(id="c1", tenant_org_id="acme", user="a", service_name="s", spec=spec,
+                           formed_at=datetime.now(timezone.utc))
+    with pytest.raises(EngineUnavailable, match="data of cluster c1 is gone"):
+        driver._start_node(formed, 1, driver.size_for(spec))
+    assert not (tmp_path / "state" / "clusters" / "c1" / "nodes" / "node_1" / "config").exists()

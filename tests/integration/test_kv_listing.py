@@ -1,0 +1,26 @@
+"""Key listings read the bucket's stream state: every key, every time (nats-py's watcher-based
+`keys()` once answered [] for a full bucket under load, and a live cluster's data was deleted)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats as nats_client
+
+from libs.common.kv import all_keys, read_value
+
+
+async def test_every_key_is_listed_in_every_one_of_many_concurrent_listings(nats, settings):
+    connection = await nats_client.connect(settings.nats_url)
+    try:
+        js = connection.jetstream()
+        kv = await js.create_key_value(bucket="test_listing", history=5)
+        for i in range(20):
+            await kv.put(f"c{i:02d}", b"record")
+        await kv.delete("c19")  # a deleted key's marker is listed; reading it back says gone
+        listings = await asyncio.gather(*(all_keys(kv) for _ in range(200)))
+        assert all(listing == [f"c{i:02d}" for i in range(20)] for listing in listings)
+        assert await read_value(kv, "c19") is None and await read_value(kv, "c00") == b"record"
+        await js.delete_key_value("test_listing")
+    finally:
+        await connection.close()
