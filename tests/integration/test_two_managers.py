@@ -49,9 +49,11 @@ def _holder_process(holder: str, replicas: list[ServiceProcess]) -> ServiceProce
     return process
 
 
-def _kill_the_holder(settings, cluster_id: str, replicas: list[ServiceProcess]) -> ServiceProcess:
-    holder = wait_until(lambda: asyncio.run(_lease_holder(settings, cluster_id)), 30, interval_s=0.1,
-                        what="a replica holds the cluster")
+async def _kill_the_holder(settings, cluster_id: str, replicas: list[ServiceProcess]) -> ServiceProcess:
+    for _ in range(300):
+        if holder := await _lease_holder(settings, cluster_id):
+            break
+        await asyncio.sleep(0.1)
     killed = _holder_process(holder, replicas)
     killed.kill()
     return killed
@@ -62,7 +64,7 @@ async def test_killing_the_provisioning_replica_leaves_the_other_to_finish(setti
     with httpx.Client(base_url=f"http://127.0.0.1:{second_manager.port}", timeout=30, headers=OPERATOR) as api:
         cluster = api.post("/clusters", json=seed_request(service_name="handover", replicas=2)).json()
         wait_until(lambda: _nodes_of(settings, cluster["id"]), 30, interval_s=0.05, what="nodes spawned")
-        killed = _kill_the_holder(settings, cluster["id"], replicas)
+        killed = await _kill_the_holder(settings, cluster["id"], replicas)
         survivor = next(p for p in replicas if p is not killed)
         with httpx.Client(base_url=f"http://127.0.0.1:{survivor.port}", timeout=30, headers=OPERATOR) as other:
             ready = wait_for_status(other, cluster["id"], "ready", timeout_s=120)
