@@ -10,13 +10,13 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from libs.common import subjects
 from libs.common.events import ClusterScaleRequested, Event, MetricsSample, ShardActionTaken, ShardPlanChanged
+from libs.common.leases import Leases
 from libs.common.service import build_broker, new_registry, service_app
 from libs.common.settings import Settings
 from libs.common.store import ClusterStore
 from libs.common.streams import ensure_stream
 from services.shard_controller.controller import ShardController
 from services.shard_controller.planning import ShardPolicy
-from libs.common.leases import Leases
 from services.shard_controller.state import ControllerStates
 
 LIFECYCLE = JStream(subjects.LIFECYCLE_STREAM, declare=False)

@@ -2,8 +2,9 @@
 
 Acting means: replica changes on the engine; node counts asked of the manager over NATS, with
 a reason (the manager's driver drains the nodes that go; replicas are lowered here first, to
-fit); resharding through a new index generation, a copy and an alias swap. Multi-step operations live in KV and move one step per sample, so nothing
-blocks and a restarted controller picks up where it was.
+fit); resharding through a new index generation, a copy and an alias swap. Multi-step
+operations live in KV and move one step per sample, so nothing blocks and a restarted
+controller picks up where it was.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from libs.common.events import (
     ShardActionTaken,
     ShardPlanChanged,
 )
+from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from services.shard_controller.planning import ShardPlan, ShardPolicy, plan_shards
-from libs.common.leases import Leases
 from services.shard_controller.state import ControllerState, ControllerStates, Operation
 
 Publish = Callable[[Event, str], Awaitable[None]]
@@ -81,7 +82,8 @@ class ShardController:
         if planned != state.plan:
             await self._publish(ShardPlanChanged(
                 cluster_id=record.id, tenant_org_id=record.tenant_org_id, nodes=plan.nodes,
-                current_nodes=plan.current_nodes, replicas=plan.replicas, splits=plan.splits, reason=plan.reason), subjects.cluster_plan(record.tenant_org_id, record.id))
+                current_nodes=plan.current_nodes, replicas=plan.replicas, splits=plan.splits,
+                reason=plan.reason), subjects.cluster_plan(record.tenant_org_id, record.id))
         state.plan, state.planned_at = planned, utcnow()
         if not plan.changes_anything:
             return
@@ -99,11 +101,10 @@ class ShardController:
             await self._start_reshard(record, state, engine, plan)
 
     async def _ask_for_nodes(self, record: ClusterRecord, plan: ShardPlan) -> None:
-        nodes = plan.nodes
         await self._publish(ClusterScaleRequested(cluster_id=record.id, tenant_org_id=record.tenant_org_id,
-                                                  nodes=nodes, reason=plan.reason),
+                                                  nodes=plan.nodes, reason=plan.reason),
                             subjects.cluster_scale(record.tenant_org_id, record.id))
-        await self._action(record, "scale_requested", f"{nodes} node(s) asked of the manager", "started")
+        await self._action(record, "scale_requested", f"{plan.nodes} node(s) asked of the manager", "started")
 
     async def _start_reshard(self, record: ClusterRecord, state: ControllerState, engine: SearchEngine,
                              plan: ShardPlan) -> None:

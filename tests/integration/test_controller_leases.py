@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 from libs.common.leases import Leases
 
 TTL_S = 2.0

@@ -255,6 +255,7 @@ async def test_a_cluster_is_created_scaled_1_3_2_reapplied_and_deleted(driver, a
     observed = await driver.observe(two.id)
     assert (observed.size.nodes, observed.nodes) == (2, 2)
     assert api_server.live(QUOTAS, NS, "engine")["spec"]["hard"]["pods"] == "2"
+    assert engine.lifted == 2, "once the drained pod is gone, its exclusions are lifted by the driver"
 
     before, mark = versions(api_server), len(api_server)
     await driver.start(two, driver.size_for(two.spec))

@@ -83,6 +83,12 @@ class SearchEngine(Protocol):
     async def close(self) -> None: ...
 
 
+def knn_candidates(k: int) -> int:
+    """Neighbours each shard's HNSW search gathers before the best k are kept: more than k keeps
+    recall high (a filtered search on few matches missed a true neighbour with k alone)."""
+    return max(100, k * 10)
+
+
 def text_field_mapping(text_fields: list[str]) -> dict[str, Any]:
     # a keyword sub-field, as dynamic mapping would give, so filters can match exact values
     return {

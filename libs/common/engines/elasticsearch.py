@@ -22,6 +22,7 @@ from libs.common.engines.base import (
     VectorQuery,
     bulk_body,
     bulk_result,
+    knn_candidates,
     search_hits,
     term_filters,
     text_field_mapping,
@@ -96,8 +97,7 @@ class ElasticsearchEngine:
             "field": VECTOR_FIELD,
             "query_vector": query.vector,
             "k": query.k,
-            # more candidates than k keeps HNSW recall high on small indices
-            "num_candidates": max(100, query.k * 10),
+            "num_candidates": knn_candidates(query.k),
         }
         if query.filter:
             knn["filter"] = term_filters(query.filter)

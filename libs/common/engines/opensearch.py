@@ -22,6 +22,7 @@ from libs.common.engines.base import (
     VectorQuery,
     bulk_body,
     bulk_result,
+    knn_candidates,
     search_hits,
     term_filters,
     text_field_mapping,
@@ -94,7 +95,8 @@ class OpenSearchEngine:
         return bulk_result(response)
 
     async def vector_search(self, index: str, query: VectorQuery) -> list[SearchHit]:
-        knn: dict[str, Any] = {"vector": query.vector, "k": query.k}
+        # the lucene engine's `k` is the candidates gathered per segment; `size` keeps the best k
+        knn: dict[str, Any] = {"vector": query.vector, "k": knn_candidates(query.k)}
         if query.filter:
             knn["filter"] = {"bool": {"filter": term_filters(query.filter)}}
         body = {

@@ -125,6 +125,7 @@ class KubernetesDriver:
         self._credentials: dict[str, EngineCredentials] = {}
         # quotas held wide while pods roll to a smaller size, settled once they have
         self._settling: dict[str, Manifest] = {}
+        self._drained: dict[str, ClusterRecord] = {}  # shrunk clusters whose exclusions go once rolled out
         self._log = structlog.get_logger("kubernetes-driver")
 
     def size_for(self, spec: ClusterSpec) -> EngineSize:
@@ -271,6 +272,8 @@ class KubernetesDriver:
             return EngineObservation(True, size, None, ready, endpoint, credentials)
         if cluster_id in self._settling:
             await self._api("settle the ResourceQuota", self._apply, self._settling.pop(cluster_id))
+        if cluster_id in self._drained:  # the drained pods are gone: their names may hold shards again
+            await self._lift_exclusions(self._drained.pop(cluster_id))
         engine = statefulset["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name", "elasticsearch")
         health = await self._engine_health(engine, endpoint, credentials)
         return EngineObservation(True, size, health, ready, endpoint, credentials)
@@ -298,6 +301,7 @@ class KubernetesDriver:
         before = old.nodes if old else new.nodes
         if new.nodes < before:
             await self._drain(cluster, node_names(before)[new.nodes:], new.nodes)
+            self._drained[cluster.id] = cluster
         elif new.nodes > before:
             await self._lift_exclusions(cluster)
         return await self.start(cluster, new)
@@ -353,6 +357,7 @@ class KubernetesDriver:
         """Delete the namespace (the API server deletes all in it) and wait until it is gone."""
         self._credentials.pop(cluster_id, None)
         self._settling.pop(cluster_id, None)
+        self._drained.pop(cluster_id, None)
         if not await self._api("delete the namespace", self._delete_namespace, cluster_id):
             return
         namespace = namespace_of(cluster_id, self._settings)
