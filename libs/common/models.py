@@ -1,4 +1,5 @@
-"""The domain records kept in JetStream KV: a cluster's spec, status and observed state."""
+"""The domain records kept in JetStream KV: a cluster's spec, status and observed state, tenants,
+API keys, and the shard controller's state that the manager shows."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ class ClusterStatus(StrEnum):
 class ClusterSpec(BaseModel):
     """What the tenant asked for (desired state)."""
 
+    # the node count: the seed's request named it `replicas`, and the API keeps that name; the
+    # copies of an index are "replicas" only in the shard controller's `ShardPlan`
     replicas: int
     cpu: str
     memory: str
@@ -97,3 +100,28 @@ class ApiKeyRecord(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+# -- the shard controller's state in KV (bucket ess_shard_plans), read by the manager ----------
+class Operation(BaseModel):
+    """A multi-step change in flight; each step is idempotent, so it can be redone after a crash."""
+
+    kind: Literal["scale_out", "scale_in", "reshard"]
+    phase: str
+    nodes: int | None = None
+    alias: str | None = None
+    source: str | None = None
+    target: str | None = None
+    task_id: str | None = None
+    started_at: datetime
+
+
+class ControllerState(BaseModel):
+    """A cluster's latest shard plan and the operation in flight (written by the shard controller)."""
+
+    cluster_id: str
+    tenant_org_id: str
+    plan: dict | None = None
+    planned_at: datetime | None = None
+    last_action_at: datetime | None = None
+    operation: Operation | None = None

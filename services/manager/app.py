@@ -18,7 +18,7 @@ from faststream.nats import JStream, NatsBroker, PullSub
 
 from libs.common import subjects
 from libs.common.engines import SearchEngine, connect_engine
-from libs.common.kv import read_value
+from libs.common.kv import read_model
 from libs.common.leases import Leases
 from libs.common.events import (
     AuditEvent,
@@ -28,7 +28,7 @@ from libs.common.events import (
     Event,
 )
 from libs.common.streams import ensure_stream
-from libs.common.models import ClusterRecord, ClusterStatus
+from libs.common.models import ClusterRecord, ClusterStatus, ControllerState
 from libs.common.service import add_metrics_route, build_broker, new_registry
 from libs.common.settings import Settings
 from libs.common.store import ClusterStore, RecordGone
@@ -79,8 +79,8 @@ class Platform:
         await self.broker.publish(event, subject, stream=LIFECYCLE.name, headers={"Nats-Msg-Id": event.event_id})
 
     async def shard_plan(self, cluster_id: str) -> dict | None:
-        value = await read_value(self.plans, cluster_id)
-        return json.loads(value) if value else None
+        state = await read_model(self.plans, cluster_id, ControllerState)
+        return state.model_dump(mode="json") if state else None
 
     def jetstream(self):
         return self.broker.connection.jetstream()

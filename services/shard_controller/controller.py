@@ -27,9 +27,9 @@ from libs.common.events import (
     ShardPlanChanged,
 )
 from libs.common.leases import Leases
-from libs.common.models import ClusterRecord, ClusterStatus, utcnow
+from libs.common.models import ClusterRecord, ClusterStatus, ControllerState, Operation, utcnow
 from services.shard_controller.planning import ShardPlan, ShardPolicy, plan_shards
-from services.shard_controller.state import ControllerState, ControllerStates, Operation
+from services.shard_controller.state import ControllerStates
 
 Publish = Callable[[Event, str], Awaitable[None]]
 ACTIVE = (ClusterStatus.READY, ClusterStatus.SCALING)

@@ -4,35 +4,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
-
 from nats.js.kv import KeyValue
-from pydantic import BaseModel
 
 from libs.common.kv import read_model
-
-
-class Operation(BaseModel):
-    """A multi-step change in flight; each step is idempotent, so it can be redone after a crash."""
-
-    kind: Literal["scale_out", "scale_in", "reshard"]
-    phase: str
-    nodes: int | None = None
-    alias: str | None = None
-    source: str | None = None
-    target: str | None = None
-    task_id: str | None = None
-    started_at: datetime
-
-
-class ControllerState(BaseModel):
-    cluster_id: str
-    tenant_org_id: str
-    plan: dict | None = None
-    planned_at: datetime | None = None
-    last_action_at: datetime | None = None
-    operation: Operation | None = None
+from libs.common.models import ControllerState
 
 
 class ControllerStates:
