@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from libs.common.models import ClusterRecord, ClusterSpec
 from libs.common.settings import Settings
-from services.manager.drivers.kubernetes_manifests import ENGINE_VERSIONS, render_for_review
+from services.manager.drivers.kubernetes_manifests import render_for_review
+from services.manager.drivers.kubernetes_rules import ENGINE_VERSIONS
 from services.manager.schemas import DNS_LABEL, CreateClusterRequest, field_of, fix_for
 
 SPEC_FLAGS = ("tenant_org_id", "user", "service_name", "replicas", "cpu", "memory", "storage", "engine", "version")

@@ -25,7 +25,7 @@ from libs.common.settings import Settings
 from libs.common.store import RecordGone
 from services.manager.drivers import ResizeInProgress, EngineUnavailable
 from services.manager.drivers.kubernetes import KubernetesDriver
-from services.manager.drivers.kubernetes_manifests import pod_selector
+from services.manager.drivers.kubernetes_rules import pod_selector
 from services.manager.provisioner import Provisioner
 from tests.kube_api import ApiServer, namespace_paths
 

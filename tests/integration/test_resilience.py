@@ -8,7 +8,6 @@ import signal
 
 import httpx
 import nats
-import pytest
 
 from libs.common import subjects
 from libs.common.events import ClusterStatusChanged

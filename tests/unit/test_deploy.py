@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from libs.common.settings import Settings
-from services.manager.drivers.kubernetes_manifests import engine_image
+from services.manager.drivers.kubernetes_rules import engine_image
 from tests.deployment import REPO, compose, environment_of, kustomize_build, round_trips
 
 SERVICES = {"manager": 8080, "shard_controller": 8081, "reporting": 9108}

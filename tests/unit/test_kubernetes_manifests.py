@@ -18,6 +18,7 @@ from libs.common.quantities import parse_bytes
 from libs.common.settings import Settings
 from services.manager import render
 from services.manager.drivers import kubernetes_manifests as manifests
+from services.manager.drivers import kubernetes_rules as rules
 from services.manager.drivers.kubernetes_secrets import generate_password, issue_transport_certificates
 from services.manager.planning import EngineSize
 
@@ -116,9 +117,9 @@ def test_invalid_request_names_each_field_and_its_fix_and_prints_nothing():
 def test_render_shows_placeholders_never_generated_secrets():
     code, out, _ = run_render(["--cluster-id", "c0a1b2c3d4e5f"], json.dumps(SEED))
     secrets = [o for o in yaml.safe_load_all(out) if o["kind"] == "Secret"]
-    assert {s["metadata"]["name"] for s in secrets} == {manifests.CREDENTIALS_SECRET, manifests.TRANSPORT_TLS_SECRET}
+    assert {s["metadata"]["name"] for s in secrets} == {rules.CREDENTIALS_SECRET, rules.TRANSPORT_TLS_SECRET}
     for secret in secrets:
-        assert set(secret["stringData"].values()) <= {"elastic", manifests.GENERATED_PLACEHOLDER}
+        assert set(secret["stringData"].values()) <= {"elastic", rules.GENERATED_PLACEHOLDER}
 
 
 def test_render_starts_no_server_and_the_bare_module_still_serves(monkeypatch):
@@ -181,9 +182,9 @@ def test_quota_holds_all_nodes_and_limits_hold_one_node():
 def test_the_size_read_back_from_a_statefulset_is_the_size_it_was_rendered_for():
     record = cluster(replicas=3, cpu="1500m", memory="4Gi")
     statefulset = manifests.render_statefulset(record, settings())
-    assert manifests.size_of_statefulset(statefulset) == EngineSize(nodes=3, heap_mb=2048, processors=2)
-    assert manifests.size_of_statefulset(statefulset) == manifests.pod_size(3, "1500m", "4Gi")
-    assert manifests.size_of_statefulset({"spec": {}}) is None
+    assert rules.size_of_statefulset(statefulset) == EngineSize(nodes=3, heap_mb=2048, processors=2)
+    assert rules.size_of_statefulset(statefulset) == rules.pod_size(3, "1500m", "4Gi")
+    assert rules.size_of_statefulset({"spec": {}}) is None
 
 
 # -- labels, discovery, policies ------------------------------------------------------------
@@ -191,13 +192,13 @@ def test_every_object_carries_tenant_and_cluster_and_the_namespace_is_the_cluste
     objects = manifests.render_for_review(cluster(), settings())
     for obj in objects:
         labels = obj["metadata"]["labels"]
-        assert labels[manifests.TENANT_LABEL] == "acme"
-        assert labels[manifests.CLUSTER_LABEL] == "c0a1b2c3d4e5f"
-        assert labels[manifests.MANAGED_BY_LABEL] == "es-serverless"
+        assert labels[rules.TENANT_LABEL] == "acme"
+        assert labels[rules.CLUSTER_LABEL] == "c0a1b2c3d4e5f"
+        assert labels[rules.MANAGED_BY_LABEL] == "es-serverless"
         assert obj["metadata"].get("namespace", obj["metadata"]["name"]) == "ess-c0a1b2c3d4e5f"
     namespace = by_kind(objects, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    assert namespace["metadata"]["annotations"][manifests.USER_ANNOTATION] == "alice"
+    assert namespace["metadata"]["annotations"][rules.USER_ANNOTATION] == "alice"
 
 
 def test_pods_match_every_selector_that_points_at_them():
@@ -218,15 +219,15 @@ def test_pods_match_every_selector_that_points_at_them():
 
 def test_discovery_service_is_headless_and_publishes_nodes_before_they_are_ready():
     objects = manifests.render_cluster(cluster(replicas=3), settings())
-    discovery = by_kind(objects, "Service", manifests.DISCOVERY_SERVICE)
+    discovery = by_kind(objects, "Service", rules.DISCOVERY_SERVICE)
     assert discovery["spec"]["clusterIP"] == "None" and discovery["spec"]["publishNotReadyAddresses"] is True
     assert {p["port"] for p in discovery["spec"]["ports"]} == {9200, 9300}
     client_service = by_kind(objects, "Service", "engine")
     assert [p["port"] for p in client_service["spec"]["ports"]] == [9200]
     statefulset = by_kind(objects, "StatefulSet")
-    assert statefulset["spec"]["serviceName"] == manifests.DISCOVERY_SERVICE
+    assert statefulset["spec"]["serviceName"] == rules.DISCOVERY_SERVICE
     env = env_of(engine_container(statefulset))
-    assert env["discovery.seed_hosts"] == manifests.DISCOVERY_SERVICE
+    assert env["discovery.seed_hosts"] == rules.DISCOVERY_SERVICE
     # growing 1 -> 3 must not change the pods' settings, so only the first node bootstraps
     assert env["cluster.initial_master_nodes"] == "engine-0"
     assert env["cluster.name"] == "c0a1b2c3d4e5f"
@@ -239,9 +240,9 @@ def test_only_the_platform_and_the_tenant_reach_http_and_only_the_nodes_reach_tr
     assert http_rule["ports"] == [{"protocol": "TCP", "port": 9200}]
     assert http_rule["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ess-platform"}}},
-        {"namespaceSelector": {"matchLabels": {manifests.TENANT_LABEL: "acme"}}},
+        {"namespaceSelector": {"matchLabels": {rules.TENANT_LABEL: "acme"}}},
     ]
-    assert transport_rule["from"] == [{"podSelector": {"matchLabels": manifests.pod_selector(cluster())}}]
+    assert transport_rule["from"] == [{"podSelector": {"matchLabels": rules.pod_selector(cluster())}}]
     assert {p["port"] for p in transport_rule["ports"]} == {9200, 9300}
 
 
@@ -258,7 +259,7 @@ def test_engine_pods_run_unprivileged_with_credentials_only_from_the_secret():
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     password = env_of(container)["ELASTIC_PASSWORD"]
-    assert password == {"secretKeyRef": {"name": manifests.CREDENTIALS_SECRET, "key": "password"}}
+    assert password == {"secretKeyRef": {"name": rules.CREDENTIALS_SECRET, "key": "password"}}
     probe = " ".join(container["readinessProbe"]["exec"]["command"])
     assert "_cluster/health?wait_for_status=yellow" in probe and "${ELASTIC_PASSWORD}" in probe
 
@@ -278,10 +279,10 @@ def test_elasticsearch_gets_transport_certificates_and_opensearch_its_own_settin
 
 # -- images and pulling -------------------------------------------------------------------
 def test_public_images_by_default_and_one_registry_setting_moves_them_all():
-    assert manifests.engine_image("elasticsearch", settings()) == "docker.elastic.co/elasticsearch/elasticsearch:8.15.3"
-    assert manifests.engine_image("opensearch", settings()) == "docker.io/opensearchproject/opensearch:2.19.1"
+    assert rules.engine_image("elasticsearch", settings()) == "docker.elastic.co/elasticsearch/elasticsearch:8.15.3"
+    assert rules.engine_image("opensearch", settings()) == "docker.io/opensearchproject/opensearch:2.19.1"
     mirror = settings(image_registry="registry.corp.example:5000/mirror/")
-    assert {manifests.engine_image(e, mirror) for e in VERSIONS} == {
+    assert {rules.engine_image(e, mirror) for e in VERSIONS} == {
         "registry.corp.example:5000/mirror/elasticsearch/elasticsearch:8.15.3",
         "registry.corp.example:5000/mirror/opensearchproject/opensearch:2.19.1",
     }
@@ -306,7 +307,7 @@ def test_a_pull_secret_is_copied_with_its_data_into_the_cluster_namespace():
 
 
 def test_no_subprocess_or_kubectl_in_the_driver_and_no_localhost_in_image_settings():
-    driver_files = ["kubernetes.py", "kubernetes_manifests.py", "kubernetes_secrets.py"]
+    driver_files = ["kubernetes.py", "kubernetes_manifests.py", "kubernetes_rules.py", "kubernetes_secrets.py"]
     for name in driver_files:
         source = (REPO / "services/manager/drivers" / name).read_text()
         imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse(source))
@@ -320,55 +321,55 @@ def test_no_subprocess_or_kubectl_in_the_driver_and_no_localhost_in_image_settin
     for name in image_settings:
         assert not re.search(r"localhost|127\.0\.0\.1", str(defaults[name].default)), name
     for engine in VERSIONS:
-        assert not re.search(r"localhost|127\.0\.0\.1", manifests.engine_image(engine, settings()))
+        assert not re.search(r"localhost|127\.0\.0\.1", rules.engine_image(engine, settings()))
 
 
 # -- comparing with the live object ------------------------------------------------------
 def test_a_live_object_with_server_defaults_holds_what_would_be_applied():
-    desired = manifests.stamp(manifests.render_client_service(cluster(), settings()))
+    desired = rules.stamp(manifests.render_client_service(cluster(), settings()))
     live = json.loads(json.dumps(desired))
     live["metadata"].update(uid="u1", resourceVersion="7", managedFields=[{"manager": "es-serverless"}])
     live["spec"].update(clusterIP="10.0.0.7", sessionAffinity="None")
     live["status"] = {"loadBalancer": {}}
-    assert manifests.holds(live, desired)
+    assert rules.holds(live, desired)
 
 
 def test_a_changed_value_or_a_shorter_list_means_apply_again():
-    desired = manifests.stamp(manifests.render_statefulset(cluster(replicas=3), settings()))
+    desired = rules.stamp(manifests.render_statefulset(cluster(replicas=3), settings()))
     live = json.loads(json.dumps(desired))
     live["spec"]["replicas"] = 2
-    assert not manifests.holds(live, desired)
+    assert not rules.holds(live, desired)
     live = json.loads(json.dumps(desired))
     engine_container(live)["env"].pop()
-    assert not manifests.holds(live, desired)
+    assert not rules.holds(live, desired)
 
 
 def test_quantities_the_api_server_rewrote_still_hold():
     desired = manifests.render_limit_range(cluster(memory="1024Mi", cpu="1000m"), settings())
     live = json.loads(json.dumps(desired))
     live["spec"]["limits"][0]["max"] = {"cpu": "1", "memory": "1Gi"}
-    assert manifests.holds(live, desired)
+    assert rules.holds(live, desired)
     live["spec"]["limits"][0]["max"]["memory"] = "2Gi"
-    assert not manifests.holds(live, desired)
+    assert not rules.holds(live, desired)
 
 
 def test_the_stamp_changes_when_a_field_stops_being_rendered():
     service = manifests.render_discovery_service(cluster(), settings())
     trimmed = json.loads(json.dumps(service))
     del trimmed["spec"]["publishNotReadyAddresses"]
-    assert manifests.stamp(service)["metadata"]["annotations"][manifests.SPEC_HASH_ANNOTATION] != \
-        manifests.stamp(trimmed)["metadata"]["annotations"][manifests.SPEC_HASH_ANNOTATION]
-    assert manifests.stamp(manifests.stamp(service)) == manifests.stamp(service)
+    assert rules.stamp(service)["metadata"]["annotations"][rules.SPEC_HASH_ANNOTATION] != \
+        rules.stamp(trimmed)["metadata"]["annotations"][rules.SPEC_HASH_ANNOTATION]
+    assert rules.stamp(rules.stamp(service)) == rules.stamp(service)
 
 
 def test_the_quota_stays_wide_while_pods_roll_to_a_smaller_size():
     big = manifests.render_resource_quota(cluster(replicas=3, memory="2Gi"), settings())
-    small = manifests.stamp(manifests.render_resource_quota(cluster(replicas=3, memory="1Gi"), settings()))
-    held = manifests.widen_quota(small, big)
+    small = rules.stamp(manifests.render_resource_quota(cluster(replicas=3, memory="1Gi"), settings()))
+    held = rules.widen_quota(small, big)
     assert held["spec"]["hard"]["limits.memory"] == "6Gi" and held["spec"]["hard"]["pods"] == "3"
-    bigger = manifests.stamp(manifests.render_resource_quota(cluster(replicas=3, memory="4Gi"), settings()))
-    assert manifests.widen_quota(bigger, big) is bigger
-    assert manifests.widen_quota(small, None) is small
+    bigger = rules.stamp(manifests.render_resource_quota(cluster(replicas=3, memory="4Gi"), settings()))
+    assert rules.widen_quota(bigger, big) is bigger
+    assert rules.widen_quota(small, None) is small
 
 
 # -- what the driver generates -----------------------------------------------------------
@@ -382,7 +383,7 @@ def test_generated_passwords_differ_and_meet_opensearchs_strength_rules():
 
 
 def test_transport_certificate_is_issued_by_the_clusters_own_ca_for_its_node_names():
-    domains = manifests.node_domains("c0a1b2c3d4e5f", settings())
+    domains = rules.node_domains("c0a1b2c3d4e5f", settings())
     certs = issue_transport_certificates("c0a1b2c3d4e5f", domains, datetime.now(timezone.utc))
     ca = x509.load_pem_x509_certificate(certs.ca_pem.encode())
     node = x509.load_pem_x509_certificate(certs.cert_pem.encode())

@@ -26,6 +26,12 @@ from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials, ut
 from libs.common.settings import Settings
 from services.manager.drivers import ResizeInProgress, EngineUnavailable
 from services.manager.drivers.kubernetes_manifests import (
+    render_cluster,
+    render_credentials_secret,
+    render_pull_secret_copy,
+    render_transport_tls_secret,
+)
+from services.manager.drivers.kubernetes_rules import (
     CLUSTER_LABEL,
     CREDENTIALS_SECRET,
     ENGINE,
@@ -41,10 +47,6 @@ from services.manager.drivers.kubernetes_manifests import (
     node_domains,
     node_names,
     pod_size,
-    render_cluster,
-    render_credentials_secret,
-    render_pull_secret_copy,
-    render_transport_tls_secret,
     size_of_statefulset,
     stamp,
     widen_quota,

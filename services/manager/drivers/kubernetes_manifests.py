@@ -3,192 +3,42 @@
 What the kubernetes driver applies and `python -m services.manager render` prints. Each
 cluster gets a namespace holding the engine's StatefulSet, a headless Service for
 discovery and a client Service, its Secrets, a PodDisruptionBudget, a NetworkPolicy, a
-ResourceQuota and a LimitRange, all sized from the cluster's spec. Also here: the rules
-the driver shares with rendering (names, labels, heap, images, the size a StatefulSet
-runs at) and the test of whether a live object already holds what would be applied.
+ResourceQuota and a LimitRange, all sized from the cluster's spec (the rules they follow are
+in `kubernetes_rules`).
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
-import math
-import re
-from dataclasses import dataclass
-from typing import Any
-
 from libs.common.models import ClusterRecord
-from libs.common.quantities import (
-    QuantityError,
-    format_bytes,
-    format_cpu_millis,
-    parse_bytes,
-    parse_cpu_millis,
-    parse_quantity,
+from libs.common.quantities import format_bytes, format_cpu_millis, parse_bytes, parse_cpu_millis
+from libs.common.settings import Settings
+from services.manager.drivers.kubernetes_rules import (
+    Manifest,
+    COPIED_PLACEHOLDER,
+    CREDENTIALS_SECRET,
+    DATA_VOLUME,
+    DISCOVERY_SERVICE,
+    ENGINE,
+    ENGINE_UID,
+    EngineFlavour,
+    FLAVOURS,
+    GENERATED_PLACEHOLDER,
+    HTTP_PORT,
+    PULL_SECRET_SOURCE_ANNOTATION,
+    TENANT_LABEL,
+    TRANSPORT_PORT,
+    TRANSPORT_TLS_SECRET,
+    USER_ANNOTATION,
+    cluster_labels,
+    engine_image,
+    namespace_of,
+    object_metadata,
+    node_heap_mb,
+    node_names,
+    pod_labels,
+    pod_selector,
+    stamp,
 )
-from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
-from services.manager.planning import EngineSize
-
-Manifest = dict[str, Any]
-
-ENGINE_VERSIONS = {"elasticsearch": [ELASTICSEARCH_VERSION], "opensearch": [ENGINE_VERSION]}
-FIELD_MANAGER = "es-serverless"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-TENANT_LABEL = "es-serverless.io/tenant"
-CLUSTER_LABEL = "es-serverless.io/cluster"
-SERVICE_LABEL = "es-serverless.io/service"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-USER_ANNOTATION = "es-serverless.io/user"
-SPEC_HASH_ANNOTATION = "es-serverless.io/spec-hash"
-PULL_SECRET_SOURCE_ANNOTATION = "es-serverless.io/copied-from"
-
-# fixed names inside a cluster's own namespace: the driver finds them from the cluster id alone
-ENGINE = "engine"  # StatefulSet, client Service, PDB, NetworkPolicy, quota, limits; pods engine-0..
-DISCOVERY_SERVICE = "engine-nodes"
-CREDENTIALS_SECRET = "engine-credentials"
-TRANSPORT_TLS_SECRET = "engine-transport-tls"
-DATA_VOLUME = "data"
-HTTP_PORT = 9200
-TRANSPORT_PORT = 9300
-ENGINE_UID = 1000  # the user both engine images run as
-MAX_HEAP_MB = 31 * 1024  # above about 32 GiB the JVM loses compressed object pointers
-GENERATED_PLACEHOLDER = "<generated when applied>"
-COPIED_PLACEHOLDER = "<copied from the platform namespace when applied>"
-
-
-@dataclass(frozen=True)
-class EngineFlavour:
-    """Where Elasticsearch and OpenSearch images differ in how they are configured."""
-
-    public_registry: str
-    home: str
-    java_opts_env: str
-    superuser: str
-    password_env: str
-    initial_managers_setting: str
-    security: dict[str, str]
-    transport_tls: bool  # whether the cluster needs certificates of its own between nodes
-
-
-FLAVOURS = {
-    "elasticsearch": EngineFlavour(
-        public_registry="docker.elastic.co",
-        home="/usr/share/elasticsearch",
-        java_opts_env="ES_JAVA_OPTS",
-        superuser="elastic",
-        password_env="ELASTIC_PASSWORD",
-        initial_managers_setting="cluster.initial_master_nodes",
-        security={
-            "xpack.security.enabled": "true",
-            # clients reach the engine only through the NetworkPolicy, over the client Service
-            "xpack.security.http.ssl.enabled": "false",
-            # a multi-node cluster with security must encrypt node-to-node traffic
-            "xpack.security.transport.ssl.enabled": "true",
-            "xpack.security.transport.ssl.verification_mode": "certificate",
-            "xpack.security.transport.ssl.key": "certs/tls.key",
-            "xpack.security.transport.ssl.certificate": "certs/tls.crt",
-            "xpack.security.transport.ssl.certificate_authorities": "certs/ca.crt",
-        },
-        transport_tls=True,
-    ),
-    "opensearch": EngineFlavour(
-        public_registry="docker.io",
-        home="/usr/share/opensearch",
-        java_opts_env="OPENSEARCH_JAVA_OPTS",
-        superuser="admin",
-        password_env="OPENSEARCH_INITIAL_ADMIN_PASSWORD",
-        initial_managers_setting="cluster.initial_cluster_manager_nodes",
-        # the image's security setup (which sets the admin password) keeps transport TLS
-        # with its own certificates; clients speak plain HTTP inside the NetworkPolicy
-        security={"plugins.security.ssl.http.enabled": "false"},
-        transport_tls=False,
-    ),
-}
-
-
-# -- names and small rules ---------------------------------------------------------------
-def namespace_of(cluster_id: str, settings: Settings) -> str:
-    return f"{settings.kube_namespace_prefix}{cluster_id}"
-
-
-def endpoint_of(cluster_id: str, settings: Settings) -> str:
-    """The client Service's cluster DNS name: what tenants and the platform dial."""
-    return f"http://{ENGINE}.{namespace_of(cluster_id, settings)}.svc.{settings.kube_cluster_domain}:{HTTP_PORT}"
-
-
-def engine_image(engine: str, settings: Settings) -> str:
-    """<registry>/<repository>:<tag>; ESS_IMAGE_REGISTRY, when set, replaces every registry."""
-    repository, tag = {
-        "elasticsearch": (settings.elasticsearch_repository, settings.elasticsearch_image_tag),
-        "opensearch": (settings.opensearch_repository, settings.opensearch_image_tag),
-    }[engine]
-    registry = settings.image_registry.rstrip("/") or FLAVOURS[engine].public_registry
-    return f"{registry}/{repository}:{tag}"
-
-
-def node_heap_mb(memory: str) -> int:
-    """Half of a node's memory limit (the rest is for Lucene's file cache), at most 31 GiB."""
-    return min(MAX_HEAP_MB, parse_bytes(memory) // 2**20 // 2)
-
-
-def pod_size(replicas: int, cpu: str, memory: str) -> EngineSize:
-    """The size a spec runs at on Kubernetes: per node, unlike the local driver's one JVM."""
-    return EngineSize(nodes=replicas, heap_mb=node_heap_mb(memory), processors=math.ceil(parse_cpu_millis(cpu) / 1000))
-
-
-def size_of_statefulset(statefulset: Manifest) -> EngineSize | None:
-    """Read back the size a live StatefulSet runs at; None when it is not one of ours."""
-    try:
-        container = statefulset["spec"]["template"]["spec"]["containers"][0]
-        env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
-        heap = next(int(m.group(1)) for v in env.values() if (m := re.search(r"-Xmx(\d+)m", v or "")))
-        cpu = container["resources"]["limits"]["cpu"]
-        return EngineSize(
-            nodes=int(statefulset["spec"].get("replicas", 1)),
-            heap_mb=heap,
-            processors=math.ceil(parse_quantity(cpu)),
-        )
-    except (KeyError, IndexError, StopIteration, QuantityError, TypeError, ValueError):
-        return None
-
-
-def node_names(replicas: int) -> list[str]:
-    """Pod names, which are also the engine's node names."""
-    return [f"{ENGINE}-{i}" for i in range(replicas)]
-
-
-def node_domains(cluster_id: str, settings: Settings) -> list[str]:
-    """The names under which the nodes reach each other, for their transport certificate."""
-    namespace = namespace_of(cluster_id, settings)
-    base = f"{DISCOVERY_SERVICE}.{namespace}.svc"
-    return [f"*.{base}.{settings.kube_cluster_domain}", f"*.{base}", f"*.{DISCOVERY_SERVICE}", DISCOVERY_SERVICE]
-
-
-def cluster_labels(cluster: ClusterRecord) -> dict[str, str]:
-    return {
-        MANAGED_BY_LABEL: FIELD_MANAGER,
-        TENANT_LABEL: cluster.tenant_org_id,
-        CLUSTER_LABEL: cluster.id,
-        SERVICE_LABEL: cluster.service_name,
-    }
-
-
-def pod_selector(cluster: ClusterRecord) -> dict[str, str]:
-    return {CLUSTER_LABEL: cluster.id, COMPONENT_LABEL: ENGINE}
-
-
-def _pod_labels(cluster: ClusterRecord) -> dict[str, str]:
-    return {
-        **cluster_labels(cluster),
-        **pod_selector(cluster),
-        "app.kubernetes.io/name": cluster.spec.engine,
-        "app.kubernetes.io/version": cluster.spec.version,
-    }
-
-
-def _metadata(name: str, cluster: ClusterRecord, settings: Settings) -> Manifest:
-    return {"name": name, "namespace": namespace_of(cluster.id, settings), "labels": cluster_labels(cluster)}
 
 
 # -- the objects -------------------------------------------------------------------------
@@ -217,7 +67,7 @@ def render_resource_quota(cluster: ClusterRecord, settings: Settings) -> Manifes
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
-        "metadata": _metadata(ENGINE, cluster, settings),
+        "metadata": object_metadata(ENGINE, cluster, settings),
         "spec": {
             "hard": {
                 "pods": str(spec.replicas),
@@ -241,7 +91,7 @@ def render_limit_range(cluster: ClusterRecord, settings: Settings) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "LimitRange",
-        "metadata": _metadata(ENGINE, cluster, settings),
+        "metadata": object_metadata(ENGINE, cluster, settings),
         "spec": {
             "limits": [
                 {"type": "Container", "default": dict(node), "defaultRequest": dict(node), "max": dict(node)},
@@ -256,7 +106,7 @@ def render_credentials_secret(cluster: ClusterRecord, settings: Settings, passwo
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(CREDENTIALS_SECRET, cluster, settings),
+        "metadata": object_metadata(CREDENTIALS_SECRET, cluster, settings),
         "type": "kubernetes.io/basic-auth",
         "stringData": {"username": flavour.superuser, "password": password},
     }
@@ -268,7 +118,7 @@ def render_transport_tls_secret(
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(TRANSPORT_TLS_SECRET, cluster, settings),
+        "metadata": object_metadata(TRANSPORT_TLS_SECRET, cluster, settings),
         "type": "kubernetes.io/tls",
         "stringData": {"ca.crt": ca_pem, "tls.crt": cert_pem, "tls.key": key_pem},
     }
@@ -277,7 +127,7 @@ def render_transport_tls_secret(
 def render_pull_secret_copy(cluster: ClusterRecord, settings: Settings, source: Manifest) -> Manifest:
     """A registry credential of the platform namespace, copied: pods only read their own namespace's."""
     name = source["metadata"]["name"]
-    metadata = _metadata(name, cluster, settings)
+    metadata = object_metadata(name, cluster, settings)
     metadata["annotations"] = {PULL_SECRET_SOURCE_ANNOTATION: f"{settings.kube_platform_namespace}/{name}"}
     return {
         "apiVersion": "v1",
@@ -294,7 +144,7 @@ def render_network_policy(cluster: ClusterRecord, settings: Settings) -> Manifes
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _metadata(ENGINE, cluster, settings),
+        "metadata": object_metadata(ENGINE, cluster, settings),
         "spec": {
             "podSelector": {"matchLabels": selector},
             "policyTypes": ["Ingress"],
@@ -320,7 +170,7 @@ def render_discovery_service(cluster: ClusterRecord, settings: Settings) -> Mani
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(DISCOVERY_SERVICE, cluster, settings),
+        "metadata": object_metadata(DISCOVERY_SERVICE, cluster, settings),
         "spec": {
             "clusterIP": "None",
             # nodes must find each other before any of them is ready
@@ -338,7 +188,7 @@ def render_client_service(cluster: ClusterRecord, settings: Settings) -> Manifes
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(ENGINE, cluster, settings),
+        "metadata": object_metadata(ENGINE, cluster, settings),
         "spec": {
             "type": "ClusterIP",
             "selector": pod_selector(cluster),
@@ -352,7 +202,7 @@ def render_pod_disruption_budget(cluster: ClusterRecord, settings: Settings) -> 
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(ENGINE, cluster, settings),
+        "metadata": object_metadata(ENGINE, cluster, settings),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": pod_selector(cluster)}},
     }
 
@@ -459,7 +309,7 @@ def render_statefulset(cluster: ClusterRecord, settings: Settings) -> Manifest:
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": _metadata(ENGINE, cluster, settings),
+        "metadata": object_metadata(ENGINE, cluster, settings),
         "spec": {
             "replicas": spec.replicas,
             "serviceName": DISCOVERY_SERVICE,
@@ -469,7 +319,7 @@ def render_statefulset(cluster: ClusterRecord, settings: Settings) -> Manifest:
             # nodes are drained before they go, so their volumes hold nothing left to keep
             "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Delete"},
             "selector": {"matchLabels": pod_selector(cluster)},
-            "template": {"metadata": {"labels": _pod_labels(cluster)}, "spec": pod_spec},
+            "template": {"metadata": {"labels": pod_labels(cluster)}, "spec": pod_spec},
             "volumeClaimTemplates": [
                 {
                     "apiVersion": "v1",
@@ -504,61 +354,3 @@ def render_for_review(cluster: ClusterRecord, settings: Settings) -> list[Manife
         pull_secret["stringData"] = {".dockerconfigjson": COPIED_PLACEHOLDER}
         secrets.append(pull_secret)
     return objects[:1] + secrets + objects[1:]
-
-
-# -- comparing with what the API holds ---------------------------------------------------
-def spec_hash(manifest: Manifest) -> str:
-    body = copy.deepcopy(manifest)
-    body.get("metadata", {}).get("annotations", {}).pop(SPEC_HASH_ANNOTATION, None)
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
-def stamp(manifest: Manifest) -> Manifest:
-    """Annotate the object with a hash of itself: a field we stop rendering changes the hash,
-    so the object is applied again and server-side apply removes that field."""
-    stamped = copy.deepcopy(manifest)
-    annotations = stamped["metadata"].setdefault("annotations", {})
-    annotations.pop(SPEC_HASH_ANNOTATION, None)
-    annotations[SPEC_HASH_ANNOTATION] = spec_hash(stamped)
-    return stamped
-
-
-def _same_scalar(live: Any, desired: Any) -> bool:
-    if live == desired:
-        return True
-    if isinstance(live, str) and isinstance(desired, str):
-        try:
-            return parse_quantity(live) == parse_quantity(desired)  # the API prints 1024Mi as 1Gi
-        except QuantityError:
-            return False
-    return False
-
-
-def holds(live: Any, desired: Any) -> bool:
-    """Whether the live object already carries every field we would apply, with our values;
-    fields the API server added (defaults, status, metadata) do not matter."""
-    if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and holds(live[k], v) for k, v in desired.items())
-    if isinstance(desired, list):
-        return isinstance(live, list) and len(live) == len(desired) and all(map(holds, live, desired))
-    return _same_scalar(live, desired)
-
-
-def widen_quota(desired: Manifest, live: Manifest | None) -> Manifest:
-    """The quota to hold while pods roll to a new size: each limit the larger of the live and
-    the desired one, since a pod of the new size starts while the others still have the old."""
-    if not live:
-        return desired
-    live_hard = live.get("spec", {}).get("hard", {})
-    hard = desired["spec"]["hard"]
-    wide = {}
-    for key, value in hard.items():
-        try:
-            wide[key] = max(value, live_hard.get(key, value), key=parse_quantity)
-        except QuantityError:
-            wide[key] = value
-    if all(_same_scalar(wide[k], v) for k, v in hard.items()):
-        return desired
-    widened = copy.deepcopy(desired)
-    widened["spec"]["hard"] = wide
-    return stamp(widened)
