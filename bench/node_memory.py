@@ -25,7 +25,6 @@ import json
 import math
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -37,8 +36,15 @@ import httpx
 
 from bench.service_memory import rss_mb
 from libs.common.settings import Settings
-from services.manager.drivers.local import (KNN_PLUGIN, PORTS_PER_SLOT, engine_classpath, engine_command, node_name,
-                                            write_node_config)
+from services.manager.drivers.local import (
+    KNN_PLUGIN,
+    PORTS_PER_SLOT,
+    engine_classpath,
+    engine_command,
+    node_name,
+    slot_free,
+    write_node_config,
+)
 from services.manager.planning import plan_engine_size
 
 ROUNDS = 3
@@ -60,13 +66,8 @@ DOCS = 20
 def _free_http_base() -> int:
     """A slot whose HTTP and transport ports (base+1..base+19) all bind on loopback now."""
     for base in range(PORT_FIRST, PORT_LAST + 1, PORTS_PER_SLOT):
-        try:
-            for port in range(base + 1, base + PORTS_PER_SLOT):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
+        if slot_free("127.0.0.1", base):
             return base
-        except OSError:
-            continue
     raise RuntimeError(f"no free port slot between {PORT_FIRST} and {PORT_LAST + PORTS_PER_SLOT - 1}")
 
 

@@ -13,7 +13,6 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the
 
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -24,7 +23,13 @@ import httpx
 
 from bench.private_platform import AUTH, Running, delete_and_wait, run_alone, seed_body
 from libs.common.settings import Settings
-from services.manager.drivers.local import PORTS_PER_SLOT, engine_classpath, engine_command, write_node_config
+from services.manager.drivers.local import (
+    PORTS_PER_SLOT,
+    engine_classpath,
+    engine_command,
+    slot_free,
+    write_node_config,
+)
 from services.manager.planning import plan_engine_size
 
 ROUNDS = 5
@@ -35,13 +40,8 @@ FLOOR_PORT_BASE = 38200  # below the private platform's 39200
 
 def _free_http_base() -> int:
     for base in range(FLOOR_PORT_BASE, 39200 - PORTS_PER_SLOT + 1, PORTS_PER_SLOT):
-        try:
-            for port in range(base + 1, base + PORTS_PER_SLOT):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
+        if slot_free("127.0.0.1", base):
             return base
-        except OSError:
-            continue
     raise RuntimeError("no free port range for the floor engine")
 
 

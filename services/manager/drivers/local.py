@@ -151,6 +151,11 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def slot_free(host: str, http_base: int) -> bool:
+    """Every HTTP and transport port of the slot at `http_base` binds now."""
+    return all(_port_free(host, http_base + p) for p in range(1, PORTS_PER_SLOT))
+
+
 def stop_all_engines(clusters_dir: Path, timeout_s: float = 20.0) -> int:
     """Stop every engine node under `clusters_dir` (for `make down` and test teardown)."""
     nodes = find_engines(clusters_dir)
@@ -254,7 +259,7 @@ class LocalDriver:
         host = self._settings.local_host
         for slot in range(self._settings.local_port_slots):
             base = self._settings.local_port_base + slot * PORTS_PER_SLOT
-            if slot not in taken and all(_port_free(host, base + p) for p in range(1, PORTS_PER_SLOT)):
+            if slot not in taken and slot_free(host, base):
                 meta.parent.mkdir(parents=True, exist_ok=True)
                 meta.write_text(json.dumps({"slot": slot}))
                 return slot
