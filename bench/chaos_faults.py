@@ -3,10 +3,11 @@ engine nodes, each followed by the thing coming back; node-count requests; CPU h
 
 A kill's window runs from the SIGKILL until what was killed serves again, plus a grace for
 clients to reconnect: a service is started again (as an orchestrator would, again and again
-until it stays up) and is ready; NATS is back and every service is ready again; an engine node
-is back (the platform restarts it, never this script) or no longer wanted, and the cluster's
-health is green or yellow with every running node joined. A node-count request opens a
-scaling window, closed when the cluster is polled `ready` at that count.
+until it stays up) and is ready; NATS is back and every service not itself being restarted is
+ready again; an engine node is back (the platform restarts it, never this script) or no longer
+wanted, and the cluster's health is green or yellow with every running node joined. A
+node-count request opens a scaling window, closed when the cluster is polled `ready` at that
+count.
 """
 
 from __future__ import annotations
@@ -178,11 +179,13 @@ class Monkey:
                     return
                 self._timeline.say(f"{name} start {attempts} failed ({str(exc).splitlines()[0][:100]}); again in 1 s")
                 time.sleep(1)
-        if name == NATS:  # back only when the services found it again
+        if name == NATS:  # back when the services found it again (but those being restarted themselves)
+            def others() -> list[str]:
+                return [n for n in self._sup.names if n != NATS and n not in self._busy]
             try:
-                _wait_for(lambda: all(self._sup.ready(n) for n in self._sup.names), 60, "every service ready")
+                _wait_for(lambda: all(self._sup.ready(n) for n in others()), 60, "every service ready")
             except TimeoutError:
-                late = [n for n in self._sup.names if not self._sup.ready(n)]
+                late = [n for n in others() if not self._sup.ready(n)]
                 self.problems.append(f"{', '.join(late)} not ready 60 s after NATS came back")
         took = time.monotonic() - window.start
         self._timeline.close(window, time.monotonic() + GRACE_S)
