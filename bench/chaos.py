@@ -30,10 +30,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from bench.chaos_checks import (
-    EngineWatch, check_sizes, check_statuses, check_writes, request_table, wait_settled,
+    EngineWatch, check_sizes, check_statuses, check_writes, request_table, status_story, wait_settled,
 )
 from bench.chaos_faults import CpuHogs, Monkey, Timeline
-from bench.chaos_traffic import API_WRITE, VECTOR_INDEX, INDEX, ApiPool, ChaosCluster, ClusterTraffic, Recorder, endpoint_client
+from bench.chaos_traffic import (
+    API_WRITE, INDEX, PATHS, VECTOR_INDEX, ApiPool, ChaosCluster, ClusterTraffic, Outcome, Recorder,
+    endpoint_client,
+)
 from bench.private_platform import AUTH, private_platform
 from libs.common.settings import Settings
 from libs.devrun.engine_setup import install_engine
@@ -61,9 +64,11 @@ class ChaosReport:
     acked: int = 0  # acknowledged writes, all clusters and paths
 
 
-def _refused_by_contract(error: str) -> bool:
-    """The manager's vector routes answer 409 not_ready for a cluster that is not `ready`."""
-    return error.startswith("HTTP 409") and '"not_ready"' in error
+def _refused_by_contract(outcome: Outcome, cause: str) -> bool:
+    """The manager's vector routes answer 409 not_ready for a cluster that is not `ready`: while
+    it scales, that is their contract (outside scaling, the cluster should be ready)."""
+    return (outcome.path == API_WRITE and cause == "scaling" and outcome.error.startswith("HTTP 409")
+            and '"not_ready"' in outcome.error)
 
 
 def _create_clusters(api: ApiPool, config: ChaosConfig, timeline: Timeline) -> list[ChaosCluster]:
@@ -99,7 +104,6 @@ def _spread(values: list[float]) -> str:
 
 def run_chaos(config: ChaosConfig, echo=print) -> ChaosReport:
     seed = config.seed if config.seed is not None else random.randrange(1_000_000)
-    rng = random.Random(seed)
     assert config.max_nodes >= 2, "node counts to ask need a choice"
     settings = Settings()
     install_engine(settings.engine_home, settings.java_bin)
@@ -112,77 +116,115 @@ def run_chaos(config: ChaosConfig, echo=print) -> ChaosReport:
            "ESS_POLL_INTERVAL_S": "2", "ESS_RATE_LIMIT_PER_MINUTE": "1000000", "ESS_RATE_LIMIT_BURST": "100000",
            "ESS_LOCAL_PORT_BASE": "41200", "ESS_ENGINE_HOME": str(settings.engine_home)}
     with private_platform(config.managers, env) as running:
-        sup = running.supervisor
+        running.keep_state = True  # until every check passed: also when this run itself breaks
         echo(f"state dir {running.state_dir}; services {running.pids}", flush=True)
-        started = time.monotonic()
-        timeline = Timeline(started, echo)
-        recorder = Recorder()
-        urls = {name: f"http://127.0.0.1:{s.port}" for name, s in sup.services.items() if s.module == "services.manager"}
-        api = ApiPool(urls, AUTH, recorder)
-        clusters = _create_clusters(api, config, timeline)
-        setup_s = time.monotonic() - started
-        traffics = [ClusterTraffic(c, urls, AUTH, recorder) for c in clusters]
-        for traffic in traffics:
-            traffic.start()
-        watch = EngineWatch(sup.state / "clusters")
-        monkey = Monkey(sup, clusters, api, recorder, timeline, rng, config.max_nodes, config.recovery_cap_s)
-        hogs = CpuHogs(config.cpu_hogs)
+        run = _Run(config, running.supervisor, random.Random(seed), echo)
         try:
-            chaos_start = time.monotonic()
-            end, next_fault = chaos_start + config.seconds, chaos_start + rng.uniform(*config.pause_s)
-            while time.monotonic() < end:
-                if time.monotonic() >= next_fault:
-                    monkey.step()
-                    next_fault = time.monotonic() + rng.uniform(*config.pause_s)
-                monkey.close_settled()
-                time.sleep(0.2)
+            run.faults_then_settle()
         finally:
-            hogs.stop()
-        timeline.say("faults over, CPU hogs stopped; waiting for what was killed to come back")
-        monkey.finish()
-        settle_start = time.monotonic()
-        settled = wait_settled(api, clusters, sup.state / "clusters", config.settle_s,
-                               tick=lambda: (monkey.send_unanswered(), monkey.close_settled()))
-        settle_s = time.monotonic() - settle_start
-        timeline.say(f"settled after {settle_s:.1f} s" if settled else f"NOT settled within {config.settle_s:.0f} s")
-        time.sleep(3)  # traffic on the settled platform too
-        for traffic in traffics:
-            traffic.stop()
-        watch.stop()
-        monkey.close_settled()
+            run.halt()
+        lines, violations = run.summary(header)
+        running.keep_state = bool(violations)
+        run.api.close()
+    echo("\n".join(lines), flush=True)
+    acked = sum(len(ids) for c in run.clusters for ids in c.acked.values())
+    return ChaosReport(lines, violations, run.monkey.counts, acked)
 
+
+class _Run:
+    """One chaos run in a running platform: its parts, its phases, its summary."""
+
+    def __init__(self, config: ChaosConfig, supervisor, rng: random.Random, echo):
+        self.config, self.sup, self.rng = config, supervisor, rng
+        self.started, self.started_wall = time.monotonic(), time.time()
+        self.timeline = Timeline(self.started, echo)
+        self.recorder = Recorder()
+        self.urls = {n: f"http://127.0.0.1:{s.port}" for n, s in supervisor.services.items()
+                     if s.module == "services.manager"}
+        self.api = ApiPool(self.urls, AUTH, self.recorder)
+        self.clusters = _create_clusters(self.api, config, self.timeline)
+        self.setup_s = time.monotonic() - self.started
+        self.traffics = [ClusterTraffic(c, self.urls, AUTH, self.recorder) for c in self.clusters]
+        self.watch = EngineWatch(supervisor.state / "clusters")
+        self.monkey = Monkey(supervisor, self.clusters, self.api, self.recorder, self.timeline, rng,
+                             config.max_nodes, config.recovery_cap_s)
+        self.hogs: CpuHogs | None = None
+        self.settled, self.settle_s = False, 0.0
+
+    def faults_then_settle(self) -> None:
+        for traffic in self.traffics:
+            traffic.start()
+        self.hogs = CpuHogs(self.config.cpu_hogs)
+        end = time.monotonic() + self.config.seconds
+        next_fault = time.monotonic() + self.rng.uniform(*self.config.pause_s)
+        while time.monotonic() < end:
+            if time.monotonic() >= next_fault:
+                self.monkey.step()
+                next_fault = time.monotonic() + self.rng.uniform(*self.config.pause_s)
+            self.monkey.close_settled()
+            time.sleep(0.2)
+        self.hogs.stop()
+        self.timeline.say("faults over, CPU hogs stopped; waiting for what was killed to come back")
+        self.monkey.finish()
+        settle_start = time.monotonic()
+        self.settled = wait_settled(self.api, self.clusters, self.sup.state / "clusters", self.config.settle_s,
+                                    tick=lambda: (self.monkey.send_unanswered(), self.monkey.close_settled()))
+        self.settle_s = time.monotonic() - settle_start
+        self.timeline.say(f"settled after {self.settle_s:.1f} s" if self.settled
+                          else f"NOT settled within {self.config.settle_s:.0f} s")
+        time.sleep(3)  # traffic on the settled platform too
+
+    def halt(self) -> None:
+        """Everything this run started stops (also after an error), before the platform does."""
+        if self.hogs:
+            self.hogs.stop()
+        self.monkey.halt()
+        for traffic in self.traffics:
+            traffic.stop()
+        self.watch.stop()
+        self.monkey.close_settled()
+
+    def summary(self, header: str) -> tuple[list[str], list[str]]:
+        config, monkey, recorder = self.config, self.monkey, self.recorder
         lines, violations = [header], list(monkey.problems)
-        lines.append(f"setup {setup_s:.0f} s, faults {config.seconds:.0f} s, settle {settle_s:.0f} s; "
+        lines.append(f"setup {self.setup_s:.0f} s, faults {config.seconds:.0f} s, settle {self.settle_s:.0f} s; "
                      f"{recorder.failovers} API requests refused by a dead replica and taken by the other")
         lines.append("did: " + ", ".join(f"{kind} {n}" for kind, n in sorted(monkey.counts.items())))
         lines.append("serving again after a kill: " + "; ".join(
             f"{kind} {_spread(values)}" for kind, values in sorted(monkey.recoveries.items())))
-        exempt = lambda o: o.path == API_WRITE and _refused_by_contract(o.error)  # noqa: E731
-        table, unexcused = request_table(recorder.outcomes, timeline.windows, exempt, started)
+        table, failed, unexcused = request_table(recorder.outcomes, self.timeline.windows, _refused_by_contract,
+                                                 self.started)
         lines += table
-        for (path, cause), n in sorted(unexcused.items()):
+        counts = Counter((outcome.path, cause) for outcome, cause in unexcused)
+        for (path, cause), n in sorted(counts.items()):
             violations.append(f"{n} {path} requests failed " + (
                 "during scaling" if cause == "scaling" else "with nothing of theirs killed and no scaling"))
-        refused = sum(1 for o in recorder.outcomes if o.error and exempt(o))
-        if refused:
-            lines.append(f"{refused} API writes answered 409 not_ready (in the table above): the manager's vector "
-                         "routes refuse a cluster that is not `ready`, also while it scales and serves")
-        if not settled:
+        if unexcused:
+            lines.append("what the clusters said around the unexcused failures:")
+            for cluster in self.clusters:
+                mine = [o for o, _ in unexcused if o.cluster == cluster.id]
+                if mine:
+                    lines += status_story(self.api, cluster, min(o.start for o in mine) - 10,
+                                          max(o.end for o in mine), self.started, self.started_wall)
+        by_contract = failed[API_WRITE, "scaling"] - counts[API_WRITE, "scaling"]
+        lines.append(f"FAILED REQUESTS DURING SCALING (outside kill windows): {sum(failed[p, 'scaling'] for p in PATHS)}"
+                     + "".join(f"; {p} {failed[p, 'scaling']}" for p in PATHS)
+                     + (f" ({by_contract} of them 409 not_ready: the manager's vector routes refuse a cluster that is "
+                        "not `ready`, scaling included; not counted as a check failure)" if by_contract else ""))
+        if not self.settled:
             violations.append(f"not settled within {config.settle_s:.0f} s after the faults")
-        for check in (lambda: check_writes(clusters), lambda: check_sizes(api, clusters, sup.state / "clusters"),
-                      lambda: check_statuses(api, clusters)):
+        clusters_dir = self.sup.state / "clusters"
+        for check in (lambda: check_writes(self.clusters), lambda: check_sizes(self.api, self.clusters, clusters_dir),
+                      lambda: check_statuses(self.api, self.clusters)):
             check_lines, check_violations = check()
             lines += check_lines
             violations += check_violations
-        lines.append(f"engine processes sampled {watch.samples} times during the run: "
-                     f"{len(watch.twins)} twin(s) seen {sorted(watch.twins.items())[:5]}")
-        violations += [f"twin seen during the run: cluster {c} node {n} pids {p}" for (c, n), p in watch.twins.items()]
+        twins = self.watch.twins
+        lines.append(f"engine processes sampled {self.watch.samples} times during the run: "
+                     f"{len(twins)} twin(s) seen {sorted(twins.items())[:5]}")
+        violations += [f"twin seen during the run: cluster {c} node {n} pids {p}" for (c, n), p in twins.items()]
         lines += [f"FAIL {v}" for v in violations] or ["PASS every check"]
-        running.keep_state = bool(violations)
-        api.close()
-    echo("\n".join(lines), flush=True)
-    acked = sum(len(ids) for c in clusters for ids in c.acked.values())
-    return ChaosReport(lines, violations, monkey.counts, acked)
+        return lines, violations
 
 
 def main() -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 
 from bench.chaos_faults import Window
 from bench.chaos_traffic import (
@@ -43,13 +44,15 @@ class Causes:
         return next((kind for kind in (*EXCUSED_BY[outcome.path], "scaling") if self._within(kind, outcome)), "steady")
 
 
-def request_table(outcomes: list[Outcome], windows: list[Window], exempt, started: float) -> tuple[list[str], Counter]:
+def request_table(outcomes: list[Outcome], windows: list[Window], exempt,
+                  started: float) -> tuple[list[str], Counter, list[tuple[Outcome, str]]]:
     """Lines: per path the requests sent, failed, failed by cause, and failed of those sent during
-    scaling, with the commonest errors of each cause (when, which cluster and replica); and the
-    unexcused failures by (path, cause), but for those `exempt` says are refusals by contract."""
+    scaling, with the commonest errors of each cause (when, which cluster and replica); the
+    failures by (path, cause); and the unexcused ones with their cause, but for those
+    `exempt(outcome, cause)` calls refusals by contract."""
     causes = Causes(windows)
     failed: Counter[tuple[str, str]] = Counter()
-    unexcused: Counter[tuple[str, str]] = Counter()
+    unexcused: list[tuple[Outcome, str]] = []
     errors: dict[tuple[str, str], dict[str, list[Outcome]]] = {}
     sent, during_scaling = Counter(), Counter()
     for outcome in outcomes:
@@ -58,7 +61,8 @@ def request_table(outcomes: list[Outcome], windows: list[Window], exempt, starte
         during_scaling[outcome.path] += cause == "scaling"
         if outcome.error:
             failed[outcome.path, cause] += 1
-            unexcused[outcome.path, cause] += cause in UNEXCUSED and not exempt(outcome)
+            if cause in UNEXCUSED and not exempt(outcome, cause):
+                unexcused.append((outcome, cause))
             errors.setdefault((outcome.path, cause), {}).setdefault(outcome.error[:90], []).append(outcome)
     head = f"  {'requests':16} {'sent':>7} {'failed':>7} |" + "".join(f" {c:>8}" for c in CAUSES) + " | during scaling"
     lines = ["failed requests by the window they fell in (engine, nats, manager: killed on purpose; "
@@ -72,7 +76,7 @@ def request_table(outcomes: list[Outcome], windows: list[Window], exempt, starte
             where = sorted({f"{o.cluster}{'@' + o.replica if o.replica else ''}" for o in which})
             lines.append(f"    {path}, {cause}: {len(which)} x {error}  [t+{which[0].start - started:.1f}s.."
                          f"t+{which[-1].end - started:.1f}s, {', '.join(where)}]")
-    return lines, +unexcused
+    return lines, failed, unexcused
 
 
 class EngineWatch:
@@ -122,7 +126,7 @@ def _found(endpoint: str, index: str, ids: set[str]) -> set[str]:
 
 
 def check_writes(clusters: list[ChaosCluster]) -> tuple[list[str], list[str]]:
-    lines, violations = [], []
+    lines, violations, total_lost = [], [], 0
     for path, index in ((ENDPOINT_WRITE, INDEX), (API_WRITE, VECTOR_INDEX)):
         acked = found = 0
         for cluster in clusters:
@@ -131,8 +135,9 @@ def check_writes(clusters: list[ChaosCluster]) -> tuple[list[str], list[str]]:
             acked, found = acked + len(ids), found + len(ids) - len(lost)
             if lost:
                 violations.append(f"{cluster.id}: {len(lost)} acknowledged {path}s not found, e.g. {sorted(lost)[:5]}")
-        lines.append(f"{path}s acknowledged {acked}, found {found}, lost {acked - found}")
-    return lines, violations
+        lines.append(f"  {path}s acknowledged {acked}, found {found}, lost {acked - found}")
+        total_lost += acked - found
+    return [f"LOST ACKNOWLEDGED WRITES: {total_lost}", *lines], violations
 
 
 def check_sizes(api: ApiPool, clusters: list[ChaosCluster], clusters_dir) -> tuple[list[str], list[str]]:
@@ -202,3 +207,21 @@ def wait_settled(api: ApiPool, clusters: list[ChaosCluster], clusters_dir, timeo
             return True
         time.sleep(1)
     return False
+
+
+def status_story(api: ApiPool, cluster: ChaosCluster, start: float, end: float, started: float,
+                 started_wall: float) -> list[str]:
+    """Evidence for failures of a cluster between `start` and `end` (monotonic): its status as
+    polled (changes only, with the replica that answered) and its status events, stamped t+."""
+    lines, last = [f"  {cluster.id}, t+{start - started:.1f}s..t+{end - started:.1f}s, polled:"], None
+    for sent, status, nodes, replicas, replica in cluster.statuses:
+        if start <= sent <= end and (status, nodes, replicas, replica) != last:
+            lines.append(f"    t+{sent - started:.1f}s {status} nodes {nodes} replicas {replicas} @{replica}")
+            last = (status, nodes, replicas, replica)
+    lines.append("  its status events:")
+    events = api.request("GET", f"/clusters/{cluster.id}/events", params={"limit": 1000})[0].json()["events"]
+    for event in events:
+        at = datetime.fromisoformat(event["occurred_at"]).timestamp() - started_wall
+        if event["kind"] == "status" and start - started - 30 <= at <= end - started:
+            lines.append(f"    t+{at:.1f}s {event['status']}: {event.get('reason')}")
+    return lines

@@ -4,10 +4,9 @@ engine nodes, each followed by the thing coming back; node-count requests; CPU h
 A kill's window runs from the SIGKILL until what was killed serves again, plus a grace for
 clients to reconnect: a service is started again (as an orchestrator would, again and again
 until it stays up) and is ready; NATS is back and every service not itself being restarted is
-ready again; an engine node is back (the platform restarts it, never this script) or no longer
-wanted, and the cluster's health is green or yellow with every running node joined. A
-node-count request opens a scaling window, closed when the cluster is polled `ready` at that
-count.
+ready again; an engine node runs again (the platform restarts it, never this script) and has
+joined its cluster, or is no longer wanted, and the cluster is green or yellow. A node-count
+request opens a scaling window, closed when the cluster is polled `ready` at that count.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import httpx
 
 from bench.chaos_traffic import API_SCALE, ApiPool, ChaosCluster, Recorder
 from libs.devrun.supervisor import NATS, Supervisor
-from services.manager.drivers.local import find_engines
+from services.manager.drivers.local import find_engines, node_name
 
 GRACE_S = 2.0  # after a thing serves again, for clients to notice
 RESTART_GIVE_UP_S = 180.0
@@ -88,7 +87,9 @@ class Monkey:
                  timeline: Timeline, rng: random.Random, max_nodes: int, recovery_cap_s: float):
         self._sup, self._clusters, self._api, self._recorder = supervisor, clusters, api, recorder
         self._timeline, self._rng, self._max_nodes, self._cap = timeline, rng, max_nodes, recovery_cap_s
+        self._downtime = random.Random(rng.random())  # the restart threads' own: `rng` stays the main loop's
         self._busy: set[str] = set()  # what is coming back: not hit again meanwhile
+        self._halted = threading.Event()  # the run is over: nothing is started again
         self._threads: list[threading.Thread] = []
         self._deck: list[str] = []
         self._scaling: dict[str, Window] = {}
@@ -110,18 +111,29 @@ class Monkey:
                 return
 
     def close_settled(self) -> None:
-        """Close the scaling window of each cluster polled ready at the count asked for since."""
+        """Close a cluster's scaling window at the first of the unbroken run of latest polls saying
+        `ready` at the count asked for, once every manager replica says so too (a replica's record
+        mirror can lag: one stale answer must not end the window)."""
         for cluster in self._clusters:
             window = self._scaling.get(cluster.id)
             if window is None or not cluster.answered:
                 continue
+            since = None
             for sent, status, nodes, replicas, _ in reversed(cluster.statuses):
-                if sent < window.start:
+                if sent < window.start or (status, nodes, replicas) != ("ready", cluster.target, cluster.target):
                     break
-                if status == "ready" and nodes == replicas == cluster.target:
-                    self._timeline.close(window, sent)
-                    del self._scaling[cluster.id]
-                    break
+                since = sent
+            if since is not None and self._every_replica_says_ready(cluster):
+                self._timeline.close(window, since)
+                del self._scaling[cluster.id]
+
+    def _every_replica_says_ready(self, cluster: ChaosCluster) -> bool:
+        try:
+            views = [answer.json() for answer in self._api.each("GET", f"/clusters/{cluster.id}").values()]
+        except (httpx.HTTPError, ValueError):
+            return False
+        return all((v.get("status"), v.get("nodes"), v.get("replicas")) == ("ready", cluster.target, cluster.target)
+                   for v in views)
 
     def send_unanswered(self) -> None:
         for cluster in self._clusters:
@@ -133,6 +145,12 @@ class Monkey:
         for thread in self._threads:
             thread.join()
         self._check_exits()
+
+    def halt(self) -> None:
+        """Start nothing more, and wait for the threads (before the platform is stopped)."""
+        self._halted.set()
+        for thread in self._threads:
+            thread.join()
 
     # -- faults -------------------------------------------------------------------------------------
     def _do(self, action: str) -> bool:
@@ -163,9 +181,9 @@ class Monkey:
         self._background(self._bring_back, name, kind, window)
 
     def _bring_back(self, name: str, kind: str, window: Window) -> None:
-        time.sleep(self._rng.uniform(0, 3))  # down for a moment, as a rescheduled pod would be
+        time.sleep(self._downtime.uniform(0, 3))  # down for a moment, as a rescheduled pod would be
         attempts, deadline = 0, time.monotonic() + RESTART_GIVE_UP_S
-        while True:
+        while not self._halted.is_set():
             attempts += 1
             try:
                 self._sup.start(name)
@@ -179,11 +197,13 @@ class Monkey:
                     return
                 self._timeline.say(f"{name} start {attempts} failed ({str(exc).splitlines()[0][:100]}); again in 1 s")
                 time.sleep(1)
+        else:
+            return  # halted
         if name == NATS:  # back when the services found it again (but those being restarted themselves)
             def others() -> list[str]:
                 return [n for n in self._sup.names if n != NATS and n not in self._busy]
             try:
-                _wait_for(lambda: all(self._sup.ready(n) for n in others()), 60, "every service ready")
+                _wait_for(lambda: all(self._sup.ready(n) for n in others()), 60, "every service ready", self._halted)
             except TimeoutError:
                 late = [n for n in others() if not self._sup.ready(n)]
                 self.problems.append(f"{', '.join(late)} not ready 60 s after NATS came back")
@@ -222,8 +242,10 @@ class Monkey:
 
     def _watch_engine(self, cluster: ChaosCluster, node: int, pid: int, key: str, window: Window) -> None:
         try:
-            _wait_for(lambda: self._engine_back(cluster, node, pid), self._cap, key)
+            _wait_for(lambda: self._engine_back(cluster, node, pid), self._cap, key, self._halted)
         except TimeoutError:
+            if self._halted.is_set():
+                return
             self._timeline.close(window, window.start + self._cap)
             self._timeline.say(f"engine {key} not serving again within {self._cap:.0f} s")
         else:
@@ -234,14 +256,17 @@ class Monkey:
         self._busy.discard(key)
 
     def _engine_back(self, cluster: ChaosCluster, node: int, old_pid: int) -> bool:
+        """The killed node runs again and has joined (or is no longer wanted), and the cluster
+        has every primary (green or yellow)."""
         running = [e for e in find_engines(self._sup.state / "clusters") if e.cluster_id == cluster.id]
-        if node <= cluster.target and not any(e.node == node and e.pid != old_pid for e in running):
-            return False
+        wanted = node <= cluster.target or any(e.node == node for e in running)
         try:
             health = httpx.get(f"{cluster.endpoint}/_cluster/health", timeout=2).json()
-        except (httpx.HTTPError, ValueError):
+            joined = {n["name"] for n in httpx.get(f"{cluster.endpoint}/_cat/nodes?h=name&format=json", timeout=2).json()}
+        except (httpx.HTTPError, ValueError, TypeError, KeyError):
             return False
-        return health.get("status") in ("green", "yellow") and health.get("number_of_nodes") == len(running)
+        back = any(e.node == node and e.pid != old_pid for e in running) and node_name(node) in joined
+        return (back or not wanted) and health.get("status") in ("green", "yellow")
 
     # -- node-count requests --------------------------------------------------------------------------
     def _ask(self, cluster: ChaosCluster, nodes: int, again: bool = False) -> None:
@@ -256,9 +281,9 @@ class Monkey:
                            + (" (again)" if again else ""))
 
 
-def _wait_for(check, timeout_s: float, what: str) -> None:
+def _wait_for(check, timeout_s: float, what: str, halted: threading.Event) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or halted.is_set():
             raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
         time.sleep(0.5)

@@ -87,8 +87,14 @@ class ApiPool:
                 raise
 
     def each(self, method: str, path: str, **kwargs) -> dict[str, httpx.Response]:
-        """The same request to every replica (for checks: they must agree)."""
-        return {name: client.request(method, path, **kwargs) for name, client in self._clients.items()}
+        """The same request to every replica that takes connections (for checks: they must agree)."""
+        answers = {}
+        for name, client in self._clients.items():
+            try:
+                answers[name] = client.request(method, path, **kwargs)
+            except httpx.ConnectError:
+                continue  # down: a balancer would not send it anything either
+        return answers
 
     def timed(self, recorder: Recorder, what: str, cluster: str, method: str, path: str,
               ok=lambda r: r.is_success, **kwargs) -> tuple[httpx.Response, str] | None:
@@ -152,7 +158,8 @@ class ClusterTraffic:
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join()
+            if thread.ident is not None:  # started
+                thread.join()
 
     def _write_loop(self, path: str, prefix: str, write, pause_s: float) -> None:
         ids = Ids(prefix)
