@@ -47,7 +47,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.private_platform import REPO, _exit_on_sigterm, _stop, _wait_ready, free_port, stop_all
+from bench.private_platform import exit_on_sigterm
+from libs.devrun.supervisor import REPO, free_port, stop_all, stop_process, wait_ready
 from libs.devrun.nats_server import NatsServer, wait_for_port
 
 TARGET_CLUSTERS = 1000
@@ -456,7 +457,7 @@ def run(clusters: int, interval: float, seconds: float, keep_logs: Path | None =
     stand_in_port = free_port()
     nats = NatsServer(nats_url, state / "nats", logs / "nats.log")
     processes: dict[str, subprocess.Popen] = {}
-    previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    previous_sigterm = signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         nats.start()
         with open(logs / "stand-in.log", "ab") as log:
@@ -473,7 +474,7 @@ def run(clusters: int, interval: float, seconds: float, keep_logs: Path | None =
             processes["reporting"] = subprocess.Popen(
                 [sys.executable, "-m", "services.reporting"], env={**os.environ, **env}, cwd=REPO,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0)
-        _wait_ready("reporting", processes["reporting"], reporting_port, logs / "reporting.log")
+        wait_ready("reporting", processes["reporting"], reporting_port, logs / "reporting.log")
         pids = {"reporting": processes["reporting"].pid, "nats": nats.process.pid,
                 "stand-in": processes["stand-in"].pid}
         result = asyncio.run(measure(nats_url, interval, seconds, pids))
@@ -483,7 +484,7 @@ def run(clusters: int, interval: float, seconds: float, keep_logs: Path | None =
         for process in processes.values():
             if process.poll() is None:
                 process.terminate()
-        _stop(processes["stand-in"])
+        stop_process(processes["stand-in"])
         lines += [line for line in (logs / "stand-in.log").read_text(errors="replace").splitlines()
                   if line.startswith("stand-in answered")]
         return lines
