@@ -1,8 +1,7 @@
 """The manager's REST API: authenticates, validates, records desired state, answers at once.
 
 Every route but /health and /ready needs an API key, and a tenant's key sees only its tenant.
-Engines are only touched for the vector-index routes; clusters are provisioned by the
-provisioner from what the API writes to KV.
+Engines are touched only by the vector-index routes; the provisioner acts on what this writes.
 """
 
 from __future__ import annotations
@@ -53,6 +52,7 @@ from services.manager.schemas import (
 )
 
 ClusterId = Annotated[str, Path(pattern=r"^c[0-9a-f]{12}$", description="a cluster id, e.g. c1a2b3c4d5e6f")]
+SERVING = (ClusterStatus.READY, ClusterStatus.SCALING)
 IndexName = Annotated[str, Path(max_length=200, pattern=INDEX_NAME)]
 TenantId = Annotated[str, Path(max_length=63, pattern=DNS_LABEL)]
 KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
@@ -273,7 +273,7 @@ async def delete_cluster(cluster_id: ClusterId, request: Request):
 # -- vector indices, through the engine adapter ----------------------------------------------
 async def _engine(request: Request, cluster_id: ClusterId) -> SearchEngine:
     record = await _load(request, cluster_id)
-    if record.status != ClusterStatus.READY or not record.endpoint:
+    if record.status not in SERVING or not record.endpoint:  # a scaling cluster serves throughout
         raise problem(409, "not_ready", f"cluster {cluster_id} is {record.status}; retry once it is ready")
     return request.app.state.platform.engine_for(record)
 
