@@ -15,7 +15,8 @@ from libs.common.settings import Settings
 from libs.devrun.engine_setup import install_engine
 from libs.devrun.nats_server import NatsServer
 from services.manager.drivers.local import find_engines, stop_all_engines
-from tests.helpers import ServiceProcess, free_port
+from libs.devrun.supervisor import free_port
+from tests.helpers import ServiceProcess
 
 
 OPERATOR_KEY = f"op-{uuid.uuid4().hex}"

@@ -1,9 +1,8 @@
-"""Test helpers: processes of the platform under test, free ports, waiting for a status."""
+"""Test helpers: processes of the platform under test, waiting for a status."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,6 @@ import httpx
 from libs.devrun.nats_server import ChildProcess, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check, timeout_s: float, interval_s: float = 0.25, what: str = "condition"):

@@ -6,6 +6,7 @@ Also the name index (one cluster per tenant and service name) and the idempotenc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ class ClusterStore:
         # an in-memory mirror of the records bucket, fed by a KV watch, for the API's reads
         self._mirror: dict[str, tuple[ClusterRecord, int]] = {}
         self._mirror_ready = False
+        self._watching: asyncio.Task | None = None
 
     @classmethod
     async def open(cls, broker, idempotency_ttl_s: float) -> "ClusterStore":
@@ -55,28 +57,56 @@ class ClusterStore:
     async def follow(self, on_change: Callable[[str, ClusterRecord | None], None] | None = None) -> None:
         """Keep the mirror current, telling `on_change` of each write (None: deleted).
 
-        Runs until cancelled, re-watching after a NATS outage.
+        Runs until cancelled, re-watching after a NATS outage or a `resync`.
         """
         while True:
+            self._watching = asyncio.create_task(self._watch(on_change))
             try:
-                watcher = await self._records.watchall()
-                async for entry in watcher:
-                    if entry is None:
-                        self._mirror_ready = True  # the initial values are in
-                    elif entry.operation in ("DEL", "PURGE") or not entry.value:
-                        self._mirror.pop(entry.key, None)
-                        if on_change:
-                            on_change(entry.key, None)
-                    else:
-                        record = ClusterRecord.model_validate_json(entry.value)
-                        self._remember(record, entry.revision)
-                        if on_change:
-                            on_change(record.id, record)
+                await self._watching
             except asyncio.CancelledError:
-                raise
+                if asyncio.current_task().cancelling():
+                    self._watching.cancel()
+                    raise
+                # only the watch was cancelled (resync): watch anew
             except Exception:
                 self._mirror_ready = False  # reads go to KV until the watch is back
                 await asyncio.sleep(0.5)
+
+    def resync(self) -> None:
+        """NATS is back: read from KV until a new watch has caught up. The old watch would notice
+        the outage only after missed heartbeats, serving a stale mirror for about 17 s."""
+        self._mirror_ready = False
+        if self._watching is not None and not self._watching.done():
+            self._watching.cancel()
+
+    async def _watch(self, on_change) -> None:
+        watcher = await self._records.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    await self._fill_in(on_change)
+                    self._mirror_ready = True
+                elif entry.operation in ("DEL", "PURGE") or not entry.value:
+                    self._mirror.pop(entry.key, None)
+                    if on_change:
+                        on_change(entry.key, None)
+                else:
+                    record = ClusterRecord.model_validate_json(entry.value)
+                    self._remember(record, entry.revision)
+                    if on_change:
+                        on_change(record.id, record)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    async def _fill_in(self, on_change) -> None:
+        """The watch's "initial values are in" can come before the values (the race that made
+        key listings short): read directly what the mirror lacks before serving from it."""
+        for key in await all_keys(self._records):
+            if key not in self._mirror and (found := await self.get(key)):
+                self._remember(*found)
+                if on_change:
+                    on_change(key, found[0])
 
     def _remember(self, record: ClusterRecord, revision: int) -> None:
         known = self._mirror.get(record.id)

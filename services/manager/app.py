@@ -232,7 +232,11 @@ def register_handlers(broker: NatsBroker, platform: Platform) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    broker = build_broker(settings)
+    async def on_reconnect() -> None:
+        if platform.store:
+            platform.store.resync()
+
+    broker = build_broker(settings, on_reconnect)
     platform = Platform(settings, broker)
     register_handlers(broker, platform)
     log = structlog.get_logger("manager")

@@ -19,7 +19,13 @@ from services.reporting.polling import Poller, UsageMeters
 
 
 def create_app(settings: Settings) -> FastAPI:
-    broker = build_broker(settings)
+    running: dict[str, object] = {}
+
+    async def on_reconnect() -> None:
+        if "store" in running:
+            running["store"].resync()
+
+    broker = build_broker(settings, on_reconnect)
     registry = new_registry()
     metrics = ServiceMetrics(registry)
     log = structlog.get_logger("reporting")
@@ -28,7 +34,6 @@ def create_app(settings: Settings) -> FastAPI:
                      schema=MetricsSample, title="cluster metrics", description="One poll of one tenant cluster.")
     broker.publisher(subjects.USAGE_ALL, stream=JStream(subjects.USAGE_STREAM, declare=False), schema=UsageRecord,
                      title="usage records", description="What one cluster used in one metering period.")
-    running: dict[str, object] = {}
 
     async def publish(event: Event, subject: str, message_id: str | None) -> None:
         stream = subjects.USAGE_STREAM if isinstance(event, UsageRecord) else subjects.METRICS_STREAM
@@ -55,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
         def on_change(cluster_id, record) -> None:
             poller.track(record) if record else poller.forget(cluster_id)
 
-        running.update(poller=poller, tasks=[asyncio.create_task(store.follow(on_change)),
+        running.update(poller=poller, store=store, tasks=[asyncio.create_task(store.follow(on_change)),
                                              asyncio.create_task(sweep(poller))])
 
     async def on_stop() -> None:

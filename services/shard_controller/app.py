@@ -23,8 +23,13 @@ LIFECYCLE = JStream(subjects.LIFECYCLE_STREAM, declare=False)
 
 
 def create_app(settings: Settings):
-    broker = build_broker(settings)
     running: dict[str, object] = {}
+
+    async def on_reconnect() -> None:
+        if "store" in running:
+            running["store"].resync()
+
+    broker = build_broker(settings, on_reconnect)
     for subject, schema, title in ((subjects.cluster_plan("*", "*"), ShardPlanChanged, "shard plans"),
                                    (subjects.cluster_action("*", "*"), ShardActionTaken, "shard actions"),
                                    (subjects.SCALE_ALL, ClusterScaleRequested, "node count requests")):
@@ -48,7 +53,7 @@ def create_app(settings: Settings):
         await broker.connect()
         js = broker.connection.jetstream()
         await ensure_stream(js, subjects.METRICS_STREAM, subjects.METRICS_SUBJECTS, settings.metrics_max_age_s)
-        store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
+        store = running["store"] = await ClusterStore.open(broker, settings.idempotency_ttl_s)
         running["controller"] = ShardController(
             ShardPolicy.from_settings(settings),
             ControllerStates(await broker.key_value(subjects.KV_SHARD_PLANS)),

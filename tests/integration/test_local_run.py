@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 
 import httpx
+import nats as nats_client
 
+from libs.common import subjects
+from libs.common.models import ClusterRecord
 from libs.devrun.nats_server import wait_for_port
 from services.manager.drivers.local import find_engines
 from tests.conftest import OPERATOR, seed_request
-from tests.helpers import REPO, free_port, wait_for_status, wait_until
+from libs.devrun.supervisor import free_port
+from tests.helpers import REPO, wait_for_status, wait_until
 
 
 def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed):
@@ -69,3 +74,34 @@ def test_platform_survives_a_nats_restart(api, nats):
     wait_for_status(api, after.json()["id"], "ready")
     for cluster in (before, after.json()):
         api.delete(f"/clusters/{cluster['id']}")
+
+
+def test_after_a_quick_nats_restart_another_replicas_write_is_seen(api, nats):
+    cluster = api.post("/clusters", json=seed_request(service_name="seen")).json()
+    nats.kill()
+    nats.start()  # back at once: the old watch notices no outage until its heartbeats are missed
+    wait_for_port(nats.host, nats.port, 10)
+    wait_until(lambda: api.get("/ready").status_code == 200, 30, what="NATS back")
+    asyncio.run(_written_elsewhere(nats, cluster["id"], user="bob"))
+    # seen at once, not after the ~17 s a stale watch took before the store resynced on reconnect
+    wait_until(lambda: api.get(f"/clusters/{cluster['id']}").json()["user"] == "bob", 8, interval_s=0.1,
+               what="a write of another replica seen")
+    api.delete(f"/clusters/{cluster['id']}")
+
+
+async def _written_elsewhere(nats, cluster_id: str, user: str) -> None:
+    """Change a cluster record in KV the way another manager replica would."""
+    connection = await nats_client.connect(f"nats://{nats.host}:{nats.port}")
+    try:
+        kv = await connection.jetstream().key_value(subjects.KV_CLUSTERS)
+        while True:  # a revision conflict (the provisioner wrote meanwhile): read again and redo
+            entry = await kv.get(cluster_id)
+            record = ClusterRecord.model_validate_json(entry.value)
+            try:
+                await kv.update(cluster_id, record.model_copy(update={"user": user}).model_dump_json().encode(),
+                                last=entry.revision)
+                return
+            except nats_client.js.errors.KeyWrongLastSequenceError:
+                continue
+    finally:
+        await connection.close()

@@ -13,7 +13,8 @@ import pytest
 from libs.common import subjects
 from services.manager.drivers.local import find_engines
 from tests.conftest import OPERATOR, seed_request
-from tests.helpers import ServiceProcess, free_port, wait_for_status, wait_until
+from libs.devrun.supervisor import free_port
+from tests.helpers import ServiceProcess, wait_for_status, wait_until
 from tests.integration.test_resilience import _status_events
 
 
