@@ -1,7 +1,8 @@
-"""Test helpers: processes of the platform under test, waiting for a status."""
+"""Test helpers: processes of the platform under test, waiting for a status, a cluster's status events."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,7 +10,10 @@ import time
 from pathlib import Path
 
 import httpx
+import nats
 
+from libs.common import subjects
+from libs.common.events import ClusterStatusChanged
 from libs.devrun.nats_server import ChildProcess, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,3 +59,21 @@ class ServiceProcess(ChildProcess):
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+async def status_events(settings, cluster: dict) -> list[ClusterStatusChanged]:
+    """Every status event of `cluster` in the lifecycle stream, read with an ephemeral consumer."""
+    connection = await nats.connect(settings.nats_url)
+    try:
+        js = connection.jetstream()
+        subject = subjects.cluster_status(cluster["tenant_org_id"], cluster["id"])
+        subscription = await js.subscribe(subject, ordered_consumer=True)
+        events = []
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=1.0)
+            except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                return events
+            events.append(ClusterStatusChanged.model_validate_json(message.data))
+    finally:
+        await connection.close()

@@ -26,6 +26,10 @@ class ClusterStatus(StrEnum):
     FAILED = "failed"
 
 
+# a scaling cluster's engine serves throughout: the API and the shard controller treat it as ready
+SERVING = (ClusterStatus.READY, ClusterStatus.SCALING)
+
+
 class ClusterSpec(BaseModel):
     """What the tenant asked for (desired state)."""
 

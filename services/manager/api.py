@@ -28,7 +28,7 @@ from libs.common.engines import (
     VectorQuery,
 )
 from libs.common.events import ClusterDesiredStateChanged
-from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus, utcnow
+from libs.common.models import SERVING, ClusterRecord, ClusterSpec, ClusterStatus, utcnow
 from libs.common.store import AlreadyExists, RecordGone
 from libs.common.streams import read_subject
 from services.manager.auth import Principal
@@ -52,7 +52,6 @@ from services.manager.schemas import (
 )
 
 ClusterId = Annotated[str, Path(pattern=r"^c[0-9a-f]{12}$", description="a cluster id, e.g. c1a2b3c4d5e6f")]
-SERVING = (ClusterStatus.READY, ClusterStatus.SCALING)
 IndexName = Annotated[str, Path(max_length=200, pattern=INDEX_NAME)]
 TenantId = Annotated[str, Path(max_length=63, pattern=DNS_LABEL)]
 KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
@@ -273,7 +272,7 @@ async def delete_cluster(cluster_id: ClusterId, request: Request):
 # -- vector indices, through the engine adapter ----------------------------------------------
 async def _engine(request: Request, cluster_id: ClusterId) -> SearchEngine:
     record = await _load(request, cluster_id)
-    if record.status not in SERVING or not record.endpoint:  # a scaling cluster serves throughout
+    if record.status not in SERVING or not record.endpoint:
         raise problem(409, "not_ready", f"cluster {cluster_id} is {record.status}; retry once it is ready")
     return request.app.state.platform.engine_for(record)
 

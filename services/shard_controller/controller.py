@@ -27,12 +27,11 @@ from libs.common.events import (
     ShardPlanChanged,
 )
 from libs.common.leases import Leases
-from libs.common.models import ClusterRecord, ClusterStatus, ControllerState, Operation, utcnow
+from libs.common.models import SERVING, ClusterRecord, ClusterStatus, ControllerState, Operation, utcnow
 from services.shard_controller.planning import ShardPlan, ShardPolicy, plan_shards
 from services.shard_controller.state import ControllerStates
 
 Publish = Callable[[Event, str], Awaitable[None]]
-ACTIVE = (ClusterStatus.READY, ClusterStatus.SCALING)
 REQUEST_ANSWERED_S = 60.0  # a node-count request not in the spec by then was refused
 
 
@@ -52,7 +51,7 @@ class ShardController:
     async def on_sample(self, sample: MetricsSample) -> None:
         self._history[sample.cluster_id].append(sample)
         record = await self._read_record(sample.cluster_id)
-        if record is None or record.delete_requested or record.status not in ACTIVE or not record.endpoint:
+        if record is None or record.delete_requested or record.status not in SERVING or not record.endpoint:
             return
         if not await self._leases.hold(record.id):
             return  # another controller instance acts on this cluster

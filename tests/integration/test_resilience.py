@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 
 import httpx
-import nats
 
-from libs.common import subjects
-from libs.common.events import ClusterStatusChanged
 from services.manager.drivers.local import find_engines
 from tests.conftest import seed_request
-from tests.helpers import wait_for_status, wait_until
+from tests.helpers import status_events, wait_for_status, wait_until
 
 
 def _engines_of(settings, cluster_id):
     return [e for e in find_engines(settings.clusters_dir) if e.cluster_id == cluster_id]
-
-
-async def _status_events(settings, cluster: dict) -> list[ClusterStatusChanged]:
-    """Every status event of `cluster` in the lifecycle stream, read with an ephemeral consumer."""
-    connection = await nats.connect(settings.nats_url)
-    try:
-        js = connection.jetstream()
-        subject = subjects.cluster_status(cluster["tenant_org_id"], cluster["id"])
-        subscription = await js.subscribe(subject, ordered_consumer=True)
-        events = []
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=1.0)
-            except (asyncio.TimeoutError, nats.errors.TimeoutError):
-                return events
-            events.append(ClusterStatusChanged.model_validate_json(message.data))
-    finally:
-        await connection.close()
 
 
 def test_killed_engine_is_back_and_keeps_its_data(api, settings):
@@ -67,7 +45,7 @@ async def test_manager_killed_while_provisioning_ends_ready_once_with_one_engine
 
     ready = wait_for_status(api, cluster["id"], "ready")
     assert len(_engines_of(settings, cluster["id"])) == 1
-    statuses = [e.status for e in await _status_events(settings, ready)]
+    statuses = [e.status for e in await status_events(settings, ready)]
     assert statuses.count("ready") == 1, statuses
     api.delete(f"/clusters/{cluster['id']}")
 

@@ -14,8 +14,7 @@ from libs.common import subjects
 from services.manager.drivers.local import find_engines
 from tests.conftest import OPERATOR, seed_request
 from libs.devrun.supervisor import free_port
-from tests.helpers import ServiceProcess, wait_for_status, wait_until
-from tests.integration.test_resilience import _status_events
+from tests.helpers import ServiceProcess, status_events, wait_for_status, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +83,7 @@ async def test_killing_the_provisioning_replica_leaves_the_other_to_finish(setti
             scaled = wait_for_status(back, cluster["id"], "ready", timeout_s=120)
             assert scaled["nodes"] == 3
             assert _nodes_of(settings, cluster["id"]) == [1, 2, 3]
-            statuses = [e.status for e in await _status_events(settings, scaled)]
+            statuses = [e.status for e in await status_events(settings, scaled)]
             assert statuses.count("ready") == 2, statuses  # once provisioned, once scaled: no flapping
             assert "requested" not in statuses[1:], statuses
             survivor.start()
