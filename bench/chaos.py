@@ -88,12 +88,12 @@ def _create_clusters(api: ApiPool, config: ChaosConfig, timeline: Timeline) -> l
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{cluster_id} not ready within 300 s: {view}")
             time.sleep(0.5)
-        client = endpoint_client(view["endpoint"])
+        client = endpoint_client(view["engine_endpoint"])
         client.indices.create(index=INDEX, body={"settings": {"number_of_shards": 2, "number_of_replicas": 1}})
         client.close()
         answer, _ = api.request("POST", f"/clusters/{cluster_id}/vector-indices", json={"name": VECTOR_INDEX, "dimensions": 2})
         assert answer.status_code == 201, answer.text
-        clusters.append(ChaosCluster(cluster_id, tenant, view["endpoint"], target=1))
+        clusters.append(ChaosCluster(cluster_id, tenant, view["engine_endpoint"], target=1))
         timeline.say(f"{cluster_id} ready at {view['endpoint']}")
     return clusters
 

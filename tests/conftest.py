@@ -51,6 +51,8 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         "ESS_API_PORT": str(free_port()),
         "ESS_SHARD_CONTROLLER_PORT": str(free_port()),
         "ESS_REPORTING_PORT": str(free_port()),
+        "ESS_GATEWAY_PORT": str(free_port()),
+        "ESS_ACTIVITY_FLUSH_S": "2",
         # away from a developer's `make up` (19200...)
         "ESS_LOCAL_PORT_BASE": "29200",
         "ESS_RECONCILE_INTERVAL_S": "1",
@@ -114,7 +116,14 @@ def reporting(nats, settings, platform_env, state_dir):
 
 
 @pytest.fixture(scope="session")
-def api(manager, settings) -> httpx.Client:
+def gateway(nats, settings, platform_env, state_dir):
+    process = _service("services.gateway", settings.gateway_port, platform_env, state_dir)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def api(manager, gateway, settings) -> httpx.Client:
     with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=30,
                       headers=OPERATOR) as client:
         yield client

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import nats
+from opensearchpy import OpenSearch
 
 from libs.common import subjects
 from libs.common.events import ClusterStatusChanged
@@ -37,6 +38,11 @@ def wait_for_status(api: httpx.Client, cluster_id: str, status: str, timeout_s: 
         return body if body.get("status") == status else None
 
     return wait_until(check, timeout_s, what=f"cluster {cluster_id} {status}")
+
+
+def endpoint_client(endpoint: str, key: str, **options) -> OpenSearch:
+    """The official client on a cluster's gateway endpoint, as a tenant configures it."""
+    return OpenSearch(hosts=[endpoint], headers={"Authorization": f"ApiKey {key}"}, **options)
 
 
 class ServiceProcess(ChildProcess):

@@ -72,6 +72,10 @@ class UsageRecord(Event):
     documents_indexed: int
     search_requests: int
     samples: int
+    # what tenants' clients sent through the gateway in the period
+    requests: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
 
 
 class ShardPlanChanged(Event):
@@ -102,6 +106,26 @@ class ClusterScaleRequested(Event):
     cluster_id: str
     tenant_org_id: str
     nodes: int
+    reason: str
+
+
+class ClusterActivity(Event):
+    """What one gateway forwarded to one cluster since its last report (batched, not per request)."""
+
+    cluster_id: str
+    tenant_org_id: str
+    gateway: str  # the reporting gateway instance
+    requests: int
+    bytes_in: int
+    bytes_out: int
+    last_request_at: datetime
+
+
+class ClusterWakeRequested(Event):
+    """A request reached a hibernated cluster (gateway) or the API asked to wake it."""
+
+    cluster_id: str
+    tenant_org_id: str
     reason: str
 
 

@@ -21,6 +21,8 @@ class ClusterStatus(StrEnum):
     PROVISIONING = "provisioning"
     READY = "ready"
     SCALING = "scaling"
+    HIBERNATED = "hibernated"  # no engine runs, data kept; the next request wakes it
+    WAKING = "waking"
     DELETING = "deleting"
     DELETED = "deleted"
     FAILED = "failed"
@@ -71,6 +73,13 @@ class ClusterRecord(BaseModel):
     # refuses to start it empty (a new cluster in place of the tenant's)
     formed_at: datetime | None = None
     delete_requested: bool = False
+    # serverless: hibernate after this many idle seconds (0: never); the gateway's activity
+    # reports move `last_active_at`; `hibernate_requested` is the desired state, set idle or by
+    # the API and cleared by a wake; the status says where the engine is
+    hibernate_after_s: int = 0
+    hibernate_requested: bool = False
+    last_active_at: datetime | None = None
+    stored_bytes: int = 0  # the store's size when last hibernated: metered while no engine runs
     status: ClusterStatus = ClusterStatus.REQUESTED
     status_reason: str = "waiting for the provisioner"
     health: str | None = None

@@ -38,6 +38,20 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=30, gt=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 
+    # gateway: the data plane tenants' clients talk to, at <gateway_url>/<cluster id>
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 9200
+    gateway_url: str | None = None  # what clients dial, behind a proxy; None: http://host:port
+    gateway_instance_id: str | None = None  # names its activity reports; None: host:port
+    activity_flush_s: float = Field(default=5.0, gt=0)  # how often each gateway reports activity
+    key_cache_s: float = Field(default=5.0, ge=0)  # a revoked key still works this long at a gateway
+    upstream_timeout_s: float = Field(default=120.0, gt=0)  # one request to an engine, end to end
+
+    # serverless: hibernation of idle clusters and waking on the next request
+    hibernate_after_s: int = Field(default=600, ge=0)  # a new cluster's default; 0: never
+    hibernate_grace_s: float = Field(default=1.0, ge=0)  # in-flight requests finish before the stop
+    wake_timeout_s: float = Field(default=60.0, gt=0)  # a held request gets 503 after this
+
     # provisioning
     driver: Literal["local", "kubernetes"] = "local"
     reconcile_interval_s: float = Field(default=2.0, gt=0)
@@ -110,6 +124,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+    @property
+    def public_gateway_url(self) -> str:
+        return (self.gateway_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
 
     @property
     def clusters_dir(self) -> Path:

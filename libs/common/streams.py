@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from faststream.nats import JStream
+
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
+
+from libs.common import subjects
 
 
 async def ensure_stream(js, name: str, subjects: list[str], max_age_s: float, duplicate_window_s: float = 120) -> None:
@@ -39,3 +43,9 @@ async def read_subject(js, stream: str, subject: str, since: datetime | None = N
     finally:
         await subscription.unsubscribe()
     return messages
+
+
+# the activity stream, defined once: the gateway publishes into it, the manager and reporting
+# consume it; whichever starts first declares it, with this one configuration
+ACTIVITY = JStream(subjects.ACTIVITY_STREAM, subjects=subjects.ACTIVITY_SUBJECTS,
+                   max_age=subjects.ACTIVITY_MAX_AGE_S, duplicate_window=120)

@@ -84,8 +84,31 @@ def cluster_scale(tenant_org_id: str, cluster_id: str) -> str:
     return f"ess.cluster.{tenant_org_id}.{cluster_id}.scale"
 
 
+# serverless: the gateway asks the manager to wake a hibernated cluster (lifecycle stream)
+WAKE_ALL = "ess.cluster.*.*.wake"
+MANAGER_WAKE_DURABLE = "manager-wake"
+
+
+def cluster_wake(tenant_org_id: str, cluster_id: str) -> str:
+    return f"ess.cluster.{tenant_org_id}.{cluster_id}.wake"
+
+
 def cluster_events(tenant_org_id: str, cluster_id: str) -> str:
     return f"ess.cluster.{tenant_org_id}.{cluster_id}.*"
+
+
+# activity: the gateway's batched request counts per cluster, for hibernation and metering;
+# declared by the gateway (its publisher), read by the manager and reporting
+ACTIVITY_STREAM = "ESS_ACTIVITY"
+ACTIVITY_SUBJECTS = ["ess.activity.>"]
+ACTIVITY_ALL = "ess.activity.*.*"
+ACTIVITY_MAX_AGE_S = 24 * 3600.0
+MANAGER_ACTIVITY_DURABLE = "manager-activity"
+REPORTING_ACTIVITY_DURABLE = "reporting-activity"
+
+
+def cluster_activity(tenant_org_id: str, cluster_id: str) -> str:
+    return f"ess.activity.{tenant_org_id}.{cluster_id}"
 
 
 # audit: every mutating API call, who, what, when, result; kept long

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import time
-import uuid
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from faststream import AckPolicy, AsyncAPI
 from faststream.nats import JStream, NatsBroker, PullSub
 
@@ -23,23 +18,26 @@ from libs.common.leases import Leases
 from libs.common.events import (
     AuditEvent,
     ClusterDesiredStateChanged,
+    ClusterActivity,
     ClusterScaleRequested,
     ClusterStatusChanged,
+    ClusterWakeRequested,
     Event,
 )
-from libs.common.streams import ensure_stream
-from libs.common.models import ClusterRecord, ClusterStatus, ControllerState
+from libs.common.streams import ACTIVITY, ensure_stream
+from libs.common.models import ClusterRecord, ClusterStatus, ControllerState, utcnow
 from libs.common.service import add_metrics_route, build_broker, new_registry
 from libs.common.settings import Settings
 from libs.common.store import ClusterStore, RecordGone
-from services.manager.api import is_mutation, public, router
+from services.manager.http import add_routes
+from services.manager.http.errors import add_error_handlers
+from services.manager.http.middleware import RequestContext
 from services.manager.auth import ApiKeys, RateLimiter
-from services.manager.tenant_api import tenant_router
 from services.manager.quotas import QuotaLedger, QuotaRefused
 from services.manager.tenants import Tenants
 from services.manager.drivers import build_driver
 from services.manager.provisioner import Provisioner
-from services.manager.schemas import field_of, fix_for
+from services.manager.transitions import NotNow, note_activity, request_wake
 
 LIFECYCLE = JStream(
     subjects.LIFECYCLE_STREAM, subjects=subjects.LIFECYCLE_SUBJECTS, max_age=subjects.LIFECYCLE_MAX_AGE_S,
@@ -78,6 +76,17 @@ class Platform:
         # Nats-Msg-Id lets JetStream drop a re-sent duplicate
         await self.broker.publish(event, subject, stream=LIFECYCLE.name, headers={"Nats-Msg-Id": event.event_id})
 
+    async def wake(self, cluster_id: str, reason: str) -> ClusterRecord | None:
+        """Clear the cluster's hibernation; the provisioner starts its engine. None: nothing to wake."""
+        try:
+            record = await self.store.mutate(cluster_id, lambda r: request_wake(r, utcnow(), reason))
+        except (RecordGone, NotNow):
+            return None
+        if record.status == ClusterStatus.WAKING:
+            await self.provisioner.announce(record)
+        self.provisioner.kick(cluster_id)
+        return record
+
     async def shard_plan(self, cluster_id: str) -> dict | None:
         state = await read_model(self.plans, cluster_id, ControllerState)
         return state.model_dump(mode="json") if state else None
@@ -110,79 +119,6 @@ class Platform:
         for engine in self._engines.values():
             await engine.close()
         self._engines.clear()
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class RequestContext:
-    """One request id per API call (taken from X-Request-ID or made), bound to every log line.
-
-    Plain ASGI rather than Starlette's BaseHTTPMiddleware, which costs a third of a cheap GET.
-    """
-
-    QUIET = ("/health", "/ready", "/metrics")
-
-    def __init__(self, app, max_body_bytes: int, platform: "Platform"):
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.platform = platform
-        self.log = structlog.get_logger("api")
-
-    async def _too_large(self, send) -> None:
-        body = json.dumps({"error": "too_large", "message": f"the body is over {self.max_body_bytes} bytes",
-                           "fields": [{"field": "body", "message": "too large",
-                                       "fix": "send fewer documents per request"}]}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        request_id = dict(scope["headers"]).get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        status = 500
-        started = time.perf_counter()
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.max_body_bytes:
-            return await self._too_large(send)
-        received = 0
-
-        async def receive_bounded():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_body_bytes:  # a chunked body that outgrows its limit
-                raise BodyTooLarge()
-            return message
-
-        async def send_with_id(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive_bounded, send_with_id)
-        except BodyTooLarge:
-            status = 413
-            await self._too_large(send)
-        if is_mutation(scope["method"], scope["path"]):
-            principal = scope.get("state", {}).get("principal")
-            try:
-                await self.platform.audit(principal, scope["method"], scope["path"], status, request_id)
-            except Exception:
-                self.log.error("audit event not published", method=scope["method"], path=scope["path"])
-        if scope["path"] not in self.QUIET:
-            # reads are many and cheap: logged at debug so they do not cost the latency they measure
-            emit = self.log.info if scope["method"] != "GET" or status >= 400 else self.log.debug
-            emit("request", method=scope["method"], path=scope["path"], status=status,
-                 ms=round((time.perf_counter() - started) * 1000, 1))
 
 
 def register_handlers(broker: NatsBroker, platform: Platform) -> None:
@@ -231,6 +167,26 @@ def register_handlers(broker: NatsBroker, platform: Platform) -> None:
         platform.provisioner.kick(event.cluster_id)
 
 
+    @broker.subscriber(
+        subjects.WAKE_ALL, stream=LIFECYCLE, durable=subjects.MANAGER_WAKE_DURABLE,
+        pull_sub=PullSub(batch_size=16, timeout=0.2), ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="wake requests", description="A request reached a hibernated cluster at a gateway.",
+    )
+    async def on_wake_requested(event: ClusterWakeRequested) -> None:
+        await platform.wake(event.cluster_id, event.reason)
+
+    @broker.subscriber(
+        subjects.ACTIVITY_ALL, stream=ACTIVITY, durable=subjects.MANAGER_ACTIVITY_DURABLE,
+        pull_sub=PullSub(batch_size=64, timeout=1.0), ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="cluster activity", description="A gateway's request counts for a cluster; they keep it awake.",
+    )
+    async def on_activity(event: ClusterActivity) -> None:
+        try:
+            await platform.store.mutate(event.cluster_id, lambda r: note_activity(r, event.last_request_at))
+        except RecordGone:
+            pass
+
+
 def create_app(settings: Settings) -> FastAPI:
     async def on_reconnect() -> None:
         if platform.store:
@@ -274,38 +230,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.platform = platform
-    app.include_router(public)
-    app.include_router(router)
-    app.include_router(tenant_router)
+    add_routes(app)
     add_metrics_route(app, new_registry())
 
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, platform=platform)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, audit=platform.audit)
 
-    @app.exception_handler(HTTPException)
-    async def problem(request: Request, exc: HTTPException) -> JSONResponse:
-        body = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": str(exc.detail)}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        if any(e["type"] == "json_invalid" for e in errors):
-            return JSONResponse(
-                {"error": "invalid_json", "message": "the body is not valid JSON",
-                 "fields": [{"field": "body", "message": "not valid JSON", "fix": "send a JSON object"}]},
-                status_code=400,
-            )
-        fields = []
-        for e in errors:
-            loc = tuple(e["loc"])
-            message = e["msg"].removeprefix("Value error, ")
-            fix = fix_for(loc)
-            if e["type"] == "extra_forbidden":
-                fix = f"remove {field_of(loc)}; it is not a field of this request"
-            elif e["type"] == "missing":
-                fix = f"add {field_of(loc)}" + (f": {fix}" if fix else "")
-            fields.append({"field": field_of(loc), "message": message, "fix": fix})
-        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-        return JSONResponse({"error": "invalid_request", "message": summary, "fields": fields}, status_code=422)
-
+    add_error_handlers(app)
     return app

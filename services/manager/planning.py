@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from libs.common.models import ClusterRecord, ClusterStatus, EngineCredentials
 from libs.common.quantities import parse_bytes, parse_cpu_millis
+from services.manager.transitions import idle_s
 
 HEALTHY = ("green", "yellow")
 
@@ -47,6 +48,8 @@ class EngineObservation:
 
 class Step(StrEnum):
     START = "start"
+    HIBERNATE = "hibernate"
+    MARK_HIBERNATED = "mark_hibernated"
     RESIZE = "resize"
     REMOVE = "remove"
     MARK_READY = "mark_ready"
@@ -74,7 +77,20 @@ def plan_reconcile(
         return ReconcilePlan(Step.REMOVE, "delete requested", ClusterStatus.DELETING)
     if record.status == ClusterStatus.FAILED and record.observed_generation == record.generation:
         return ReconcilePlan(Step.NOTHING, f"failed: {record.status_reason}; change the spec to retry")
-    settling = record.status in (ClusterStatus.REQUESTED, ClusterStatus.PROVISIONING, ClusterStatus.SCALING)
+    if record.hibernate_requested:
+        if observed.running:
+            return ReconcilePlan(Step.HIBERNATE, record.status_reason)
+        if record.status != ClusterStatus.HIBERNATED:
+            return ReconcilePlan(Step.MARK_HIBERNATED, "engine stopped, data kept; the next request wakes it",
+                                 ClusterStatus.HIBERNATED)
+        return ReconcilePlan(Step.NOTHING, "hibernated")
+    idle = idle_s(record, now)
+    if (record.status == ClusterStatus.READY and observed.running and record.hibernate_after_s
+            and idle is not None and idle >= record.hibernate_after_s):
+        return ReconcilePlan(Step.HIBERNATE, f"no request for {idle:.0f} s (hibernate_after_s "
+                                             f"{record.hibernate_after_s})")
+    settling = record.status in (ClusterStatus.REQUESTED, ClusterStatus.PROVISIONING, ClusterStatus.SCALING,
+                                 ClusterStatus.WAKING)
     if settling and now - record.updated_at > timedelta(seconds=provision_timeout_s) and observed.health not in HEALTHY:
         return ReconcilePlan(
             Step.FAIL,
@@ -82,6 +98,8 @@ def plan_reconcile(
             ClusterStatus.FAILED,
         )
     if not observed.running:
+        if record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING):
+            return ReconcilePlan(Step.START, "waking: starting the engine on its data", ClusterStatus.WAKING)
         if record.status == ClusterStatus.READY:
             return ReconcilePlan(Step.START, "engine exited; restarting it", ClusterStatus.PROVISIONING)
         status = ClusterStatus.SCALING if record.status == ClusterStatus.SCALING else ClusterStatus.PROVISIONING

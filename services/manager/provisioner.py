@@ -20,6 +20,7 @@ from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.settings import Settings
 from libs.common.store import ClusterStore, RecordGone
 from services.manager.drivers import Driver, EngineUnavailable, ResizeInProgress
+from services.manager.transitions import idle_s, request_hibernation
 from services.manager.planning import (
     EngineObservation,
     EngineSize,
@@ -140,6 +141,11 @@ class Provisioner:
                 endpoint = await self._driver.resize(record, observed.size, desired)
                 await self._record(record.id, plan.status, "nodes in place; waiting for health", endpoint=endpoint)
                 return True
+            case Step.HIBERNATE:
+                return await self._hibernate(record, plan)
+            case Step.MARK_HIBERNATED:
+                await self._record(record.id, ClusterStatus.HIBERNATED, plan.reason, health=None, nodes=0)
+                return False
             case Step.MARK_READY:
                 await self._record(
                     record.id, ClusterStatus.READY, plan.reason, endpoint=observed.endpoint,
@@ -158,6 +164,25 @@ class Provisioner:
                     reason = plan.reason if record.status == ClusterStatus.READY else None
                     await self._record(record.id, None, reason, health=observed.health, nodes=observed.nodes)
                 return False
+
+    async def _hibernate(self, record: ClusterRecord, plan: ReconcilePlan) -> bool:
+        """Idle (or asked): mark it, let the gateways' in-flight requests finish, then flush and stop."""
+        if not record.hibernate_requested:
+            def still_idle(current: ClusterRecord) -> ClusterRecord | None:
+                idle = idle_s(current, utcnow())  # a request may have come in since we looked
+                if (current.status != ClusterStatus.READY or not current.hibernate_after_s or idle is None
+                        or idle < current.hibernate_after_s):
+                    return None
+                return request_hibernation(current, plan.reason)
+
+            record = await self._store.mutate(record.id, still_idle)
+            if not record.hibernate_requested:
+                return False
+        # gateways see the mark within milliseconds and hold new requests (each wakes it again)
+        await asyncio.sleep(self._settings.hibernate_grace_s)
+        stored = await self._driver.hibernate(record)
+        await self._record(record.id, None, None, stored_bytes=stored)
+        return True  # look again: the stopped engine is marked hibernated, or woken if asked meanwhile
 
     async def _record(self, cluster_id: str, status: ClusterStatus | None, reason: str | None, **fields) -> None:
         """Write the observed fields, status last; emit a status event when the status changes,
@@ -184,6 +209,10 @@ class Provisioner:
         if changed:
             record = changed[-1]
             await self._emit(record, record.status, record.status_reason)
+
+    async def announce(self, record: ClusterRecord) -> None:
+        """Tell the lifecycle subjects of a status the API or a handler set (a wake)."""
+        await self._emit(record, record.status, record.status_reason)
 
     async def _emit(self, record: ClusterRecord, status: ClusterStatus, reason: str) -> None:
         event = ClusterStatusChanged(

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
-from libs.common.models import ClusterRecord, ClusterStatus, EngineCredentials
+from libs.common.models import SERVING, ClusterRecord, ClusterStatus, EngineCredentials
 from libs.common.quantities import QuantityError, parse_bytes, parse_cpu_millis
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -65,7 +65,19 @@ FIXES = {
     "autoscaling": "true or false",
     "min_nodes": "an integer from 1 to 9, at most max_nodes",
     "max_nodes": "an integer from 1 to 9, at least min_nodes",
+    "hibernate_after_s": "0 (never hibernate) or idle seconds from 10 to 2592000 (30 days), e.g. 600",
 }
+
+
+def _check_hibernate_after(value: int) -> int:
+    if 0 < value < MIN_IDLE_S:
+        raise ValueError(f"must be 0 (never) or at least {MIN_IDLE_S} seconds")
+    return value
+
+
+# gateways report activity every few seconds: a shorter idle time would hibernate a busy cluster
+MIN_IDLE_S = 10
+HibernateAfter = Annotated[StrictInt, Field(ge=0, le=30 * 24 * 3600), AfterValidator(_check_hibernate_after)]
 
 
 class Strict(BaseModel):
@@ -82,6 +94,7 @@ class CreateClusterRequest(Strict):
     storage: Storage
     engine: Literal["opensearch", "elasticsearch"] | None = None
     version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] | None = None
+    hibernate_after_s: HibernateAfter | None = None  # None: the platform's default
 
     model_config = ConfigDict(
         extra="forbid",
@@ -102,11 +115,13 @@ class UpdateClusterRequest(Strict):
     autoscaling: bool | None = None  # false pins the cluster: the shard controller leaves it alone
     min_nodes: Annotated[StrictInt, Field(ge=1, le=9)] | None = None
     max_nodes: Annotated[StrictInt, Field(ge=1, le=9)] | None = None
+    hibernate_after_s: HibernateAfter | None = None
 
     @model_validator(mode="after")
     def _something(self) -> "UpdateClusterRequest":
         if not self.model_dump(exclude_none=True):
-            raise ValueError("nothing to change: send replicas, memory, autoscaling, min_nodes or max_nodes")
+            raise ValueError("nothing to change: send replicas, memory, autoscaling, min_nodes, max_nodes or "
+                             "hibernate_after_s")
         if self.min_nodes and self.max_nodes and self.min_nodes > self.max_nodes:
             raise ValueError("min_nodes is above max_nodes")
         return self
@@ -136,20 +151,28 @@ class ClusterView(BaseModel):
     status_reason: str
     health: str | None
     nodes: int
+    hibernate_after_s: int
+    last_active_at: datetime | None
+    # what clients dial: the gateway's address of the cluster, once it has formed; it stays the
+    # same while the cluster scales, hibernates and wakes
     endpoint: str | None
+    engine_endpoint: str | None = None  # the engine itself: shown to the operator only
     credentials: EngineCredentials | None
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, record: ClusterRecord) -> "ClusterView":
+    def of(cls, record: ClusterRecord, gateway_url: str, operator: bool) -> "ClusterView":
         ready = record.status == ClusterStatus.READY
+        addressable = record.formed_at is not None and not record.delete_requested
         return cls(
-            **record.model_dump(include={"id", "tenant_org_id", "user", "service_name", "status",
-                                         "status_reason", "health", "nodes", "created_at", "updated_at"}),
+            **record.model_dump(include={"id", "tenant_org_id", "user", "service_name", "status", "status_reason",
+                                         "health", "nodes", "hibernate_after_s", "last_active_at", "created_at",
+                                         "updated_at"}),
             **record.spec.model_dump(),
             **record.scaling.model_dump(),
-            endpoint=record.endpoint if ready else None,
+            endpoint=f"{gateway_url}/{record.id}" if addressable else None,
+            engine_endpoint=record.endpoint if operator and record.status in SERVING else None,
             credentials=record.credentials if ready else None,
         )
 

@@ -6,14 +6,15 @@ import asyncio
 
 import structlog
 from fastapi import FastAPI
-from faststream.nats import JStream
+from faststream import AckPolicy
+from faststream.nats import JStream, PullSub
 
 from libs.common import subjects
-from libs.common.events import Event, MetricsSample, UsageRecord
+from libs.common.events import ClusterActivity, Event, MetricsSample, UsageRecord
 from libs.common.service import build_broker, new_registry, service_app
 from libs.common.settings import Settings
 from libs.common.store import ClusterStore
-from libs.common.streams import ensure_stream
+from libs.common.streams import ACTIVITY, ensure_stream
 from services.reporting.exposition import FleetCollector, ServiceMetrics
 from services.reporting.polling import Poller, UsageMeters
 
@@ -39,6 +40,14 @@ def create_app(settings: Settings) -> FastAPI:
         stream = subjects.USAGE_STREAM if isinstance(event, UsageRecord) else subjects.METRICS_STREAM
         headers = {"Nats-Msg-Id": message_id} if message_id else None
         await broker.publish(event, subject, stream=stream, headers=headers)
+
+    @broker.subscriber(
+        subjects.ACTIVITY_ALL, stream=ACTIVITY, durable=subjects.REPORTING_ACTIVITY_DURABLE,
+        pull_sub=PullSub(batch_size=64, timeout=1.0), ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="cluster activity", description="A gateway's request and byte counts, metered per period.",
+    )
+    async def on_activity(event: ClusterActivity) -> None:
+        await running["poller"].add_activity(event)  # before start-up is done: a KeyError, redelivered
 
     async def sweep(poller: Poller) -> None:
         while True:

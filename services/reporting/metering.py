@@ -31,6 +31,11 @@ class UsageMeter(BaseModel):
     documents_indexed: int = 0
     search_requests: int = 0
     samples: int = 1
+    requests: int = 0  # through the gateway
+    bytes_in: int = 0
+    bytes_out: int = 0
+    # opened by gateway activity before any sample: the next sample is the baseline, billing nothing
+    awaiting_baseline: bool = False
 
 
 def period_of(epoch_s: float, period_s: int) -> int:
@@ -59,6 +64,9 @@ def meter_sample(
         # the first sample is the baseline: nothing to bill before it
         return UsageMeter(cluster_id=cluster_id, tenant_org_id=tenant_org_id,
                           period_start=period_of(taken_at, period_s), last_sample_at=taken_at, last_totals=totals), None
+    if meter.awaiting_baseline:
+        return meter.model_copy(update={"awaiting_baseline": False, "last_sample_at": taken_at,
+                                        "last_totals": totals}), None
     if taken_at <= meter.last_sample_at:
         return meter, None  # a sample already folded in (redelivered after a restart)
     closed = None
@@ -81,6 +89,26 @@ def meter_sample(
     return meter, closed
 
 
+def meter_storage_only(
+    meter: UsageMeter | None, cluster_id: str, tenant_org_id: str, store_bytes: int, taken_at: float,
+    period_s: int, max_gap_s: float,
+) -> tuple[UsageMeter, UsageRecord | None]:
+    """A hibernated cluster: no engine to sample, so a sample of its kept store and no nodes."""
+    totals = meter.last_totals if meter else OperationTotals()
+    stats = ClusterStats(health="hibernated", nodes=0, store_bytes=store_bytes, **totals.model_dump())
+    return meter_sample(meter, cluster_id, tenant_org_id, stats, taken_at, 0.0, period_s, max_gap_s)
+
+
+def add_activity(meter: UsageMeter | None, cluster_id: str, tenant_org_id: str, requests: int, bytes_in: int,
+                 bytes_out: int, at: float, period_s: int) -> UsageMeter:
+    """Gateway counts go into the open period (the next sample closes it when it ends)."""
+    if meter is None:
+        meter = UsageMeter(cluster_id=cluster_id, tenant_org_id=tenant_org_id, period_start=period_of(at, period_s),
+                           last_sample_at=at, last_totals=OperationTotals(), samples=0, awaiting_baseline=True)
+    return meter.model_copy(update={"requests": meter.requests + requests, "bytes_in": meter.bytes_in + bytes_in,
+                                    "bytes_out": meter.bytes_out + bytes_out})
+
+
 def close_period(meter: UsageMeter, period_s: int) -> UsageRecord:
     def at(epoch: int) -> datetime:
         return datetime.fromtimestamp(epoch, timezone.utc)
@@ -96,4 +124,7 @@ def close_period(meter: UsageMeter, period_s: int) -> UsageRecord:
         documents_indexed=meter.documents_indexed,
         search_requests=meter.search_requests,
         samples=meter.samples,
+        requests=meter.requests,
+        bytes_in=meter.bytes_in,
+        bytes_out=meter.bytes_out,
     )

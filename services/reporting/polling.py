@@ -1,6 +1,8 @@
 """Polling: one loop per ready cluster, each with its own timeout, so a slow or dead
 cluster never holds up the others. Each sample becomes a MetricsSample event, the latest
 sample feeds /metrics, and every sample is metered into the cluster's open usage period.
+A hibernated cluster is not polled (no engine runs): its kept store is metered instead, and
+the gateway's request counts are added to the open period as they come.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ from nats.js.kv import KeyValue
 
 from libs.common import subjects
 from libs.common.engines import SearchEngine, connect_engine
-from libs.common.events import Event, MetricsSample, UsageRecord
+from libs.common.events import ClusterActivity, Event, MetricsSample, UsageRecord
 from libs.common.kv import all_keys, read_model
 from libs.common.metrics import OperationTotals
-from libs.common.models import ClusterRecord, utcnow
+from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.quantities import parse_bytes
 from libs.common.settings import Settings
 from services.reporting.exposition import ServiceMetrics
-from services.reporting.metering import UsageMeter, close_period, meter_sample
+from services.reporting.metering import UsageMeter, add_activity, close_period, meter_sample, meter_storage_only
 from services.reporting.rates import derive_rates
 
 # publish(event, subject, message id or None)
@@ -48,6 +50,10 @@ class UsageMeters:
         return [m for m in [await self.get(k) for k in await all_keys(self._kv)] if m]
 
 
+def asleep(record: ClusterRecord) -> bool:
+    return record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING)
+
+
 class Poller:
     def __init__(self, settings: Settings, publish: Publish, meters: UsageMeters, metrics: ServiceMetrics,
                  engine_for: Callable[[ClusterRecord], SearchEngine] | None = None):
@@ -58,6 +64,7 @@ class Poller:
         self._engine_for = engine_for or (lambda r: connect_engine(r.spec.engine, r.endpoint))
         self._tasks: dict[str, asyncio.Task] = {}
         self._records: dict[str, ClusterRecord] = {}
+        self._meter_locks: dict[str, asyncio.Lock] = {}  # the poll loop and activity both update a meter
         self.latest: dict[str, MetricsSample] = {}
         self.up: dict[str, tuple[str, bool]] = {}
         self._log = structlog.get_logger("poller")
@@ -75,13 +82,14 @@ class Poller:
         wanted = bool(record.endpoint) and record.observed_generation > 0 and not record.delete_requested
         current = self._records.get(record.id)
         running = record.id in self._tasks and not self._tasks[record.id].done()
-        if wanted and current and current.endpoint == record.endpoint and running:
+        if wanted and current and (current.endpoint, asleep(current)) == (record.endpoint, asleep(record)) and running:
             self._records[record.id] = record
             return
         self.forget(record.id)
         if wanted:
             self._records[record.id] = record
-            self._tasks[record.id] = asyncio.create_task(self._poll_loop(record))
+            loop = self._storage_loop(record) if asleep(record) else self._poll_loop(record)
+            self._tasks[record.id] = asyncio.create_task(loop)
 
     def forget(self, cluster_id: str) -> None:
         task = self._tasks.pop(cluster_id, None)
@@ -96,6 +104,22 @@ class Poller:
             self.forget(cluster_id)
 
     # -- one cluster's loop ---------------------------------------------------------------
+    async def _storage_loop(self, record: ClusterRecord) -> None:
+        """A hibernated cluster: bill its kept store each interval, with no node."""
+        while True:
+            await asyncio.sleep(self._settings.poll_interval_s)
+            current = self._records.get(record.id, record)
+            try:
+                async with self._meter_lock(record.id):
+                    meter, closed = meter_storage_only(
+                        await self._meters.get(record.id), record.id, record.tenant_org_id, current.stored_bytes,
+                        time.time(), self._settings.metering_period_s, self.max_gap_s)
+                    if closed:
+                        await self._publish_usage(closed)
+                    await self._meters.put(meter)
+            except Exception as exc:  # NATS away: this interval is not billed, the loop goes on
+                self._log.warning("storage not metered", cluster=record.id, error=type(exc).__name__)
+
     async def _poll_loop(self, record: ClusterRecord) -> None:
         engine = self._engine_for(record)
         interval = self._settings.poll_interval_s
@@ -157,18 +181,30 @@ class Poller:
         return sample
 
     # -- metering -------------------------------------------------------------------------
+    def _meter_lock(self, cluster_id: str) -> asyncio.Lock:
+        return self._meter_locks.setdefault(cluster_id, asyncio.Lock())
+
     async def _meter(self, sample: MetricsSample, now: float) -> None:
         record = self._records.get(sample.cluster_id)
         if record is None:
             return
-        meter, closed = meter_sample(
-            await self._meters.get(sample.cluster_id), sample.cluster_id, sample.tenant_org_id, sample.stats,
-            sample.taken_at.timestamp(), parse_bytes(record.spec.memory) / 2**30,
-            self._settings.metering_period_s, self.max_gap_s,
-        )
-        if closed:
-            await self._publish_usage(closed)
-        await self._meters.put(meter)
+        async with self._meter_lock(sample.cluster_id):
+            meter, closed = meter_sample(
+                await self._meters.get(sample.cluster_id), sample.cluster_id, sample.tenant_org_id, sample.stats,
+                sample.taken_at.timestamp(), parse_bytes(record.spec.memory) / 2**30,
+                self._settings.metering_period_s, self.max_gap_s,
+            )
+            if closed:
+                await self._publish_usage(closed)
+            await self._meters.put(meter)
+
+    async def add_activity(self, event: ClusterActivity) -> None:
+        """A gateway's request counts, into the cluster's open period."""
+        async with self._meter_lock(event.cluster_id):
+            meter = add_activity(await self._meters.get(event.cluster_id), event.cluster_id, event.tenant_org_id,
+                                 event.requests, event.bytes_in, event.bytes_out, event.last_request_at.timestamp(),
+                                 self._settings.metering_period_s)
+            await self._meters.put(meter)
 
     async def _publish_usage(self, usage: UsageRecord) -> None:
         # the same id for the same cluster and period: JetStream drops a second copy

@@ -7,11 +7,10 @@ from __future__ import annotations
 import threading
 import time
 
-from opensearchpy import OpenSearch
 
 from services.manager.drivers.local import find_engines
-from tests.conftest import seed_request
-from tests.helpers import wait_for_status, wait_until
+from tests.conftest import OPERATOR_KEY, seed_request
+from tests.helpers import endpoint_client, wait_for_status, wait_until
 
 
 class Traffic:
@@ -36,8 +35,8 @@ class Traffic:
         for thread in self.threads:
             thread.join()
 
-    def _client(self) -> OpenSearch:
-        return OpenSearch(hosts=[self.endpoint], timeout=30, max_retries=0)
+    def _client(self):
+        return endpoint_client(self.endpoint, OPERATOR_KEY, timeout=30, max_retries=0)
 
     def _write(self) -> None:
         client, i = self._client(), 0
@@ -73,7 +72,7 @@ def test_scaling_1_3_2_1_under_traffic_fails_no_request_and_loses_no_write(api, 
     cluster = api.post("/clusters", json=seed_request(service_name="online")).json()
     ready = wait_for_status(api, cluster["id"], "ready")
     endpoint = ready["endpoint"]
-    admin = OpenSearch(hosts=[endpoint])
+    admin = endpoint_client(endpoint, OPERATOR_KEY)
     admin.indices.create(index="live", body={"settings": {"number_of_shards": 2, "number_of_replicas": 1}})
     events_seen: list[str] = []
 

@@ -9,10 +9,9 @@ import time
 
 import httpx
 import pytest
-from opensearchpy import OpenSearch
 
-from tests.conftest import OPERATOR, seed_request
-from tests.helpers import ServiceProcess, wait_for_status, wait_until
+from tests.conftest import OPERATOR, OPERATOR_KEY, seed_request
+from tests.helpers import ServiceProcess, endpoint_client, wait_for_status, wait_until
 
 POLICY = {
     # scaled down so a test's small load and data trigger decisions; unrelated signals switched off
@@ -74,8 +73,8 @@ class Writer(threading.Thread):
                 time.sleep(0.05)
 
 
-def engine(cluster) -> OpenSearch:
-    return OpenSearch(hosts=[cluster["endpoint"]])
+def engine(cluster):
+    return endpoint_client(cluster["endpoint"], OPERATOR_KEY)
 
 
 def ids_behind(cluster, alias: str) -> set[str]:

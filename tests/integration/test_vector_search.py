@@ -6,10 +6,9 @@ import math
 import random
 
 import pytest
-from opensearchpy import OpenSearch
 
-from tests.conftest import seed_request
-from tests.helpers import wait_for_status
+from tests.conftest import OPERATOR_KEY, seed_request
+from tests.helpers import endpoint_client, wait_for_status
 
 DIMENSIONS = 16
 COUNT = 300
@@ -92,7 +91,7 @@ def test_filtered_search_only_returns_matching_documents(api, cluster, indexed):
 
 
 def test_the_endpoint_works_with_the_official_client(cluster, indexed):
-    client = OpenSearch(hosts=[cluster["endpoint"]])
+    client = endpoint_client(cluster["endpoint"], OPERATOR_KEY)
     try:
         assert client.count(index="by-cosine")["count"] == COUNT
         assert client.get(index="by-l2", id="doc-5")["_source"]["colour"] in ("red", "blue")

@@ -109,3 +109,7 @@ def pending_drain(rows: list[dict[str, Any]], leaving: list[str], remaining_node
             started_outside[key] = started_outside.get(key, 0) + 1
     short = sum(max(0, min(n, max(remaining_nodes, 1)) - started_outside.get(key, 0)) for key, n in copies.items())
     return moving + short
+
+    async def flush(self) -> None:
+        """Every index's translog into segments: a hibernated engine restarts without replaying it."""
+        await self._request("POST", "/_flush", None)

@@ -6,8 +6,12 @@ Kubernetes API server. Both are chosen by `ESS_DRIVER` and meet the `Driver` pro
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
+import structlog
+
+from libs.common.engines import SearchEngine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
 from services.manager.planning import EngineObservation, EngineSize
 
@@ -39,8 +43,24 @@ class Driver(Protocol):
     # owner of draining: it knows its nodes' names and drains those that go before removing them
     async def resize(self, cluster: ClusterRecord, old: EngineSize | None, new: EngineSize) -> str: ...
     async def remove(self, cluster_id: str) -> None: ...
+    # flush and stop every node, keeping the data (start wakes it); returns the store's bytes
+    async def hibernate(self, cluster: ClusterRecord) -> int: ...
     async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials: ...
     async def orphans(self, known_ids: set[str]) -> set[str]: ...
+
+
+async def flush_and_measure(engine: SearchEngine, timeout_s: float = 30.0) -> int:
+    """Before a hibernation stops an engine: flush it (the wake replays no translog) and read the
+    store's size (metered while it sleeps). Best effort: an acknowledged write is in the translog
+    already, so a failed flush loses nothing; the size is then 0."""
+    try:
+        await asyncio.wait_for(engine.admin().flush(), timeout_s)
+        return (await asyncio.wait_for(engine.stats(), timeout_s)).store_bytes
+    except Exception as exc:
+        structlog.get_logger("drivers").warning("flush before hibernation failed", error=str(exc))
+        return 0
+    finally:
+        await engine.close()
 
 
 def build_driver(settings) -> Driver:

@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials, utcnow
 from libs.common.settings import Settings
-from services.manager.drivers import ResizeInProgress, EngineUnavailable
+from services.manager.drivers import EngineUnavailable, ResizeInProgress, flush_and_measure
 from services.manager.drivers.kubernetes_manifests import (
     render_cluster,
     render_credentials_secret,
@@ -257,8 +257,8 @@ class KubernetesDriver:
 
     async def observe(self, cluster_id: str) -> EngineObservation:
         statefulset = await self._api("read the StatefulSet", self._statefulset, cluster_id)
-        if statefulset is None:
-            return EngineObservation(running=False)
+        if statefulset is None or not (statefulset["spec"].get("replicas") or statefulset.get("status", {}).get("replicas")):
+            return EngineObservation(running=False)  # none, or hibernated: no pod runs
         credentials = await self._api("read the credentials", self._read_credentials, cluster_id)
         endpoint = endpoint_of(cluster_id, self._settings)
         spec, status = statefulset.get("spec", {}), statefulset.get("status", {})
@@ -336,6 +336,14 @@ class KubernetesDriver:
             self._log.warning("could not lift node exclusions", cluster=cluster.id, error=str(exc))
         finally:
             await search.close()
+
+    async def hibernate(self, cluster: ClusterRecord) -> int:
+        """Flush, then scale the StatefulSet to 0: the claims stay, and `start` scales it back."""
+        stored = await flush_and_measure(await self._engine(cluster), self._settings.kube_engine_timeout_s)
+        statefulset = next(m for m in render_cluster(cluster, self._settings) if m["kind"] == "StatefulSet")
+        statefulset["spec"]["replicas"] = 0
+        await self._api("scale the StatefulSet to 0", self._send, statefulset)
+        return stored
 
     async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials:
         """A new password: set in the engine first (the old one authenticates it), then in the Secret."""

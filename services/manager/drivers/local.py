@@ -27,7 +27,7 @@ import structlog
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
 from libs.common.settings import ENGINE_VERSION, Settings
-from services.manager.drivers import EngineUnavailable, NoCredentials, ResizeInProgress
+from services.manager.drivers import EngineUnavailable, NoCredentials, ResizeInProgress, flush_and_measure
 from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
 
 LAUNCHER_CLASS = "EngineLauncher"
@@ -386,6 +386,13 @@ class LocalDriver:
 
     async def stop(self, cluster_id: str) -> None:
         await self._stop_nodes(list(self._running(cluster_id).values()))
+
+    async def hibernate(self, cluster: ClusterRecord) -> int:
+        """Flush, then stop every node; the data directories stay for the wake."""
+        running = self._running(cluster.id)
+        stored = await flush_and_measure(self._engine(self.endpoint(self._http_base(cluster.id)))) if running else 0
+        await self._stop_nodes(list(running.values()))
+        return stored
 
     async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials:
         raise NoCredentials("local engines listen on loopback only and have no credentials to rotate")

@@ -1,4 +1,4 @@
-"""Tenants, their quotas and API keys, and the audit trail: the access side of the API."""
+"""Tenants, their quotas and API keys, the audit trail and usage: the access side of the API."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ import json
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
 
 from libs.common import subjects
 from libs.common.models import TenantQuotas, TenantRecord, utcnow
 from libs.common.streams import read_subject
-from services.manager.api import KeyId, TenantId, authenticated, caller, operator_only, problem
+from services.manager.http.deps import KeyId, TenantId, caller, keyed_router, operator_only, problem
+from services.manager.usage import TenantUsage, read_usage, total
 from services.manager.auth import new_key
 from services.manager.schemas import DNS_LABEL, DnsName, Strict
 
-tenant_router = APIRouter(dependencies=[Depends(authenticated)], tags=["tenants"])
+router = keyed_router(tags=["tenants"])
 
 
 class QuotasIn(Strict):
@@ -57,7 +58,7 @@ async def _tenant(request: Request, tenant_org_id: str) -> TenantRecord:
     return found
 
 
-@tenant_router.post("/tenants", status_code=201, response_model=TenantRecord)
+@router.post("/tenants", status_code=201, response_model=TenantRecord)
 async def create_tenant(body: CreateTenantRequest, request: Request):
     operator_only(request)
     tenant = TenantRecord(tenant_org_id=body.tenant_org_id, quotas=TenantQuotas(**body.quotas.model_dump()))
@@ -66,18 +67,18 @@ async def create_tenant(body: CreateTenantRequest, request: Request):
     return tenant
 
 
-@tenant_router.get("/tenants", response_model=list[TenantRecord])
+@router.get("/tenants", response_model=list[TenantRecord])
 async def list_tenants(request: Request):
     tenants = await request.app.state.platform.tenants.all()
     return [t for t in tenants if caller(request).may_see(t.tenant_org_id)]
 
 
-@tenant_router.get("/tenants/{tenant_org_id}", response_model=TenantRecord)
+@router.get("/tenants/{tenant_org_id}", response_model=TenantRecord)
 async def get_tenant(tenant_org_id: TenantId, request: Request):
     return await _tenant(request, tenant_org_id)
 
 
-@tenant_router.patch("/tenants/{tenant_org_id}", response_model=TenantRecord)
+@router.patch("/tenants/{tenant_org_id}", response_model=TenantRecord)
 async def update_tenant(tenant_org_id: TenantId, body: UpdateTenantRequest, request: Request):
     operator_only(request)
     tenant = await _tenant(request, tenant_org_id)
@@ -86,7 +87,7 @@ async def update_tenant(tenant_org_id: TenantId, body: UpdateTenantRequest, requ
     return tenant
 
 
-@tenant_router.post("/tenants/{tenant_org_id}/keys", status_code=201, response_model=NewKeyView)
+@router.post("/tenants/{tenant_org_id}/keys", status_code=201, response_model=NewKeyView)
 async def create_key(tenant_org_id: TenantId, request: Request, body: CreateKeyRequest | None = None):
     """A new API key of the tenant. The key is in this answer only: store it now."""
     platform = request.app.state.platform
@@ -98,14 +99,14 @@ async def create_key(tenant_org_id: TenantId, request: Request, body: CreateKeyR
     return NewKeyView(key=key, **record.model_dump(include=set(KeyView.model_fields)))
 
 
-@tenant_router.get("/tenants/{tenant_org_id}/keys", response_model=list[KeyView])
+@router.get("/tenants/{tenant_org_id}/keys", response_model=list[KeyView])
 async def list_keys(tenant_org_id: TenantId, request: Request):
     await _tenant(request, tenant_org_id)
     keys = await request.app.state.platform.keys.of_tenant(tenant_org_id)
     return [KeyView(**k.model_dump(include=set(KeyView.model_fields))) for k in keys]
 
 
-@tenant_router.delete("/tenants/{tenant_org_id}/keys/{key_id}", status_code=204)
+@router.delete("/tenants/{tenant_org_id}/keys/{key_id}", status_code=204)
 async def revoke_key(tenant_org_id: TenantId, key_id: KeyId, request: Request):
     """Revoke a key: its next request is refused."""
     await _tenant(request, tenant_org_id)
@@ -118,7 +119,7 @@ async def revoke_key(tenant_org_id: TenantId, key_id: KeyId, request: Request):
     return Response(status_code=204)
 
 
-@tenant_router.get("/audit")
+@router.get("/audit")
 async def audit(request: Request, tenant_org_id: Annotated[str | None, Query(max_length=63,
                 pattern=DNS_LABEL)] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200):
@@ -127,3 +128,21 @@ async def audit(request: Request, tenant_org_id: Annotated[str | None, Query(max
     subject = subjects.tenant_audit(tenant_org_id) if tenant_org_id else subjects.AUDIT_ALL
     messages = await read_subject(request.app.state.platform.jetstream(), subjects.AUDIT_STREAM, subject)
     return {"events": [json.loads(m.data) for m in messages[-limit:]]}
+@router.get("/tenants/{tenant_org_id}/usage", response_model=TenantUsage, tags=["usage"])
+async def tenant_usage(
+    tenant_org_id: TenantId,
+    request: Request,
+    start: Annotated[datetime, Query(alias="from", description="ISO 8601, e.g. 2026-11-24T00:00:00Z")],
+    end: Annotated[datetime, Query(alias="to", description="ISO 8601, after from")],
+):
+    """Hourly usage records of the tenant's clusters whose period starts in [from, to), with totals."""
+    if not caller(request).may_see(tenant_org_id):
+        raise problem(404, "not_found", f"no tenant {tenant_org_id}")
+    if start.tzinfo is None or end.tzinfo is None:
+        raise problem(422, "invalid_request", "times need a zone", "from", "write times like 2026-11-24T00:00:00Z")
+    if end <= start:
+        raise problem(422, "invalid_request", "to must be after from", "to", "send a to later than from")
+    records = await read_usage(request.app.state.platform.jetstream(), tenant_org_id, start, end)
+    return TenantUsage(tenant_org_id=tenant_org_id, start=start, end=end, records=records, totals=total(records))
+
+

@@ -1,0 +1,1 @@
+"""The gateway: the data plane tenants point their clients at."""

@@ -1,0 +1,90 @@
+"""What the gateway saw: requests and bytes per cluster, reported in batches (one event per
+active cluster per flush, not a KV write per request) and exposed on /metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from libs.common.events import ClusterActivity
+from libs.common.models import utcnow
+
+
+@dataclass
+class Tally:
+    tenant_org_id: str
+    requests: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    last_request_at: datetime | None = None
+
+
+@dataclass
+class Activity:
+    gateway: str
+    pending: dict[str, Tally] = field(default_factory=dict)  # since the last flush
+    totals: dict[str, Tally] = field(default_factory=dict)  # since start, for /metrics
+    in_flight: dict[str, int] = field(default_factory=dict)
+    tenants: dict[str, str] = field(default_factory=dict)  # cluster -> tenant, of clusters seen
+    wakes: int = 0
+
+    def started(self, cluster_id: str, tenant_org_id: str) -> None:
+        self.tenants[cluster_id] = tenant_org_id
+        self.in_flight[cluster_id] = self.in_flight.get(cluster_id, 0) + 1
+
+    def finished(self, cluster_id: str, tenant_org_id: str, bytes_in: int, bytes_out: int) -> None:
+        self.in_flight[cluster_id] -= 1
+        now = utcnow()
+        for book in (self.pending, self.totals):
+            tally = book.get(cluster_id) or book.setdefault(cluster_id, Tally(tenant_org_id))
+            tally.requests += 1
+            tally.bytes_in += bytes_in
+            tally.bytes_out += bytes_out
+            tally.last_request_at = now
+
+    def take(self) -> list[ClusterActivity]:
+        """The reports of this flush; a cluster with a request still running counts as active now."""
+        pending, self.pending = self.pending, {}
+        now = utcnow()
+        for cluster_id, count in self.in_flight.items():
+            if count > 0:
+                pending.setdefault(cluster_id, Tally(self.tenants[cluster_id])).last_request_at = now
+        return [ClusterActivity(cluster_id=cluster_id, tenant_org_id=t.tenant_org_id, gateway=self.gateway,
+                                requests=t.requests, bytes_in=t.bytes_in, bytes_out=t.bytes_out,
+                                last_request_at=t.last_request_at or now)
+                for cluster_id, t in pending.items()]
+
+    def put_back(self, reports: list[ClusterActivity]) -> None:
+        """NATS was away: the counts go into the next flush instead of being lost."""
+        for report in reports:
+            tally = self.pending.setdefault(report.cluster_id, Tally(report.tenant_org_id))
+            tally.requests += report.requests
+            tally.bytes_in += report.bytes_in
+            tally.bytes_out += report.bytes_out
+            if tally.last_request_at is None or tally.last_request_at < report.last_request_at:
+                tally.last_request_at = report.last_request_at
+
+
+class ActivityCollector:
+    """The gateway's counters on /metrics, per tenant and cluster."""
+
+    def __init__(self, activity: Activity):
+        self._activity = activity
+
+    def collect(self):
+        labels = ["tenant", "cluster"]
+        requests = CounterMetricFamily("ess_gateway_requests", "Requests forwarded to a cluster", labels=labels)
+        bytes_in = CounterMetricFamily("ess_gateway_received_bytes", "Request body bytes from clients", labels=labels)
+        bytes_out = CounterMetricFamily("ess_gateway_sent_bytes", "Response body bytes to clients", labels=labels)
+        for cluster_id, tally in self._activity.totals.items():
+            requests.add_metric([tally.tenant_org_id, cluster_id], tally.requests)
+            bytes_in.add_metric([tally.tenant_org_id, cluster_id], tally.bytes_in)
+            bytes_out.add_metric([tally.tenant_org_id, cluster_id], tally.bytes_out)
+        in_flight = GaugeMetricFamily("ess_gateway_in_flight", "Requests being forwarded or held", labels=["cluster"])
+        for cluster_id, count in self._activity.in_flight.items():
+            in_flight.add_metric([cluster_id], count)
+        wakes = CounterMetricFamily("ess_gateway_wakes", "Wake requests sent for hibernated clusters")
+        wakes.add_metric([], self._activity.wakes)
+        return [requests, bytes_in, bytes_out, in_flight, wakes]

@@ -1,0 +1,110 @@
+"""Wiring of the gateway: settings, NATS (the cluster mirror, keys, activity and wake events),
+one pooled HTTP client to the engines, and the aiohttp server with /health, /ready, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+import aiohttp
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from libs.common import subjects
+from libs.common.events import ClusterActivity, ClusterWakeRequested
+from libs.common.models import ClusterRecord
+from libs.common.service import build_broker, new_registry
+from libs.common.settings import Settings
+from libs.common.store import ClusterStore
+from libs.common.streams import ACTIVITY
+from services.gateway.activity import Activity, ActivityCollector
+from services.gateway.handler import Gateway
+from services.gateway.keys import KeyCache
+
+
+def create_app(settings: Settings) -> web.Application:
+    log = structlog.get_logger("gateway")
+    instance = settings.gateway_instance_id or f"{socket.gethostname()}:{settings.gateway_port}"
+    activity = Activity(gateway=instance)
+    registry = new_registry()
+    registry.register(ActivityCollector(activity))
+    broker = build_broker(settings, on_reconnect=lambda: _resync(app))
+    # declares the activity stream it owns (the one definition in libs/common), and documents it
+    broker.publisher(subjects.ACTIVITY_ALL, stream=ACTIVITY, schema=ClusterActivity, title="cluster activity",
+                     description="What one gateway forwarded to one cluster since its last report.")
+    broker.publisher(subjects.WAKE_ALL, schema=ClusterWakeRequested, title="wake requests",
+                     description="A request reached a hibernated cluster.")
+
+    async def request_wake(record: ClusterRecord, reason: str) -> None:
+        event = ClusterWakeRequested(cluster_id=record.id, tenant_org_id=record.tenant_org_id, reason=reason)
+        await broker.publish(event, subjects.cluster_wake(record.tenant_org_id, record.id),
+                             stream=subjects.LIFECYCLE_STREAM)
+        log.info("wake requested", cluster=record.id, reason=reason)
+
+    async def report_activity() -> None:
+        while True:
+            await asyncio.sleep(settings.activity_flush_s)
+            reports = activity.take()
+            for number, report in enumerate(reports):
+                try:
+                    await broker.publish(report, subjects.cluster_activity(report.tenant_org_id, report.cluster_id),
+                                         stream=subjects.ACTIVITY_STREAM)
+                except Exception as exc:  # NATS away: counted again in the next report
+                    activity.put_back(reports[number:])
+                    log.warning("activity not reported", error=type(exc).__name__, clusters=len(reports) - number)
+                    break
+
+    async def lifecycle(app: web.Application):
+        # a cleanup context: it ends after the server has let in-flight requests finish, so a
+        # request held while its cluster wakes still sees the wake through a graceful stop
+        await broker.start()
+        store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
+        keys = KeyCache(await broker.key_value(subjects.KV_API_KEYS), _secret(settings), settings.key_cache_s)
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                                        skip_auto_headers=("User-Agent", "Content-Type"))
+        gateway = Gateway(settings, store, keys, session, activity, request_wake)
+        app["gateway"], app["store"] = gateway, store
+        tasks = [asyncio.create_task(store.follow(gateway.record_changed)), asyncio.create_task(report_activity())]
+        log.info("gateway started", listen=f"http://{settings.gateway_host}:{settings.gateway_port}",
+                 endpoint=settings.public_gateway_url, nats=settings.nats_url)
+        yield
+        for report in activity.take():  # the last counts before leaving
+            with contextlib.suppress(Exception):
+                await broker.publish(report, subjects.cluster_activity(report.tenant_org_id, report.cluster_id),
+                                     stream=subjects.ACTIVITY_STREAM)
+        for task in tasks:
+            task.cancel()
+        await session.close()
+        await broker.stop()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await app["gateway"].handle(request)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def ready(request: web.Request) -> web.Response:
+        connected = bool(broker.connection and broker.connection.is_connected)
+        return web.json_response({"status": "ready" if connected else "not ready"}, status=200 if connected else 503)
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application(client_max_size=1 << 20, handler_args={"max_field_size": 65536})
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_route("*", "/{path:.*}", handle)
+    return app
+
+
+async def _resync(app: web.Application) -> None:
+    if "store" in app:
+        app["store"].resync()
+
+
+def _secret(settings: Settings) -> str | None:
+    return settings.operator_key.get_secret_value() if settings.operator_key else None

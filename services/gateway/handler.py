@@ -1,0 +1,138 @@
+"""The gateway's one route: authenticate, find the cluster, then forward the request, or hold it
+while a hibernated cluster wakes, or refuse it with a reason."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from libs.common.api_keys import Principal, api_key_of
+from libs.common.models import ClusterRecord
+from libs.common.settings import Settings
+from libs.common.store import ClusterStore
+from services.gateway.activity import Activity
+from services.gateway.forwarding import NotSent, error_answer, forward, read_small_body, upstream_headers
+from services.gateway.keys import KeyCache
+from services.gateway.routing import Forward, Hold, Refuse, basic_credentials, decide, engine_user, split_path
+
+RequestWake = Callable[[ClusterRecord, str], Awaitable[None]]
+CHALLENGE = {"WWW-Authenticate": 'ApiKey realm="es-serverless", Basic realm="es-serverless"'}
+WAKE_REPEAT_S = 2.0  # a held request asks again this often (the first ask may have been lost)
+LOOK_AGAIN_S = 1.0  # an unreachable engine with no record change: try it again this often
+
+
+def engine_authorization(record: ClusterRecord) -> str | None:
+    credentials = record.credentials
+    if credentials is None:
+        return None
+    return "Basic " + base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+
+
+class Gateway:
+    def __init__(self, settings: Settings, store: ClusterStore, keys: KeyCache, session: aiohttp.ClientSession,
+                 activity: Activity, request_wake: RequestWake):
+        self._settings = settings
+        self._store = store
+        self._keys = keys
+        self._session = session
+        self._activity = activity
+        self._request_wake = request_wake
+        self._changed: dict[str, asyncio.Event] = {}
+        self._asked: dict[str, float] = {}  # cluster -> when this gateway last asked to wake it
+        self._log = structlog.get_logger("gateway")
+
+    def record_changed(self, cluster_id: str, record: ClusterRecord | None) -> None:
+        """From the store's watch: held requests of this cluster look again."""
+        event = self._changed.pop(cluster_id, None)
+        if event:
+            event.set()
+
+    async def _principal(self, authorization: str | None, record: ClusterRecord | None) -> Principal | None:
+        key = api_key_of(authorization)
+        if key:
+            return await self._keys.principal(key)
+        basic = basic_credentials(authorization)
+        return engine_user(record, basic) if basic and record else None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        target = split_path(request.raw_path)
+        if target is None:
+            return error_answer(404, "not_found", "address a cluster as /<cluster id>/<path>; its `endpoint` in the "
+                                "API says which")
+        cluster_id, path = target
+        record = await self._store.read(cluster_id)
+        principal = await self._principal(request.headers.get("Authorization"), record)
+        if principal is None:
+            return error_answer(401, "security_exception", "missing or unknown key: send Authorization: ApiKey "
+                                "<key> (or the cluster's engine credentials as HTTP basic)", extra_headers=CHALLENGE)
+        decision = decide(record, principal, cluster_id)
+        if isinstance(decision, Refuse):
+            return error_answer(decision.status, decision.kind, decision.reason, decision.retry_after_s)
+        self._activity.started(cluster_id, record.tenant_org_id)
+        sizes = (0, 0)
+        try:
+            answer, sizes = await self._serve(request, record, decision, path)
+            return answer
+        finally:
+            self._activity.finished(cluster_id, record.tenant_org_id, *sizes)
+
+    async def _serve(self, request: web.Request, record: ClusterRecord, decision, path: str):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.wake_timeout_s
+        body = await read_small_body(request)
+        started = time.perf_counter()
+        while True:
+            if isinstance(decision, Refuse):
+                return error_answer(decision.status, decision.kind, decision.reason, decision.retry_after_s), (0, 0)
+            if isinstance(decision, Forward):
+                headers = upstream_headers(request, engine_authorization(record))
+                try:
+                    answer, bytes_in, bytes_out = await forward(
+                        self._session, request, decision.endpoint + path, headers, body,
+                        self._settings.upstream_timeout_s)
+                    return answer, (bytes_in, bytes_out)
+                except NotSent as exc:
+                    if body is None:  # a streamed body cannot be sent twice
+                        return error_answer(503, "engine_unavailable", f"the cluster's engine is not reachable "
+                                            f"({exc}); retry shortly", 5), (0, 0)
+                    decision = None  # down for a moment (stopping to hibernate, restarting): look again
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    return error_answer(502, "engine_error", f"the cluster's engine failed to answer: "
+                                        f"{type(exc).__name__} {exc}"), (0, 0)
+            if loop.time() >= deadline:
+                return error_answer(503, "cluster_waking", f"cluster {record.id} did not answer within "
+                                    f"{self._settings.wake_timeout_s:.0f} s; retry shortly", 10), (0, 0)
+            if isinstance(decision, Hold):
+                await self._ask_to_wake(record, decision.reason)
+            await self._wait_for_change(record.id, min(LOOK_AGAIN_S, deadline - loop.time()))
+            current = await self._store.read(record.id)
+            decision = decide(current, Principal("held", record.tenant_org_id), record.id)
+            record = current or record
+            if isinstance(decision, Forward) and started:
+                self._log.info("held request goes on", cluster=record.id,
+                               held_ms=round((time.perf_counter() - started) * 1000))
+                started = 0.0
+
+    async def _ask_to_wake(self, record: ClusterRecord, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._asked.get(record.id, -WAKE_REPEAT_S) < WAKE_REPEAT_S:
+            return
+        self._asked[record.id] = now
+        try:
+            await self._request_wake(record, reason)
+            self._activity.wakes += 1
+        except Exception as exc:  # NATS away: the held request asks again shortly
+            self._log.warning("wake request not sent", cluster=record.id, error=type(exc).__name__)
+
+    async def _wait_for_change(self, cluster_id: str, timeout_s: float) -> None:
+        event = self._changed.setdefault(cluster_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), max(0.0, timeout_s))
+        except asyncio.TimeoutError:
+            pass

@@ -1,0 +1,14 @@
+"""The manager's REST API: one module per kind of route, the dependencies they share, the
+middleware and the error answers. Routes record desired state and answer at once."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.manager.http import clusters, platform, tenants, vectors
+
+
+def add_routes(app: FastAPI) -> None:
+    for module in (platform, clusters, vectors):
+        app.include_router(module.public if module is platform else module.router)
+    app.include_router(tenants.router)

@@ -1,0 +1,93 @@
+"""What every route shares: path parameters, who is calling, rate limits, problems, and loading a
+cluster the caller may see (another tenant's looks absent)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
+
+from libs.common import subjects
+from libs.common.events import ClusterDesiredStateChanged
+from libs.common.models import ClusterRecord, utcnow
+from libs.common.api_keys import Principal
+from services.manager.quotas import QuotaExceeded
+from services.manager.schemas import DNS_LABEL, INDEX_NAME
+
+ClusterId = Annotated[str, Path(pattern=r"^c[0-9a-f]{12}$", description="a cluster id, e.g. c1a2b3c4d5e6f")]
+IndexName = Annotated[str, Path(max_length=200, pattern=INDEX_NAME)]
+TenantId = Annotated[str, Path(max_length=63, pattern=DNS_LABEL)]
+KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
+MUTATING = ("POST", "PATCH", "PUT", "DELETE")
+
+
+def is_mutation(method: str, path: str) -> bool:
+    return method in MUTATING and not path.endswith("/search")
+
+
+async def authenticated(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="ApiKey <key>")] = None,
+) -> Principal:
+    platform = request.app.state.platform
+    principal = await platform.keys.authenticate(authorization, utcnow())
+    if principal is None:
+        raise HTTPException(401, {"error": "unauthorized", "message": "missing or unknown API key; send "
+                                  "Authorization: ApiKey <key>"}, headers={"WWW-Authenticate": "ApiKey"})
+    request.state.principal = principal
+    if is_mutation(request.method, request.url.path):
+        wait = platform.limiter.take(principal.actor)
+        if wait:
+            raise HTTPException(429, {"error": "rate_limited", "message": f"too many changes; retry in "
+                                      f"{math.ceil(wait)} s"}, headers={"Retry-After": str(math.ceil(wait))})
+    return principal
+
+
+def caller(request: Request) -> Principal:
+    return request.state.principal
+
+
+def operator_only(request: Request) -> None:
+    if not caller(request).is_operator:
+        raise problem(403, "forbidden", "only the operator key may do this")
+
+
+def keyed_router(**kwargs) -> APIRouter:
+    """A router whose every route needs an API key."""
+    return APIRouter(dependencies=[Depends(authenticated)], **kwargs)
+
+
+log = structlog.get_logger("api")
+
+
+def quota_problem(exceeded: QuotaExceeded) -> HTTPException:
+    return HTTPException(403, {"error": "quota_exceeded", "quota": exceeded.quota, "limit": exceeded.limit,
+                               "message": exceeded.message})
+
+
+def problem(status: int, error: str, message: str, field: str | None = None, fix: str | None = None) -> HTTPException:
+    detail = {"error": error, "message": message}
+    if field:
+        detail["fields"] = [{"field": field, "message": message, "fix": fix}]
+    return HTTPException(status_code=status, detail=detail)
+
+
+async def load_cluster(request: Request, cluster_id: ClusterId) -> ClusterRecord:
+    record = await request.app.state.platform.store.read(cluster_id)
+    if record is None or not caller(request).may_see(record.tenant_org_id):
+        raise problem(404, "not_found", f"no cluster {cluster_id}")  # another tenant's looks absent
+    return record
+
+
+async def announce(request: Request, record: ClusterRecord, change: str) -> None:
+    event = ClusterDesiredStateChanged(
+        cluster_id=record.id, tenant_org_id=record.tenant_org_id, change=change,
+        generation=record.generation, request_id=request.state.request_id,
+    )
+    try:
+        await request.app.state.platform.publish(event, subjects.cluster_desired(record.tenant_org_id, record.id))
+    except Exception:
+        # the desired state is already in KV: the periodic reconcile picks it up
+        log.warning("desired-state event not published; the reconcile pass will catch up", cluster=record.id)
