@@ -1,4 +1,4 @@
-"""A private platform for benchmarks: NATS and the three services on free ports in a temp dir.
+"""A private platform for benchmarks: NATS and the four services on free ports in a temp dir.
 
     with private_platform() as p:
         httpx.get(f"{p.api}/clusters")

@@ -5,6 +5,7 @@ Everything started here is stopped at the end, and the suite checks that no engi
 
 from __future__ import annotations
 
+import random
 import uuid
 from pathlib import Path
 
@@ -53,8 +54,9 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         "ESS_REPORTING_PORT": str(free_port()),
         "ESS_GATEWAY_PORT": str(free_port()),
         "ESS_ACTIVITY_FLUSH_S": "2",
-        # away from a developer's `make up` (19200...)
-        "ESS_LOCAL_PORT_BASE": "29200",
+        # away from a developer's `make up` (19200...) and, at random, from another test run's
+        # engines (below the ephemeral ports, 32768 on)
+        "ESS_LOCAL_PORT_BASE": str(21000 + 2000 * random.randrange(6)),
         "ESS_RECONCILE_INTERVAL_S": "1",
         "ESS_POLL_INTERVAL_S": "1",
         "ESS_METERING_PERIOD_S": "8",

@@ -1,6 +1,6 @@
 """`python -m libs.devrun setup|up|down`: the whole platform on this machine, no Docker.
 
-`up` runs NATS and the three services in the foreground and stops everything it started
+`up` runs NATS and the four services in the foreground and stops everything it started
 (tenant engines included) on Ctrl-C or SIGTERM; `down` asks a running `up` to do so.
 """
 
@@ -22,7 +22,7 @@ from libs.devrun.engine_setup import SetupError, install_engine
 from libs.devrun.nats_server import NatsServer
 from services.manager.drivers.local import stop_all_engines
 
-SERVICES = ("manager", "shard_controller", "reporting")
+SERVICES = ("manager", "shard_controller", "reporting", "gateway")
 
 
 def _pidfile(settings: Settings) -> Path:
@@ -89,7 +89,8 @@ def up(settings: Settings) -> int:
         return 1
     busy = [f"{name} {port}" for name, port in (
         ("ESS_API_PORT", settings.api_port), ("ESS_SHARD_CONTROLLER_PORT", settings.shard_controller_port),
-        ("ESS_REPORTING_PORT", settings.reporting_port), ("ESS_NATS_URL", NatsServer.port_of(settings.nats_url)),
+        ("ESS_REPORTING_PORT", settings.reporting_port), ("ESS_GATEWAY_PORT", settings.gateway_port),
+        ("ESS_NATS_URL", NatsServer.port_of(settings.nats_url)),
     ) if _listening(settings.api_host, port)]
     if busy:
         print(f"ports in use: {', '.join(busy)}; stop what holds them or set those variables", file=sys.stderr)
@@ -117,7 +118,11 @@ def up(settings: Settings) -> int:
         if not _wait_ready(f"{api}/ready", 30):
             print("the manager did not become ready within 30 s; see the log above", file=sys.stderr)
             return 1
+        if not _wait_ready(f"http://{settings.gateway_host}:{settings.gateway_port}/ready", 30):
+            print("the gateway did not become ready within 30 s; see the log above", file=sys.stderr)
+            return 1
         print(f"\nes-serverless is up: API {api}  (OpenAPI {api}/docs)  NATS {settings.nats_url}\n"
+              f"tenant endpoint (gateway): {settings.public_gateway_url}/<cluster id>, with Authorization: ApiKey <key>\n"
               f"{key_note}\n"
               f"Ctrl-C or `make down` stops it and every engine it started.\n", flush=True)
         while not stopping:

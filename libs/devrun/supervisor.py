@@ -33,7 +33,7 @@ from services.manager.drivers.local import stop_all_engines
 REPO = Path(__file__).resolve().parents[2]
 NATS = "nats"
 PORT_SETTING = {"manager": "ESS_API_PORT", "shard_controller": "ESS_SHARD_CONTROLLER_PORT",
-                "reporting": "ESS_REPORTING_PORT"}
+                "reporting": "ESS_REPORTING_PORT", "gateway": "ESS_GATEWAY_PORT"}
 
 
 def free_port() -> int:
@@ -101,12 +101,17 @@ class Supervisor:
         self.nats = NatsServer(env["ESS_NATS_URL"], state / "nats", self.logs / "nats.log")
         names = ["manager"] if managers == 1 else [f"manager-{chr(ord('a') + i)}" for i in range(managers)]
         self.services = {name: Service(name, "services.manager", free_port()) for name in names}
-        for kind in ("shard_controller", "reporting"):
+        for kind in ("shard_controller", "reporting", "gateway"):
             self.services[kind] = Service(kind, f"services.{kind}", free_port())
+        self.env.setdefault("ESS_GATEWAY_URL", self.gateway_url)  # the endpoint the API shows
 
     @property
     def api_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{s.port}" for s in self.services.values() if s.module == "services.manager"]
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.services['gateway'].port}"
 
     @property
     def names(self) -> list[str]:

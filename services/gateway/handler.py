@@ -108,7 +108,7 @@ class Gateway:
             if loop.time() >= deadline:
                 return error_answer(503, "cluster_waking", f"cluster {record.id} did not answer within "
                                     f"{self._settings.wake_timeout_s:.0f} s; retry shortly", 10), (0, 0)
-            if isinstance(decision, Hold):
+            if isinstance(decision, Hold) and decision.ask_to_wake:
                 await self._ask_to_wake(record, decision.reason)
             await self._wait_for_change(record.id, min(LOOK_AGAIN_S, deadline - loop.time()))
             current = await self._store.read(record.id)

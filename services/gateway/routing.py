@@ -59,6 +59,7 @@ class Hold:
     """Hibernated (or on its way): wake it and hold the request until the engine answers."""
 
     reason: str
+    ask_to_wake: bool = True  # False: waking already, only wait
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,10 @@ def decide(record: ClusterRecord | None, principal: Principal, cluster_id: str) 
         return Refuse(404, "cluster_not_found", f"no cluster {cluster_id}")
     if record.delete_requested:
         return Refuse(404, "cluster_not_found", f"cluster {cluster_id} is being deleted")
-    if record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING):
-        return Hold(f"cluster {cluster_id} is {record.status}")
+    if record.hibernate_requested or record.status == ClusterStatus.HIBERNATED:
+        return Hold(f"a request for cluster {cluster_id} ({record.status})")
+    if record.status == ClusterStatus.WAKING:
+        return Hold(f"cluster {cluster_id} is waking", ask_to_wake=False)
     if record.status in SERVING and record.endpoint:
         return Forward(record.endpoint)
     if record.status == ClusterStatus.FAILED:

@@ -78,14 +78,22 @@ class Platform:
 
     async def wake(self, cluster_id: str, reason: str) -> ClusterRecord | None:
         """Clear the cluster's hibernation; the provisioner starts its engine. None: nothing to wake."""
+        woken: list[ClusterRecord] = []
+
+        def change(record: ClusterRecord) -> ClusterRecord | None:
+            woken[:] = [changed] if (changed := request_wake(record, utcnow(), reason)) else []
+            return changed
+
         try:
-            record = await self.store.mutate(cluster_id, lambda r: request_wake(r, utcnow(), reason))
+            await self.store.mutate(cluster_id, change)
         except (RecordGone, NotNow):
             return None
-        if record.status == ClusterStatus.WAKING:
-            await self.provisioner.announce(record)
+        if not woken:
+            return None  # awake already, or another wake was first: one status event per wake
+        if woken[0].status == ClusterStatus.WAKING:
+            await self.provisioner.announce(woken[0])
         self.provisioner.kick(cluster_id)
-        return record
+        return woken[0]
 
     async def shard_plan(self, cluster_id: str) -> dict | None:
         state = await read_model(self.plans, cluster_id, ControllerState)

@@ -12,7 +12,7 @@ from libs.common.settings import Settings
 from services.manager.drivers.kubernetes_rules import engine_image
 from tests.deployment import REPO, compose, environment_of, kustomize_build, round_trips
 
-SERVICES = {"manager": 8080, "shard_controller": 8081, "reporting": 9108}
+SERVICES = {"manager": 8080, "shard_controller": 8081, "reporting": 9108, "gateway": 9200}
 LOOPBACK = re.compile(r"localhost|127\.0\.0\.1|\[?::1\]?")
 HOST_PORT = re.compile(r"(?:[a-z][a-z0-9+.-]*://)?([A-Za-z0-9][A-Za-z0-9.-]*):(\d+)")
 
@@ -34,10 +34,10 @@ def ess_keys_are_settings(env: dict[str, str]) -> list[str]:
 # -- docker-compose.yml ------------------------------------------------------------------
 def test_compose_runs_the_platform_its_engine_and_its_observability():
     services = compose()["services"]
-    assert set(services) >= {"nats", "manager", "shard-controller", "reporting", "elasticsearch", "kibana",
+    assert set(services) >= {"nats", "manager", "shard-controller", "reporting", "gateway", "elasticsearch", "kibana",
                              "minio", "minio-setup", "prometheus", "grafana"}
     assert "--jetstream" in services["nats"]["command"]
-    for name in ("manager", "shard-controller", "reporting"):
+    for name in ("manager", "shard-controller", "reporting", "gateway"):
         dockerfile = services[name]["build"]["dockerfile"]
         assert (REPO / dockerfile).is_file() and services[name]["build"]["context"] == "."
     assert services["elasticsearch"]["image"].endswith("/elasticsearch/elasticsearch:8.15.3")
@@ -185,7 +185,7 @@ def test_control_plane_runs_nats_with_jetstream_as_a_statefulset_and_the_three_s
     assert "--jetstream" in container["args"] and "--store_dir=/data" in container["args"]
     assert nats["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     assert {d["metadata"]["name"] for d in find(control_plane, "Deployment")} == {
-        "manager", "shard-controller", "reporting"}
+        "manager", "shard-controller", "reporting", "gateway"}
     for deployment in find(control_plane, "Deployment"):
         name = deployment["metadata"]["name"]
         service = find(control_plane, "Service", name)

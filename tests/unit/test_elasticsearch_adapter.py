@@ -142,7 +142,7 @@ def _only(requests: list[RecordedRequest], method: str, path: str) -> RecordedRe
 async def test_health_reads_status_and_node_count(engine, requests):
     health = await engine.health()
 
-    assert health == ClusterHealth(status="yellow", nodes=1)
+    assert health == ClusterHealth(status="yellow", nodes=1, cluster_name="docker-cluster")
     assert [(r.method, r.path) for r in requests] == [("GET", "/_cluster/health")]
 
 
@@ -270,7 +270,7 @@ async def test_requests_carry_es8_compatibility_headers(engine, requests):
 async def test_basic_auth_is_sent_when_credentials_given(endpoint, requests):
     engine = ElasticsearchEngine(endpoint, username="elastic", password="s3cret")
     try:
-        assert await engine.health() == ClusterHealth(status="yellow", nodes=1)
+        assert await engine.health() == ClusterHealth(status="yellow", nodes=1, cluster_name="docker-cluster")
     finally:
         await engine.close()
 

@@ -18,6 +18,7 @@ VECTOR_FIELD = "vector"  # the one vector field of a platform vector index
 class ClusterHealth:
     status: str  # green, yellow, red
     nodes: int
+    cluster_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ class ElasticsearchEngine:
             body = await self._client.cluster.health()
         except ApiError as exc:
             raise _engine_error(exc) from exc
-        return ClusterHealth(status=body["status"], nodes=body["number_of_nodes"])
+        return ClusterHealth(status=body["status"], nodes=body["number_of_nodes"], cluster_name=body.get("cluster_name", ""))
 
     async def stats(self) -> ClusterStats:
         try:

@@ -52,7 +52,7 @@ class OpenSearchEngine:
             body = await self._client.cluster.health()
         except TransportError as exc:
             raise _engine_error(exc) from exc
-        return ClusterHealth(status=body["status"], nodes=body["number_of_nodes"])
+        return ClusterHealth(status=body["status"], nodes=body["number_of_nodes"], cluster_name=body.get("cluster_name", ""))
 
     async def stats(self) -> ClusterStats:
         try:

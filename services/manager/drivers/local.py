@@ -239,9 +239,11 @@ class LocalDriver:
         try:
             health = await asyncio.wait_for(client.health(), timeout=2.0)
         except Exception:
-            return EngineObservation(True, size, endpoint=endpoint, down=len(members - set(running)))
+            health = None
         finally:
             await client.close()
+        if health is None or health.cluster_name != cluster_id:  # not ours: another platform took the port
+            return EngineObservation(True, size, endpoint=endpoint, down=len(members - set(running)))
         return EngineObservation(True, size, health.status, health.nodes, endpoint, down=len(members - set(running)))
 
     async def orphans(self, known_ids: set[str]) -> set[str]:
