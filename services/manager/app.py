@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import datetime
 from contextlib import asynccontextmanager
 
 import structlog
@@ -60,6 +61,7 @@ class Platform:
         self.provisioner: Provisioner | None = None
         self.driver = build_driver(settings)
         self._engines: dict[tuple[str, str], SearchEngine] = {}
+        self._used: dict[str, datetime] = {}  # vector-route calls since the last flush: activity too
         self._status_publisher = broker.publisher(
             subjects.STATUS_ALL, stream=LIFECYCLE, schema=ClusterStatusChanged,
             title="cluster status", description="A cluster moved to a new lifecycle status.",
@@ -94,6 +96,22 @@ class Platform:
             await self.provisioner.announce(woken[0])
         self.provisioner.kick(cluster_id)
         return woken[0]
+
+    def used(self, cluster_id: str) -> None:
+        self._used[cluster_id] = utcnow()
+
+    async def report_use(self) -> None:
+        """The API's own engine calls keep a cluster awake, in batches as the gateway's do."""
+        while True:
+            await asyncio.sleep(self.settings.activity_flush_s)
+            used, self._used = self._used, {}
+            for cluster_id, at in used.items():
+                try:
+                    await self.store.mutate(cluster_id, lambda r, at=at: note_activity(r, at))
+                except RecordGone:
+                    pass
+                except Exception as exc:  # NATS away: the next call counts again
+                    structlog.get_logger("manager").warning("activity not recorded", error=type(exc).__name__)
 
     async def shard_plan(self, cluster_id: str) -> dict | None:
         state = await read_model(self.plans, cluster_id, ControllerState)
@@ -223,10 +241,12 @@ def create_app(settings: Settings) -> FastAPI:
         await broker.start()
         mirror = asyncio.create_task(platform.store.follow())
         periodic = asyncio.create_task(platform.provisioner.run_periodic())
+        use = asyncio.create_task(platform.report_use())
         log.info("manager started", api=f"http://{settings.api_host}:{settings.api_port}", nats=settings.nats_url)
         yield
         periodic.cancel()
         mirror.cancel()
+        use.cancel()
         await platform.provisioner.stop()
         await platform.close_engines()
         await broker.stop()

@@ -21,6 +21,7 @@ async def _engine(request: Request, cluster_id: ClusterId) -> SearchEngine:
                                   "waking; retry in a few seconds"}, headers={"Retry-After": "5"})
     if record.status not in SERVING or not record.endpoint:
         raise problem(409, "not_ready", f"cluster {cluster_id} is {record.status}; retry once it is ready")
+    request.app.state.platform.used(cluster_id)
     return request.app.state.platform.engine_for(record)
 
 router = keyed_router()

@@ -1,0 +1,109 @@
+"""Serverless decisions without NATS or an engine: when a cluster hibernates, how a wake and
+activity change its record, what the gateway does with a request, and how the meter counts."""
+
+from datetime import timedelta
+
+import pytest
+
+from libs.common.api_keys import Principal
+from libs.common.models import ClusterStatus, EngineCredentials, utcnow
+from services.gateway.routing import Forward, Hold, Refuse, basic_credentials, decide, engine_user, split_path
+from services.manager.planning import EngineObservation, Step
+from services.manager.transitions import NotNow, note_activity, request_hibernation, request_wake
+from services.reporting.metering import add_activity, close_period, meter_storage_only
+from tests.unit.test_planning import SIZE, plan, record
+
+RUNNING = EngineObservation(True, SIZE, "green", 1, "http://127.0.0.1:19201")
+TENANT = Principal("k1", "acme")
+
+
+def ready(**fields):
+    now = utcnow()
+    return record(ClusterStatus.READY, observed_generation=1, formed_at=now - timedelta(hours=1), **fields)
+
+
+def test_an_idle_cluster_hibernates_after_its_idle_time_and_not_before():
+    idle = ready(hibernate_after_s=60, last_active_at=utcnow() - timedelta(seconds=61))
+    assert plan(idle, RUNNING).step == Step.HIBERNATE
+    busy = ready(hibernate_after_s=60, last_active_at=utcnow() - timedelta(seconds=30))
+    assert plan(busy, RUNNING).step == Step.NOTHING
+    never = ready(hibernate_after_s=0, last_active_at=utcnow() - timedelta(days=3))
+    assert plan(never, RUNNING).step == Step.NOTHING
+
+
+def test_asked_to_hibernate_stops_then_marks_then_rests():
+    asked = ready(hibernate_requested=True)
+    assert plan(asked, RUNNING).step == Step.HIBERNATE
+    stopped = plan(asked, EngineObservation(running=False))
+    assert (stopped.step, stopped.status) == (Step.MARK_HIBERNATED, ClusterStatus.HIBERNATED)
+    asleep = record(ClusterStatus.HIBERNATED, hibernate_requested=True, observed_generation=1, formed_at=utcnow())
+    assert plan(asleep, EngineObservation(running=False)).step == Step.NOTHING
+
+
+def test_a_woken_cluster_starts_as_waking_and_becomes_ready_when_healthy():
+    woken = record(ClusterStatus.WAKING, observed_generation=1, formed_at=utcnow())
+    start = plan(woken, EngineObservation(running=False))
+    assert (start.step, start.status) == (Step.START, ClusterStatus.WAKING)
+    assert plan(woken, RUNNING).status == ClusterStatus.READY
+
+
+def test_a_delete_wins_over_hibernation():
+    assert plan(ready(hibernate_requested=True, delete_requested=True), RUNNING).step == Step.REMOVE
+
+
+def test_wake_clears_the_request_once_and_refuses_a_deleting_cluster():
+    asleep = record(ClusterStatus.HIBERNATED, hibernate_requested=True)
+    woken = request_wake(asleep, utcnow(), "a request")
+    assert (woken.status, woken.hibernate_requested) == (ClusterStatus.WAKING, False)
+    assert request_wake(woken, utcnow(), "again") is None  # a second wake changes nothing
+    with pytest.raises(NotNow):
+        request_wake(record(ClusterStatus.HIBERNATED, hibernate_requested=True, delete_requested=True), utcnow(), "x")
+
+
+def test_hibernation_is_asked_of_a_ready_cluster_only_and_activity_only_moves_forward():
+    with pytest.raises(NotNow):
+        request_hibernation(record(ClusterStatus.PROVISIONING), "asked")
+    assert request_hibernation(ready(), "asked").hibernate_requested
+    now = utcnow()
+    assert note_activity(ready(last_active_at=now), now - timedelta(seconds=5)) is None  # a late report
+    assert note_activity(ready(last_active_at=now), now + timedelta(seconds=5)).last_active_at > now
+
+
+def test_paths_address_a_cluster_by_its_first_segment():
+    assert split_path("/c0123456789ab/books/_search?q=x") == ("c0123456789ab", "/books/_search?q=x")
+    assert split_path("/c0123456789ab") == ("c0123456789ab", "/")
+    assert split_path("/_cluster/health") is None and split_path("/c0123") is None
+
+
+def test_the_gateway_forwards_holds_or_refuses():
+    assert decide(ready(endpoint="http://e:1"), TENANT, "c1") == Forward("http://e:1")
+    assert isinstance(decide(ready(endpoint="http://e:1", hibernate_requested=True), TENANT, "c1"), Hold)
+    waking = decide(record(ClusterStatus.WAKING, endpoint="http://e:1"), TENANT, "c1")
+    assert isinstance(waking, Hold) and not waking.ask_to_wake  # woken already: only wait
+    other = decide(ready(endpoint="http://e:1"), Principal("k2", "globex"), "c1")
+    absent = decide(None, Principal("k2", "globex"), "c1")
+    assert isinstance(other, Refuse) and (other.status, other.kind) == (absent.status, absent.kind) == (
+        404, "cluster_not_found")
+    assert decide(ready(endpoint="http://e:1"), Principal("operator", None), "c1") == Forward("http://e:1")
+    assert decide(ready(delete_requested=True), TENANT, "c1").status == 404
+    assert decide(record(ClusterStatus.PROVISIONING), TENANT, "c1").retry_after_s
+
+
+def test_basic_auth_matches_the_clusters_own_engine_credentials_only():
+    secured = ready(credentials=EngineCredentials(username="elastic", password="s3cret"))
+    assert basic_credentials("Basic ZWxhc3RpYzpzM2NyZXQ=") == ("elastic", "s3cret")
+    assert engine_user(secured, ("elastic", "s3cret")).tenant_org_id == "acme"
+    assert engine_user(secured, ("elastic", "wrong")) is None
+    assert engine_user(ready(), ("elastic", "s3cret")) is None  # local engines have none
+    assert basic_credentials("Basic !!!") is None
+
+
+def test_gateway_counts_go_into_the_open_period_and_a_sleeping_cluster_pays_storage_only():
+    meter = add_activity(None, "c1", "acme", requests=3, bytes_in=100, bytes_out=900, at=3600.0, period_s=3600)
+    meter = add_activity(meter, "c1", "acme", requests=2, bytes_in=10, bytes_out=90, at=3700.0, period_s=3600)
+    meter, closed = meter_storage_only(meter, "c1", "acme", 10**9, 3800.0, 3600, 1e9)  # the baseline
+    meter, closed = meter_storage_only(meter, "c1", "acme", 10**9, 7200.0, 3600, 1e9)
+    assert closed is not None
+    assert (closed.requests, closed.bytes_in, closed.bytes_out) == (5, 110, 990)
+    assert closed.node_hours == 0 and closed.storage_gb_hours == pytest.approx(3400 / 3600)
+    assert close_period(meter, 3600).requests == 0  # the next period starts from nothing
