@@ -27,6 +27,7 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
         "ESS_API_PORT": str(free_port()),
         "ESS_SHARD_CONTROLLER_PORT": str(free_port()),
         "ESS_REPORTING_PORT": str(free_port()),
+        "ESS_GATEWAY_PORT": str(free_port()),
         "ESS_LOCAL_PORT_BASE": "33200",
     }
     output = tmp_path / "up.log"  # a file, not a pipe: nobody has to keep reading it
@@ -37,10 +38,13 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
         banner = wait_until(lambda: "es-serverless is up" in (text := output.read_text()) and text, 60,
                             what=f"the banner of `up` (pid {up.pid})")
         api_url = f"http://127.0.0.1:{env['ESS_API_PORT']}"
-        assert api_url in banner
+        gateway_url = f"http://127.0.0.1:{env['ESS_GATEWAY_PORT']}"
+        assert api_url in banner and f"tenant endpoint (gateway): {gateway_url}/<cluster id>" in banner
         with httpx.Client(base_url=api_url, timeout=30, headers=OPERATOR) as api:
             cluster = api.post("/clusters", json=seed_request()).json()
-            wait_for_status(api, cluster["id"], "ready")
+            ready = wait_for_status(api, cluster["id"], "ready")
+        assert ready["endpoint"] == f"{gateway_url}/{cluster['id']}"
+        assert httpx.get(f"{ready['endpoint']}/_cluster/health", headers=OPERATOR).json()["number_of_nodes"] == 1
         assert len(find_engines(tmp_path.resolve() / "clusters")) == 1
 
         down = subprocess.run([sys.executable, "-m", "libs.devrun", "down"], cwd=REPO, env=env,
@@ -55,7 +59,7 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
             except subprocess.TimeoutExpired:
                 up.kill()
     assert find_engines(tmp_path.resolve() / "clusters") == []
-    for port in (env["ESS_API_PORT"], env["ESS_NATS_URL"].rsplit(":", 1)[1]):
+    for port in (env["ESS_API_PORT"], env["ESS_GATEWAY_PORT"], env["ESS_NATS_URL"].rsplit(":", 1)[1]):
         with __import__("socket").socket() as sock:
             assert sock.connect_ex(("127.0.0.1", int(port))) != 0, f"port {port} still open"
 
