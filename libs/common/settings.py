@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENGINE_VERSION = "2.19.1"  # must match deploy/engine/pom.xml (a test checks it)
-ELASTICSEARCH_VERSION = "8.15.3"  # the Elasticsearch image the kubernetes driver runs
+ELASTICSEARCH_VERSION = "8.15.3"  # the kubernetes driver's image; deploy/engine/elasticsearch/pom.xml locally
 
 
 class Settings(BaseSettings):
@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     # local driver: one JVM per tenant cluster
     state_dir: Path = Path(".state")
     engine_home: Path = Path.home() / ".cache" / "es-serverless" / f"engine-{ENGINE_VERSION}"
+    elasticsearch_home: Path = Path.home() / ".cache" / "es-serverless" / f"engine-elasticsearch-{ELASTICSEARCH_VERSION}"
     java_bin: str = "java"
     local_host: str = "127.0.0.1"
     local_port_base: int = 19200

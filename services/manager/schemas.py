@@ -138,6 +138,7 @@ class ClusterView(BaseModel):
     nodes: int
     endpoint: str | None
     credentials: EngineCredentials | None
+    engine_lacks: list[str]
     created_at: datetime
     updated_at: datetime
 
@@ -146,7 +147,8 @@ class ClusterView(BaseModel):
         ready = record.status == ClusterStatus.READY
         return cls(
             **record.model_dump(include={"id", "tenant_org_id", "user", "service_name", "status",
-                                         "status_reason", "health", "nodes", "created_at", "updated_at"}),
+                                         "status_reason", "health", "nodes", "created_at", "updated_at",
+                                         "engine_lacks"}),
             **record.spec.model_dump(),
             **record.scaling.model_dump(),
             endpoint=record.endpoint if ready else None,

