@@ -1,6 +1,7 @@
 """The Elasticsearch 8 adapter against a real Elasticsearch 8.15.3 node (the local driver's core
 server under our launcher): mappings, bulk with errors, kNN with a filter, the statistics
-reporting reads, snapshots, and the official client with its product check.
+reporting reads, snapshots, the official client with its product check, and a reshard's copy
+without `_reindex`, which this engine lacks.
 
 The node runs in a state directory and port range of its own, away from the session's manager,
 which would otherwise take it for an orphan and remove it.
@@ -14,6 +15,7 @@ import time
 import pytest
 from elasticsearch import Elasticsearch
 
+from libs.common.engines import paged_copy
 from libs.common.engines.base import (
     IndexAlreadyExists,
     IndexNotFound,
@@ -168,3 +170,29 @@ def test_official_client_passes_its_product_check_and_reads_the_root(client):
     assert (info["cluster_name"], info["name"]) == (CLUSTER_ID, "Node 1")
     assert info["tagline"] == "You Know, for Search"
     assert client.ping()
+
+
+async def test_a_reshard_copy_without_reindex_pages_through_and_keeps_newer_writes(engine, client, monkeypatch):
+    monkeypatch.setattr(paged_copy, "PAGE_SIZE", 7)  # several pages and steps out of a few documents
+    monkeypatch.setattr(paged_copy, "PAGES_PER_STEP", 2)
+    await engine.create_vector_index(VectorIndexSpec("growing", 3, "cosine", ["title"]))
+    documents = [VectorDocument(f"d{i}", [1.0, i / 40, 0.0], {"title": f"old {i}"}) for i in range(40)]
+    assert (await engine.index_documents("growing", documents)).errors == []
+    admin = engine.admin()
+    await admin.create_index_like("growing-000001", "growing-000002", primaries=2)
+    await admin.move_writes("growing", "growing-000001", "growing-000002")
+    # a newer version of d3 written through the alias after the swap: the copy must not undo it
+    await engine.index_documents("growing", [VectorDocument("d3", [0.0, 1.0, 0.0], {"title": "new 3"})])
+
+    task, steps, done = await admin.start_copy("growing-000001", "growing-000002", paged=True), 0, False
+    while not done:
+        done, task = await admin.copy_step(task)
+        steps += 1
+    await admin.refresh("growing-000002")
+    await admin.retire("growing", "growing-000001")
+
+    assert steps == 4  # 40 documents: six pages of 7 or fewer, two a step, then the empty page that ends it
+    assert client.count(index="growing").body["count"] == 40
+    assert client.get(index="growing-000002", id="d3").body["_source"]["title"] == "new 3"
+    assert client.indices.get_settings(index="growing-000002").body["growing-000002"]["settings"]["index"][
+        "number_of_shards"] == "2"

@@ -17,6 +17,15 @@ from services.manager.planning import EngineSize
 
 LAUNCHER_CLASS = "ElasticsearchLauncher"
 __all__ = ["CORE_SERVER_LACKS", "LAUNCHER_CLASS", "prepare_node"]
+# INFO and above to the console, which the driver sends to the cluster's engine.log
+LOGGING = """status = error
+appender.console.type = Console
+appender.console.name = console
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d{ISO8601}][%-5p][%-25c{1.}] %m%n
+rootLogger.level = info
+rootLogger.appenderRef.console.ref = console
+"""
 MAX_NODES = 9  # the local driver's port slot: HTTP base+1..9, transport base+11..19
 
 
@@ -61,6 +70,7 @@ def write_elasticsearch_config(home: Path, node: int, host: str, http_base: int,
         # only node 1 of a cluster that never formed, as on the OpenSearch path
         lines.append('cluster.initial_master_nodes: ["Node 1"]')
     (node_home / "config" / "elasticsearch.yml").write_text("\n".join(lines) + "\n")
+    (node_home / "config" / "log4j2.properties").write_text(LOGGING)
 
 
 def elasticsearch_command(java: str, classpath: str, cluster_id: str, node: int, size: EngineSize, home: Path,

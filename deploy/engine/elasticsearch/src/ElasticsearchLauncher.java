@@ -17,7 +17,8 @@ import org.elasticsearch.transport.netty4.Netty4Plugin;
  *
  * Arguments: -basePath DIR -nodeIndex N (and -baseHttpPort, -clusterName, read by the local
  * driver only). The node's home is basePath/node_N; its settings come from
- * node_N/config/elasticsearch.yml, which the driver writes. Plugins are Netty 4 (HTTP and
+ * node_N/config/elasticsearch.yml and its logging from log4j2.properties beside it, which the
+ * driver writes. Plugins are Netty 4 (HTTP and
  * transport) and RootEndpoint (GET /, as rest-root would answer it).
  * Why not the test framework's MockNode: it refuses to run as root, and it needs
  * randomizedtesting on the class path, which breaks Randomness.get() outside a test.
@@ -48,7 +49,7 @@ public final class ElasticsearchLauncher {
             initial, Map.of(), home.resolve("config"), () -> "Node " + nodeIndex);
         LogConfigurator.configureESLogging();
         LogConfigurator.setNodeName(Node.NODE_NAME_SETTING.get(environment.settings()));
-        LogConfigurator.configureWithoutConfig(environment.settings());
+        LogConfigurator.configure(environment, true); // config/log4j2.properties: the console, i.e. engine.log
 
         ClasspathNode node = new ClasspathNode(environment, List.of(new Netty4Plugin(), new RootEndpoint()));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
