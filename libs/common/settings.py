@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=2.0, gt=0)
     ready_poll_interval_s: float = Field(default=0.2, gt=0)
     provision_timeout_s: float = Field(default=180.0, gt=0)
-    # for requests that name no engine, where the driver runs it (kubernetes); else the driver's first
-    default_engine: Literal["opensearch", "elasticsearch"] = "elasticsearch"
+    # for requests that name no engine, where the driver runs it; None: the driver's first
+    # (kubernetes: elasticsearch; local: opensearch, though it runs elasticsearch too)
+    default_engine: Literal["opensearch", "elasticsearch"] | None = None
     idempotency_ttl_s: float = 24 * 3600
 
     # reporting: polling, metric events, metering
