@@ -20,7 +20,7 @@ from bench.chaos_traffic import (
     API_READ, API_SCALE, API_WRITE, ENDPOINT_READ, ENDPOINT_WRITE, INDEX, PATHS, VECTOR_INDEX, ApiPool,
     ChaosCluster, Outcome, endpoint_client,
 )
-from services.manager.drivers.local import find_engines
+from services.manager.drivers.local_processes import find_engines
 
 EXCUSED_BY = {ENDPOINT_WRITE: ("engine",), ENDPOINT_READ: ("engine",), API_WRITE: ("engine", "nats", "manager"),
               API_READ: ("nats", "manager"), API_SCALE: ("nats", "manager")}

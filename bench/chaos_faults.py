@@ -26,7 +26,8 @@ import httpx
 
 from bench.chaos_traffic import API_SCALE, ApiPool, ChaosCluster, Recorder
 from libs.devrun.supervisor import NATS, Supervisor
-from services.manager.drivers.local import find_engines, node_name
+from services.manager.drivers.local import node_name
+from services.manager.drivers.local_processes import find_engines
 
 GRACE_S = 2.0  # after a thing serves again, for clients to notice
 RESTART_GIVE_UP_S = 180.0

@@ -36,15 +36,8 @@ import httpx
 
 from bench.service_memory import rss_mb
 from libs.common.settings import Settings
-from services.manager.drivers.local import (
-    KNN_PLUGIN,
-    PORTS_PER_SLOT,
-    engine_classpath,
-    engine_command,
-    node_name,
-    slot_free,
-    write_node_config,
-)
+from services.manager.drivers.local import KNN_PLUGIN, engine_classpath, engine_command, node_name, write_node_config
+from services.manager.drivers.local_processes import PORTS_PER_SLOT, slot_free
 from services.manager.planning import plan_engine_size
 
 ROUNDS = 3

@@ -23,13 +23,8 @@ import httpx
 
 from bench.private_platform import AUTH, Running, delete_and_wait, run_alone, seed_body
 from libs.common.settings import Settings
-from services.manager.drivers.local import (
-    PORTS_PER_SLOT,
-    engine_classpath,
-    engine_command,
-    slot_free,
-    write_node_config,
-)
+from services.manager.drivers.local import engine_classpath, engine_command, write_node_config
+from services.manager.drivers.local_processes import PORTS_PER_SLOT, slot_free
 from services.manager.planning import plan_engine_size
 
 ROUNDS = 5

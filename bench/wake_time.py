@@ -23,7 +23,7 @@ import httpx
 
 from bench.private_platform import AUTH, Running, delete_and_wait, run_alone, seed_body
 from bench.ready_time import floor_once
-from services.manager.drivers.local import find_engines
+from services.manager.drivers.local_processes import find_engines
 
 ROUNDS = 5
 DENSITY_CLUSTERS = 6

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from libs.common.settings import Settings
-from libs.devrun.engine_setup import install_engine
+from libs.devrun.engine_setup import install_elasticsearch, install_engine
 from libs.devrun.nats_server import NatsServer
-from services.manager.drivers.local import find_engines, stop_all_engines
+from services.manager.drivers.local_processes import find_engines, stop_all_engines
 from libs.devrun.supervisor import free_port
 from tests.helpers import ServiceProcess
 
@@ -92,6 +92,7 @@ def nats(settings: Settings, state_dir: Path):
 @pytest.fixture(scope="session")
 def engine_installed(settings: Settings) -> None:
     install_engine(settings.engine_home, settings.java_bin)
+    install_elasticsearch(settings.elasticsearch_home, settings.java_bin)
 
 
 @pytest.fixture(scope="session")

@@ -86,6 +86,7 @@ class ClusterRecord(BaseModel):
     nodes: int = 0
     endpoint: str | None = None
     credentials: EngineCredentials | None = None
+    engine_lacks: list[str] = []  # modules its engine lacks where the driver runs it (set at creation)
     request_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENGINE_VERSION = "2.19.1"  # must match deploy/engine/pom.xml (a test checks it)
-ELASTICSEARCH_VERSION = "8.15.3"  # the Elasticsearch image the kubernetes driver runs
+ELASTICSEARCH_VERSION = "8.15.3"  # the kubernetes driver's image; deploy/engine/elasticsearch/pom.xml locally
 
 
 class Settings(BaseSettings):
@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=2.0, gt=0)
     ready_poll_interval_s: float = Field(default=0.2, gt=0)
     provision_timeout_s: float = Field(default=180.0, gt=0)
-    # for requests that name no engine, where the driver runs it (kubernetes); else the driver's first
-    default_engine: Literal["opensearch", "elasticsearch"] = "elasticsearch"
+    # for requests that name no engine, where the driver runs it; None: the driver's first
+    # (kubernetes: elasticsearch; local: opensearch, though it runs elasticsearch too)
+    default_engine: Literal["opensearch", "elasticsearch"] | None = None
     idempotency_ttl_s: float = 24 * 3600
 
     # reporting: polling, metric events, metering
@@ -88,6 +89,7 @@ class Settings(BaseSettings):
     # local driver: one JVM per tenant cluster
     state_dir: Path = Path(".state")
     engine_home: Path = Path.home() / ".cache" / "es-serverless" / f"engine-{ENGINE_VERSION}"
+    elasticsearch_home: Path = Path.home() / ".cache" / "es-serverless" / f"engine-elasticsearch-{ELASTICSEARCH_VERSION}"
     java_bin: str = "java"
     local_host: str = "127.0.0.1"
     local_port_base: int = 19200

@@ -18,9 +18,9 @@ import urllib.request
 from pathlib import Path
 
 from libs.common.settings import Settings
-from libs.devrun.engine_setup import SetupError, install_engine
+from libs.devrun.engine_setup import SetupError, install_elasticsearch, install_engine
 from libs.devrun.nats_server import NatsServer
-from services.manager.drivers.local import stop_all_engines
+from services.manager.drivers.local_processes import stop_all_engines
 
 SERVICES = ("manager", "shard_controller", "reporting", "gateway")
 
@@ -43,12 +43,14 @@ def _listening(host: str, port: int) -> bool:
 
 
 def setup(settings: Settings) -> int:
-    try:
-        installed = install_engine(settings.engine_home, settings.java_bin)
-    except SetupError as exc:
-        print(f"setup: {exc}", file=sys.stderr)
-        return 2
-    print(f"engine {'installed' if installed else 'already installed'} in {settings.engine_home}")
+    for name, install, home in (("OpenSearch", install_engine, settings.engine_home),
+                                ("Elasticsearch", install_elasticsearch, settings.elasticsearch_home)):
+        try:
+            installed = install(home, settings.java_bin)
+        except SetupError as exc:
+            print(f"setup: {exc}", file=sys.stderr)
+            return 2
+        print(f"{name} engine {'installed' if installed else 'already installed'} in {home}")
     return 0
 
 

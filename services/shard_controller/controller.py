@@ -19,6 +19,7 @@ from libs.common import subjects
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.engines import IndexAlreadyExists
 from libs.common.engines.admin import CopyFailed, next_generation
+from libs.common.engines.capabilities import copies_by_reindex
 from libs.common.events import (
     ClusterScaleRequested,
     Event,
@@ -122,13 +123,13 @@ class ShardController:
             except IndexAlreadyExists:
                 pass  # made before a crash
             await admin.move_writes(op.alias, op.source, op.target)
-            op.task_id = await admin.start_copy(op.source, op.target)
+            op.task_id = await admin.start_copy(op.source, op.target, paged=not copies_by_reindex(record.engine_lacks))
             op.phase = "copying"
             await self._action(record, "reshard", f"{op.alias}: {op.source} -> {op.target} with {op.nodes} "
                                "primaries; writes go to the new index, reads to both", "started")
             return
         try:
-            done = await admin.copy_done(op.task_id)
+            done, op.task_id = await admin.copy_step(op.task_id)
         except CopyFailed as exc:
             await admin.move_writes(op.alias, op.target, op.source)  # back as it was
             await admin.delete_index(op.target)
@@ -141,7 +142,7 @@ class ShardController:
             # a bulk that resolved the alias just before the swap may land after the copy's
             # snapshot: a second pass, which skips what is there, catches such stragglers
             await admin.refresh(op.source)
-            op.task_id = await admin.start_copy(op.source, op.target)
+            op.task_id = await admin.start_copy(op.source, op.target, paged=not copies_by_reindex(record.engine_lacks))
             op.phase = "catching_up"
             return
         await admin.refresh(op.target)

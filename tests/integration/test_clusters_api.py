@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.manager.drivers.local import find_engines
+from services.manager.drivers.local_processes import find_engines
 from tests.conftest import seed_request
 from tests.helpers import wait_for_status, wait_until
 
@@ -71,7 +71,7 @@ def test_same_tenant_and_service_name_conflicts(api, cluster):
         ({"replicas": 10}, "replicas"),
         ({"replicas": "3"}, "replicas"),
         ({"engine": "solr"}, "engine"),
-        ({"engine": "elasticsearch"}, "engine"),  # the local driver runs OpenSearch only
+        ({"engine": "elasticsearch", "version": "2.19.1"}, "version"),  # OpenSearch's version for Elasticsearch
         ({"version": "1.0.0"}, "version"),
         ({"colour": "blue"}, "colour"),
     ],

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from services.manager.drivers.local import find_engines
+from services.manager.drivers.local_processes import find_engines
 from tests.conftest import OPERATOR, OPERATOR_KEY, _service, seed_request
 from tests.helpers import endpoint_client, status_events, wait_for_status, wait_until
 

@@ -13,7 +13,7 @@ import nats as nats_client
 from libs.common import subjects
 from libs.common.models import ClusterRecord
 from libs.devrun.nats_server import wait_for_port
-from services.manager.drivers.local import find_engines
+from services.manager.drivers.local_processes import find_engines
 from tests.conftest import OPERATOR, seed_request
 from libs.devrun.supervisor import free_port
 from tests.helpers import REPO, wait_for_status, wait_until

@@ -8,7 +8,7 @@ import threading
 import time
 
 
-from services.manager.drivers.local import find_engines
+from services.manager.drivers.local_processes import find_engines
 from tests.conftest import OPERATOR_KEY, seed_request
 from tests.helpers import endpoint_client, wait_for_status, wait_until
 

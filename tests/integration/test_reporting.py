@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from libs.common import subjects
 from libs.common.events import MetricsSample
-from services.manager.drivers.local import find_engines
+from services.manager.drivers.local_processes import find_engines
 from tests.conftest import seed_request
 from tests.helpers import wait_for_status, wait_until
 

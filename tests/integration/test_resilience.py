@@ -7,7 +7,7 @@ import signal
 
 import httpx
 
-from services.manager.drivers.local import find_engines
+from services.manager.drivers.local_processes import find_engines
 from tests.conftest import seed_request
 from tests.helpers import status_events, wait_for_status, wait_until
 

@@ -11,7 +11,7 @@ import nats
 import pytest
 
 from libs.common import subjects
-from services.manager.drivers.local import find_engines
+from services.manager.drivers.local_processes import find_engines
 from tests.conftest import OPERATOR, seed_request
 from libs.devrun.supervisor import free_port
 from tests.helpers import ServiceProcess, status_events, wait_for_status, wait_until

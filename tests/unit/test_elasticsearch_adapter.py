@@ -1,8 +1,10 @@
-"""The Elasticsearch 8 adapter against recorded Elasticsearch 8.15 responses.
+"""What the Elasticsearch 8 adapter sends that a real node cannot show: the client's
+compatibility headers and its credentials (the local core server has no security module).
 
-A real HTTP server on 127.0.0.1 answers the elasticsearch-py 8.x client with the
-bodies in tests/fixtures/elasticsearch-8.15/ and records every request, so the
-tests check both what the adapter sends and how it reads what comes back.
+A real HTTP server on 127.0.0.1 answers the elasticsearch-py 8.x client with the bodies in
+tests/fixtures/elasticsearch-8.15/ and records every request. Everything a server answers
+(mappings, bulk errors, kNN, stats, snapshots) is tested against a real Elasticsearch node in
+tests/integration/test_elasticsearch_engine.py.
 """
 
 from __future__ import annotations
@@ -20,10 +22,6 @@ import pytest
 
 from libs.common.engines.base import (
     ClusterHealth,
-    IndexAlreadyExists,
-    IndexNotFound,
-    IndexResult,
-    SearchHit,
     VectorDocument,
     VectorIndexSpec,
     VectorQuery,
@@ -36,9 +34,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "elasticsearch-8.1
 ROUTES: dict[tuple[str, str], tuple[int, str]] = {
     ("GET", "/_cluster/health"): (200, "cluster_health.json"),
     ("PUT", "/movies-000001"): (200, "indices_create.json"),
-    ("PUT", "/movies-existing-000001"): (400, "indices_create_exists.json"),
-    ("GET", "/movies/_mapping"): (200, "indices_get_mapping.json"),
-    ("GET", "/missing/_mapping"): (404, "index_not_found.json"),
     # Elasticsearch takes POST and PUT on /_bulk; elasticsearch-py 8.x sends PUT
     ("POST", "/_bulk"): (200, "bulk_mixed.json"),
     ("PUT", "/_bulk"): (200, "bulk_mixed.json"),
@@ -131,121 +126,6 @@ async def engine(endpoint):
         yield engine
     finally:
         await engine.close()
-
-
-def _only(requests: list[RecordedRequest], method: str, path: str) -> RecordedRequest:
-    matching = [r for r in requests if (r.method, r.path) == (method, path)]
-    assert len(matching) == 1, [(r.method, r.path) for r in requests]
-    return matching[0]
-
-
-async def test_health_reads_status_and_node_count(engine, requests):
-    health = await engine.health()
-
-    assert health == ClusterHealth(status="yellow", nodes=1, cluster_name="docker-cluster")
-    assert [(r.method, r.path) for r in requests] == [("GET", "/_cluster/health")]
-
-
-@pytest.mark.parametrize(
-    ("similarity", "expected"),
-    [("cosine", "cosine"), ("l2", "l2_norm"), ("dot_product", "dot_product")],
-)
-async def test_create_vector_index_sends_dense_vector_mapping(engine, requests, similarity, expected):
-    await engine.create_vector_index(VectorIndexSpec("movies", 3, similarity, ["title"]))
-
-    # the first generation of the index, behind an alias of the index's name
-    request = _only(requests, "PUT", "/movies-000001")
-    assert request.body == {
-        "aliases": {"movies": {"is_write_index": True}},
-        "mappings": {
-            "properties": {
-                "vector": {"type": "dense_vector", "dims": 3, "index": True, "similarity": expected},
-                "title": {
-                    "type": "text",
-                    "fields": {"keyword": {"type": "keyword", "ignore_above": 256}},
-                },
-            }
-        },
-    }
-
-
-async def test_create_existing_index_raises_index_already_exists(engine, requests):
-    with pytest.raises(IndexAlreadyExists) as info:
-        await engine.create_vector_index(VectorIndexSpec("movies-existing", 3, "cosine"))
-
-    assert info.value.status == 409
-    request = _only(requests, "PUT", "/movies-existing-000001")
-    assert request.body["mappings"]["properties"]["vector"]["dims"] == 3
-
-
-async def test_vector_dimensions_from_recorded_mapping(engine, requests):
-    assert await engine.vector_dimensions("movies") == 3
-    _only(requests, "GET", "/movies/_mapping")
-
-
-async def test_vector_dimensions_of_missing_index_raises_index_not_found(engine, requests):
-    with pytest.raises(IndexNotFound) as info:
-        await engine.vector_dimensions("missing")
-
-    assert info.value.status == 404
-    _only(requests, "GET", "/missing/_mapping")
-
-
-async def test_index_documents_sends_ndjson_and_reads_mixed_result(engine, requests):
-    documents = [
-        VectorDocument("1", [0.1, 0.2, 0.3], {"title": "The Godfather", "genre": "drama"}),
-        VectorDocument("2", [0.4, 0.5], {"title": "Broken", "genre": "comedy"}),
-    ]
-
-    result = await engine.index_documents("movies", documents)
-
-    [request] = [r for r in requests if r.path == "/_bulk"]
-    assert request.method in ("POST", "PUT")
-    assert "x-ndjson" in request.headers["content-type"]
-    assert request.query.get("refresh") == ["wait_for"]
-    assert request.body == [
-        {"index": {"_index": "movies", "_id": "1"}},
-        {"title": "The Godfather", "genre": "drama", "vector": [0.1, 0.2, 0.3]},
-        {"index": {"_index": "movies", "_id": "2"}},
-        {"title": "Broken", "genre": "comedy", "vector": [0.4, 0.5]},
-    ]
-    recorded = json.loads((FIXTURES / "bulk_mixed.json").read_text())
-    assert result == IndexResult(
-        indexed=1,
-        errors=[{"id": "2", "reason": recorded["items"][1]["index"]["error"]["reason"]}],
-    )
-    assert "different number of dimensions [2]" in result.errors[0]["reason"]
-
-
-async def test_vector_search_sends_top_level_knn(engine, requests):
-    hits = await engine.vector_search("movies", VectorQuery([0.1, 0.2, 0.3], k=2))
-
-    request = _only(requests, "POST", "/movies/_search")
-    knn = request.body["knn"]
-    assert knn["field"] == "vector"
-    assert knn["query_vector"] == [0.1, 0.2, 0.3]
-    assert knn["k"] == 2
-    assert knn["num_candidates"] >= knn["k"]
-    assert "filter" not in knn
-    assert "query" not in request.body  # knn is top-level, not a query clause
-    assert request.body["size"] == 2
-    # elasticsearch-py sends source_excludes as the `_source_excludes` query parameter
-    assert request.query.get("_source_excludes") == ["vector"]
-    assert hits == [
-        SearchHit(id="1", score=0.99817055, fields={"title": "The Godfather", "genre": "drama"}),
-        SearchHit(id="3", score=0.9415504, fields={"title": "Moonlight", "genre": "drama"}),
-    ]
-
-
-async def test_vector_search_filter_is_term_on_keyword_subfield(engine, requests):
-    await engine.vector_search("movies", VectorQuery([1.0, 0.0, 0.0], k=5, filter={"genre": "drama"}))
-
-    request = _only(requests, "POST", "/movies/_search")
-    knn = request.body["knn"]
-    assert knn["filter"] == [{"term": {"genre.keyword": "drama"}}]
-    assert knn["k"] == 5
-    assert knn["num_candidates"] >= 5
-    assert request.body["size"] == 5
 
 
 async def test_requests_carry_es8_compatibility_headers(engine, requests):

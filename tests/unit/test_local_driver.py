@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from libs.common.engines.admin import pending_drain
-from services.manager.drivers.local import MIXED, NodeProcess, parse_engine_cmdline, size_of, write_node_config
+from services.manager.drivers.local import MIXED, size_of, write_node_config
+from services.manager.drivers.local_processes import NodeProcess, parse_engine_cmdline
 from services.manager.planning import EngineSize
 
 CLUSTERS = Path("/state/clusters")
@@ -95,3 +96,25 @@ def test_a_cluster_that_formed_is_never_started_empty(tmp_path):
     with pytest.raises(EngineUnavailable, match="data of cluster c1 is gone"):
         driver._start_node(formed, 1, driver.size_for(spec))
     assert not (tmp_path / "state" / "clusters" / "c1" / "nodes" / "node_1" / "config").exists()
+
+
+def test_an_elasticsearch_node_is_recognised_as_one(tmp_path):
+    from services.manager.drivers.local_elasticsearch import elasticsearch_command
+    args = elasticsearch_command("java", "cp", "c1", 2, EngineSize(2, 384, 1), Path("/state/clusters/c1/nodes"), 19220)
+    node = parse_engine_cmdline(args, CLUSTERS)
+    assert (node.engine, node.cluster_id, node.node, node.heap_mb, node.http_base) == ("elasticsearch", "c1", 2, 384,
+                                                                                      19220)
+    assert parse_engine_cmdline(cmdline("/state/clusters/c1/nodes"), CLUSTERS).engine == "opensearch"
+
+
+def test_elasticsearch_nodes_find_each_other_and_only_node_one_bootstraps(tmp_path):
+    from services.manager.drivers.local_elasticsearch import write_elasticsearch_config
+    ports = [19231, 19232]
+    write_elasticsearch_config(tmp_path / "nodes", 1, "127.0.0.1", 19220, ports, "c1", bootstrap=True)
+    write_elasticsearch_config(tmp_path / "nodes", 2, "127.0.0.1", 19220, ports, "c1", bootstrap=False)
+    first = (tmp_path / "nodes" / "node_1" / "config" / "elasticsearch.yml").read_text()
+    second = (tmp_path / "nodes" / "node_2" / "config" / "elasticsearch.yml").read_text()
+    assert 'cluster.initial_master_nodes: ["Node 1"]' in first and "initial_master_nodes" not in second
+    assert "discovery.type" not in first  # single-node discovery would refuse a second node
+    assert 'node.name: "Node 2"' in second and "http.port: 19222" in second and "transport.port: 19232" in second
+    assert f"path.repo: {tmp_path / 'snapshots'}" in second

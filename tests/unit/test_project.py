@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from libs.common.settings import ENGINE_VERSION, Settings
+from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,6 +25,8 @@ def test_engine_recipe_and_settings_name_the_same_version():
     knn = re.search(r"<opensearch.knn.version>([\d.]+)<", pom).group(1)
     assert runner == knn
     assert runner.startswith(ENGINE_VERSION + ".")
+    elasticsearch = (REPO / "deploy" / "engine" / "elasticsearch" / "pom.xml").read_text()
+    assert re.search(r"<elasticsearch.version>([\d.]+)<", elasticsearch).group(1) == ELASTICSEARCH_VERSION
 
 
 def test_no_module_but_subjects_spells_a_subject():

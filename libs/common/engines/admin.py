@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
+from libs.common.engines.paged_copy import PagedCopyFailed, is_paged, paged_copy_step, start_paged_copy
+
 Request = Callable[[str, str, dict[str, Any] | None], Awaitable[Any]]
 
 def generation_name(alias: str, generation: int) -> str:
@@ -67,11 +69,23 @@ class EngineAdmin:
             {"add": {"index": target, "alias": alias, "is_write_index": True}},
         ]})
 
-    async def start_copy(self, source: str, target: str) -> str:
+    async def start_copy(self, source: str, target: str, paged: bool = False) -> str:
+        """The copy of a reshard: `_reindex` as a task, or paged (an engine without reindex)."""
+        if paged:
+            return await start_paged_copy(self._request, source, target)
         # op_type create: a document written to the new generation meanwhile is newer; keep it
         body = {"conflicts": "proceed", "source": {"index": source}, "dest": {"index": target, "op_type": "create"}}
         answer = await self._request("POST", "/_reindex?wait_for_completion=false&refresh=true", body)
         return answer["task"]
+
+    async def copy_step(self, task_id: str) -> tuple[bool, str]:
+        """Advance a copy (a paged one copies; `_reindex` runs by itself): (done, its task id now)."""
+        if is_paged(task_id):
+            try:
+                return await paged_copy_step(self._request, task_id)
+            except PagedCopyFailed as exc:
+                raise CopyFailed(str(exc)) from exc
+        return await self.copy_done(task_id), task_id
 
     async def copy_done(self, task_id: str) -> bool:
         answer = await self._request("GET", f"/_tasks/{task_id}", None)

@@ -111,8 +111,8 @@ class ElasticsearchEngine:
 
     async def _request(self, method: str, path: str, body):
         headers = {"accept": "application/json"}
-        if body is not None:
-            headers["content-type"] = "application/json"
+        if body is not None:  # a list of objects is NDJSON (a bulk)
+            headers["content-type"] = "application/x-ndjson" if isinstance(body, list) else "application/json"
         try:
             return (await self._client.perform_request(method, path, headers=headers, body=body)).body
         except ApiError as exc:

@@ -32,6 +32,8 @@ class ResizeInProgress(Exception):
 class Driver(Protocol):
     # engine -> versions it can run, the default first
     engine_versions: dict[str, list[str]]
+    # engine -> the modules it lacks here (libs.common.engines.capabilities); the platform avoids them
+    engine_lacks: dict[str, frozenset[str]]
 
     # the size this driver runs a spec at; `observe` reports sizes in the same terms
     def size_for(self, spec: ClusterSpec) -> EngineSize: ...

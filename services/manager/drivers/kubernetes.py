@@ -111,6 +111,7 @@ def _refusal(exc: ApiException, what: str) -> EngineUnavailable:
 
 class KubernetesDriver:
     engine_versions = ENGINE_VERSIONS
+    engine_lacks: dict[str, frozenset[str]] = {}  # the official images carry every module
 
     def __init__(
         self, settings: Settings, api: client.ApiClient | None = None, connect: ConnectEngine = connect_engine

