@@ -166,7 +166,8 @@ def register_handlers(broker: NatsBroker, platform: Platform) -> None:
         def wanted(record: ClusterRecord) -> bool:
             # the tenant may have pinned or bounded the cluster since the controller asked
             allowed = record.scaling.autoscaling and record.scaling.min_nodes <= event.nodes <= record.scaling.max_nodes
-            return allowed and not record.delete_requested and record.spec.replicas != event.nodes
+            asleep = record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING)
+            return allowed and not asleep and not record.delete_requested and record.spec.replicas != event.nodes
 
         def change(record: ClusterRecord) -> ClusterRecord | None:
             if not wanted(record):

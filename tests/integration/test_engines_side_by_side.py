@@ -1,6 +1,6 @@
 """Both local engines through the platform: a cluster of each becomes ready, and the same
-vectors give the same known nearest neighbours on both; the Elasticsearch cluster's endpoint
-serves the official elasticsearch 8.x client and says which modules it lacks."""
+vectors give the same known nearest neighbours on both; the Elasticsearch cluster's endpoint (the
+gateway) serves the official elasticsearch 8.x client and says which modules it lacks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from libs.common.settings import ELASTICSEARCH_VERSION
-from tests.conftest import seed_request
+from tests.conftest import OPERATOR_KEY, seed_request
 from tests.helpers import wait_for_status
 
 # four unit-length directions and a query between the first two: the order is known by hand
@@ -65,7 +65,8 @@ def test_known_nearest_neighbours_on_each_engine(api, clusters, engine):
 
 
 def test_the_elasticsearch_endpoint_serves_the_official_client(clusters):
-    with Elasticsearch(clusters["elasticsearch"]["endpoint"]) as client:
+    # through the gateway, with the key as the client sends an API key; its product check passes
+    with Elasticsearch(clusters["elasticsearch"]["endpoint"], api_key=OPERATOR_KEY) as client:
         assert client.info()["version"]["number"] == ELASTICSEARCH_VERSION  # after its product check
         client.index(index="notes", id="1", document={"text": "hello"}, refresh=True)
         assert client.search(index="notes", query={"match": {"text": "hello"}})["hits"]["total"]["value"] == 1
