@@ -298,7 +298,8 @@ class LocalDriver:
     async def hibernate(self, cluster: ClusterRecord) -> int:
         """Flush, then stop every node; the data directories stay for the wake."""
         running = self._running(cluster.id)
-        stored = await flush_and_measure(self._engine(self.endpoint(self._http_base(cluster.id)))) if running else 0
+        endpoint = self.endpoint(self._http_base(cluster.id))
+        stored = await flush_and_measure(connect_engine(cluster.spec.engine, endpoint)) if running else 0
         await self._stop_nodes(list(running.values()))
         return stored
 
