@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from libs.common.engines import connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials, utcnow
 from libs.common.settings import Settings
-from services.manager.drivers import ResizeInProgress, EngineUnavailable
+from services.manager.drivers import EngineUnavailable
 from services.manager.drivers.kubernetes_engine import ConnectEngine, EngineCalls
 from services.manager.drivers.kubernetes_manifests import (
     render_cluster,

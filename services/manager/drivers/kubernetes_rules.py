@@ -254,5 +254,5 @@ def pending_claim_note(claims: list[Manifest]) -> str | None:
                     "mark one default (annotation storageclass.kubernetes.io/is-default-class=true) or set "
                     "ESS_STORAGE_CLASS")
         return (f"volume claim {name} is Pending on StorageClass {storage_class}: check that it exists and that "
-                "its provisioner runs (kubectl describe pvc shows its events)")
+                "its provisioner runs (the claim's events say why)")
     return None
