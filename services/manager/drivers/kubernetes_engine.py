@@ -118,6 +118,8 @@ class EngineCalls:
 
     async def lift_exclusions(self, cluster_id: str, engine: str, endpoint: str,
                               credentials: EngineCredentials | None) -> None:
+        if not self._settings.kube_engines_reachable:
+            return  # no drain ever reached the engine, so none left exclusions behind
         search = self._dial(engine, endpoint, credentials)
         try:
             await asyncio.wait_for(search.admin().clear_exclusions(), self._settings.kube_engine_timeout_s)
