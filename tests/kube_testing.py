@@ -74,6 +74,20 @@ def make_driver(plane: ControlPlane, token: str, engine: FakeEngine, **overrides
     return KubernetesDriver(settings(**overrides), api=plane.api_client(token), connect=engine.connect)
 
 
+def requests_of(driver: KubernetesDriver) -> list[tuple[str, str]]:
+    """From now on, (method, URL) of every request the driver sends to the API server."""
+    sent: list[tuple[str, str]] = []
+    rest = driver._apis["core"].api_client.rest_client
+    original = rest.request
+
+    def recorded(method, url, *args, **kwargs):
+        sent.append((method, url))
+        return original(method, url, *args, **kwargs)
+
+    rest.request = recorded
+    return sent
+
+
 class Admin:
     """What an operator with kubectl sees."""
 
@@ -83,6 +97,14 @@ class Admin:
 
     def statefulset(self, namespace: str) -> client.V1StatefulSet:
         return self.apps.read_namespaced_stateful_set("engine", namespace)
+
+    def terminating(self, namespace: str) -> bool:
+        try:
+            return self.core.read_namespace(namespace).metadata.deletion_timestamp is not None
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
 
     def namespace_exists(self, namespace: str) -> bool:
         try:
