@@ -62,7 +62,8 @@ class ControlPlane:
 
     # -- starting and stopping --------------------------------------------------------------
     def start(self, nodes: int = 3) -> None:
-        missing = [str(path) for path in BINARIES.values() if not path.is_file()]
+        missing = [str(path) for path in [*BINARIES.values(), BINARIES["kwok"].parent / "stages.yaml"]
+                   if not path.is_file()]
         assert not missing, f"not built: {', '.join(missing)}; run `make kube-tools` (needs Go, ~16 min once)"
         try:
             self._start_etcd_and_apiserver()
@@ -110,9 +111,11 @@ class ControlPlane:
                     "--enable-hostpath-provisioner", "--service-cluster-ip-range=10.96.0.0/16",
                     f"--root-ca-file={self.ca_file}", "--use-service-account-credentials=false")
         self._spawn("kube-scheduler", kubeconfig, "--leader-elect=false", "--secure-port=0")
-        self._spawn("kwok", kubeconfig, "--manage-all-nodes=false",
-                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                    f"--server-address=127.0.0.1:{free_port()}", "--cidr=10.244.0.1/16", "--node-ip=127.0.0.1")
+        # kwok renews each node's Lease, so the node lifecycle controller keeps the nodes Ready
+        self._spawn("kwok", kubeconfig, f"--config={BINARIES['kwok'].parent / 'stages.yaml'}",
+                    "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                    "--node-lease-duration-seconds=40", f"--server-address=127.0.0.1:{free_port()}",
+                    "--cidr=10.244.0.1/16", "--node-ip=127.0.0.1")
 
     def _wait(self, name: str, url: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -7,8 +7,6 @@ prints is accepted without a warning.
 from __future__ import annotations
 
 import asyncio
-import copy
-import json
 import uuid
 
 import pytest
@@ -121,11 +119,11 @@ async def test_what_render_prints_is_accepted_without_a_warning(control_plane, e
     for obj in objects:
         resource = api.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         path = resource.path(name=obj["metadata"]["name"], namespace=obj["metadata"].get("namespace"))
-        answer = await asyncio.to_thread(
-            api.client.call_api, path, "PATCH", query_params=[("fieldManager", "review"), ("force", "true")],
+        request = api.client.param_serialize(
+            "PATCH", path, query_params=[("fieldManager", "review"), ("force", "true")],
             header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-            body=json.loads(json.dumps(copy.deepcopy(obj))), auth_settings=["BearerToken"], _preload_content=False)
-        response = answer[0]
-        assert response.status in (200, 201), response.data
+            body=obj, auth_settings=["BearerToken"])
+        response = await asyncio.to_thread(api.client.call_api, *request)
+        assert response.status in (200, 201), response.read()
         warnings += [w for w in [response.headers.get("Warning")] if w]
     assert warnings == []

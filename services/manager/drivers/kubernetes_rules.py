@@ -253,6 +253,6 @@ def pending_claim_note(claims: list[Manifest]) -> str | None:
             return (f"volume claim {name} is Pending: the Kubernetes cluster has no default StorageClass; "
                     "mark one default (annotation storageclass.kubernetes.io/is-default-class=true) or set "
                     "ESS_STORAGE_CLASS")
-        return (f"volume claim {name} is Pending on StorageClass {storage_class}: check that it exists and that "
-                "its provisioner runs (the claim's events say why)")
+        return (f"volume claim {name} is Pending on StorageClass {storage_class}: waiting for a volume; if it "
+                "stays so, check that the class exists and its provisioner runs (the claim's events say why)")
     return None
