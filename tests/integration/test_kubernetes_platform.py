@@ -32,6 +32,8 @@ def kube_api(control_plane: ControlPlane, manager_token: str, tmp_path_factory) 
         "ESS_NATS_URL": f"nats://127.0.0.1:{free_port()}", "ESS_API_PORT": str(free_port()),
         "ESS_STATE_DIR": str(state), "ESS_OPERATOR_KEY": OPERATOR_KEY, "ESS_DRIVER": "kubernetes",
         "ESS_KUBE_CONFIG": str(kubeconfig), "ESS_KUBE_ENGINES_REACHABLE": "false",
+        # its own prefix: the other tests' namespaces are no orphans of this manager
+        "ESS_KUBE_NAMESPACE_PREFIX": "e2e-",
         "ESS_RECONCILE_INTERVAL_S": "1", "ESS_LOG_LEVEL": "INFO",
     }
     nats = NatsServer(env["ESS_NATS_URL"], state / "nats", state / "logs" / "nats.log")
@@ -64,7 +66,7 @@ def test_post_patch_delete_through_the_api_on_kubernetes(kube_api, control_plane
     created = kube_api.post("/clusters", json=body)
     assert created.status_code == 202, created.text
     cluster_id = created.json()["id"]
-    namespace = f"ess-{cluster_id}"
+    namespace = f"e2e-{cluster_id}"
 
     ready = wait_for(kube_api, cluster_id, lambda c: c.get("status") == "ready", "ready")
     assert ready["nodes"] == 1 and ready["health"] is None
