@@ -47,12 +47,21 @@ build_kubernetes() {
 }
 
 build_kwok() {
-  local dest=$TOOLS_DIR/kwok-$KWOK_VERSION
-  [ -x "$dest/kwok" ] && return 0
+  local dest=$TOOLS_DIR/kwok-$KWOK_VERSION module
+  [ -x "$dest/kwok" ] && [ -s "$dest/stages.yaml" ] && return 0
   need_go kwok
   echo "building kwok $KWOK_VERSION into $dest (once)"
   mkdir -p "$dest"
-  GOBIN=$dest go_build install -trimpath -ldflags='-s -w' "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  [ -x "$dest/kwok" ] || GOBIN=$dest go_build install -trimpath -ldflags='-s -w' "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  # the kwok binary brings no behaviour of its own: the release's "fast" stages make nodes
+  # Ready and pods Running and Ready at once, and finish pods being deleted
+  module=$(cd "$TOOLS_DIR" && GOFLAGS=-mod=mod "$GO" mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+               pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    cat "$module/kustomize/stage/$stage.yaml"; echo "---"
+  done > "$dest/stages.yaml.partial"
+  mv "$dest/stages.yaml.partial" "$dest/stages.yaml"
 }
 
 mkdir -p "$TOOLS_DIR"
