@@ -241,9 +241,14 @@ async def test_the_resource_quota_is_enforced_by_admission(driver, control_plane
     cluster = record(cluster_id)
     await driver.start(cluster, driver.size_for(cluster.spec))
     await ready_observation(driver, cluster_id, 1)
-    extra = client.V1Pod(metadata=client.V1ObjectMeta(name="extra"), spec=client.V1PodSpec(containers=[
-        client.V1Container(name="c", image="busybox", resources=client.V1ResourceRequirements(
-            limits={"cpu": "100m", "memory": "64Mi"}))]))
+    # small, and within the namespace's restricted pod security: only the quota stands in its way
+    extra = client.V1Pod(metadata=client.V1ObjectMeta(name="extra"), spec=client.V1PodSpec(
+        security_context=client.V1PodSecurityContext(run_as_non_root=True, run_as_user=1000,
+                                                     seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault")),
+        containers=[client.V1Container(
+            name="c", image="busybox", resources=client.V1ResourceRequirements(limits={"cpu": "100m", "memory": "64Mi"}),
+            security_context=client.V1SecurityContext(allow_privilege_escalation=False,
+                                                      capabilities=client.V1Capabilities(drop=["ALL"])))]))
 
     with pytest.raises(ApiException) as refused:
         client.CoreV1Api(control_plane.admin()).create_namespaced_pod(f"ess-{cluster_id}", extra)
