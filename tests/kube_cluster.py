@@ -11,6 +11,7 @@ behind a default StorageClass, so StatefulSet claims bind as on a real cluster.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -135,7 +136,17 @@ class ControlPlane:
     def log_tail(self, name: str, chars: int = 3000) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")[-chars:]
 
+    def _volume_directories(self) -> list[Path]:
+        """The directories the host-path provisioner made on this machine for our volumes."""
+        try:
+            volumes = client.CoreV1Api(self.admin()).list_persistent_volume(_request_timeout=5).items
+        except Exception:  # the API server never came up: it provisioned nothing
+            return []
+        paths = [Path(v.spec.host_path.path) for v in volumes if v.spec.host_path]
+        return [p for p in paths if p.parent == Path("/tmp/hostpath_pv")]
+
     def stop(self) -> None:
+        leftovers = self._volume_directories() if "kube-apiserver" in self.processes else []
         # the dependents first, etcd last
         for name in reversed(list(self.processes)):
             process = self.processes.pop(name)
@@ -146,6 +157,8 @@ class ControlPlane:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+        for directory in leftovers:
+            shutil.rmtree(directory, ignore_errors=True)
 
     # -- clients -----------------------------------------------------------------------------
     def write_kubeconfig(self, path: Path, token: str) -> Path:

@@ -6,7 +6,8 @@ live state already holds what would be sent is not sent at all, so applying an u
 spec again writes nothing and a changed spec touches only the objects that changed.
 Generated Secrets are made once and never replaced. Only the official `kubernetes` client
 talks to the API (its blocking calls run in worker threads); the engine itself is asked
-only for its health and, before nodes go away, to move their shards elsewhere.
+only for its health and, before nodes go away, to move their shards elsewhere
+(`kubernetes_engine`, which also bounds how long a drain may stall).
 """
 
 from __future__ import annotations
