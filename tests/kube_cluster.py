@@ -218,6 +218,15 @@ class ControlPlane:
             "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate",
         }])
 
+    def wait_for_deployment(self, namespace: str, name: str, timeout_s: float) -> None:
+        apps = client.AppsV1Api(self.admin())
+        deadline = time.monotonic() + timeout_s
+        while not apps.read_namespaced_deployment(name, namespace).status.available_replicas:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"deployment {namespace}/{name} not available within {timeout_s:.0f} s:\n"
+                                   f"{self.log_tail('kube-controller-manager')}\n{self.log_tail('kube-scheduler')}")
+            time.sleep(0.1)
+
     def memory_mib(self) -> float:
         """Resident memory of every process of the control plane, in MiB."""
         total = 0

@@ -134,7 +134,7 @@ async def ready_observation(driver: KubernetesDriver, cluster_id: str, nodes: in
     async def check():
         observed = await driver.observe(cluster_id)
         return observed if observed.nodes == nodes and observed.health else None
-    return await until(check, f"{nodes} pod(s) of {cluster_id} ready")
+    return await until(check, f"{nodes} pod(s) of {cluster_id} ready", timeout_s=120)
 
 
 class RecordsInMemory:

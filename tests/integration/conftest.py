@@ -22,8 +22,10 @@ def control_plane(tmp_path_factory) -> ControlPlane:
     started = time.monotonic()
     plane.start(nodes=3)
     try:
-        # the control plane of deploy/kubernetes, as an operator installs it
+        # the control plane of deploy/kubernetes, as an operator installs it; its pods Ready
+        # prove scheduler, controllers and kwok at work before any test counts on them
         plane.apply(kustomize_build("deploy/kubernetes"))
+        plane.wait_for_deployment("es-serverless", "manager", timeout_s=180)
         print(f"\nkubernetes control plane up in {time.monotonic() - started:.1f} s, {plane.memory_mib():.0f} MiB")
         yield plane
     finally:
