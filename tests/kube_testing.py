@@ -167,7 +167,7 @@ async def publish_nowhere(event, subject) -> None:
 
 
 async def reconcile_until(provisioner: Provisioner, store: RecordsInMemory, cluster_id: str, done, what: str,
-                          timeout_s: float = 60.0) -> ClusterRecord:
+                          timeout_s: float = 120.0) -> ClusterRecord:
     async def step():
         await provisioner.reconcile(cluster_id)
         current = store.records.get(cluster_id)
