@@ -14,7 +14,7 @@ GO=$(command -v go || true)
 [ -z "$GO" ] && [ -x /usr/local/go/bin/go ] && GO=/usr/local/go/bin/go
 need_go() {
   [ -n "$GO" ] && return 0
-  echo "$1: Go 1.26+ is needed to build it from the Go module proxy (https://go.dev/dl, or apt install golang-go)" >&2
+  echo "$1: Go 1.26+ is needed to build it from the Go module proxy (https://go.dev/dl)" >&2
   exit 2
 }
 # a shared machine: build at the lowest priority, on at most two cores
