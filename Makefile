@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 KUSTOMIZE_VERSION := v5.5.0
 KUSTOMIZE := $(HOME)/.cache/es-serverless/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 
-.PHONY: setup up down test bench clean test-tools kustomize
+.PHONY: setup up down test bench clean test-tools kustomize kube-tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -42,7 +42,12 @@ $(KUSTOMIZE):
 
 kustomize: $(KUSTOMIZE)
 
-test: setup test-tools $(KUSTOMIZE)
+# a real Kubernetes control plane for the driver's tests (etcd, kube-apiserver, controller
+# manager, scheduler, kwok), built once from the Go module proxy: ~16 min cold on 2 cores
+kube-tools:
+	@bash deploy/tools/build.sh
+
+test: setup test-tools $(KUSTOMIZE) kube-tools
 	KUSTOMIZE=$(KUSTOMIZE) $(PY) -m pytest -q
 
 bench: setup

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     kube_cluster_domain: str = "cluster.local"  # the DNS domain of Services in endpoints
     kube_delete_timeout_s: float = Field(default=300.0, gt=0)  # how long remove waits for a namespace to go
     kube_engine_timeout_s: float = Field(default=2.0, gt=0)  # health and drain calls from the manager to an engine
+    # false: the manager cannot dial engines (it runs outside the cluster); pods' readiness makes ready
+    kube_engines_reachable: bool = True
+    # a drain without progress this long is given up; below ESS_PROVISION_TIMEOUT_S, which would
+    # otherwise fail a cluster whose engine stopped answering mid-drain instead of keeping its size
+    kube_drain_timeout_s: float = Field(default=120.0, gt=0)
     image_registry: str = ""  # "": each image's public registry (docker.elastic.co, docker.io)
     elasticsearch_repository: str = "elasticsearch/elasticsearch"
     elasticsearch_image_tag: str = ELASTICSEARCH_VERSION

@@ -15,6 +15,8 @@ from libs.common.quantities import parse_bytes, parse_cpu_millis
 from services.manager.transitions import idle_s
 
 HEALTHY = ("green", "yellow")
+# the reason of a ready cluster whose last change of nodes was given up: kept until the next change
+RESIZE_GIVEN_UP = "change of nodes given up"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class EngineObservation:
     endpoint: str | None = None
     credentials: EngineCredentials | None = None  # None: the engine asks for none
     down: int = 0  # nodes of the cluster whose process is not running (the rest serve)
+    note: str | None = None  # what the driver saw that the status reason should tell a person
+    # ready rests on the pods' readiness probes: the manager cannot ask the engine (health stays None)
+    probes_only: bool = False
 
 
 class Step(StrEnum):
@@ -91,10 +96,11 @@ def plan_reconcile(
                                              f"{record.hibernate_after_s})")
     settling = record.status in (ClusterStatus.REQUESTED, ClusterStatus.PROVISIONING, ClusterStatus.SCALING,
                                  ClusterStatus.WAKING)
-    if settling and now - record.updated_at > timedelta(seconds=provision_timeout_s) and observed.health not in HEALTHY:
+    answered = observed.health in HEALTHY or observed.probes_only
+    if settling and now - record.updated_at > timedelta(seconds=provision_timeout_s) and not answered:
         return ReconcilePlan(
             Step.FAIL,
-            f"engine not healthy within {provision_timeout_s:.0f} s; see its engine.log",
+            f"engine not healthy within {provision_timeout_s:.0f} s; {observed.note or 'see its engine.log'}",
             ClusterStatus.FAILED,
         )
     if not observed.running:
@@ -110,13 +116,25 @@ def plan_reconcile(
     if observed.down:
         # the others keep serving: heal in place, the status stays what it is
         return ReconcilePlan(Step.RESIZE, f"{observed.down} node(s) not running; restarting them")
-    if observed.health in HEALTHY and observed.nodes >= desired.nodes:
+    if (record.status == ClusterStatus.READY and record.observed_generation == record.generation
+            and record.status_reason.startswith(RESIZE_GIVEN_UP)):
+        return ReconcilePlan(Step.NOTHING, record.status_reason)
+    if answered and observed.nodes >= desired.nodes:
         if record.status != ClusterStatus.READY or record.observed_generation != record.generation:
-            return ReconcilePlan(Step.MARK_READY, f"engine healthy with {observed.nodes} node(s)", ClusterStatus.READY)
-        return ReconcilePlan(Step.NOTHING, "ready and matching its spec")
+            reason = observed.note or f"engine healthy with {observed.nodes} node(s)"
+            return ReconcilePlan(Step.MARK_READY, reason, ClusterStatus.READY)
+        return ReconcilePlan(Step.NOTHING, observed.note or "ready and matching its spec")
     if record.status == ClusterStatus.READY:
-        return ReconcilePlan(Step.NOTHING, f"ready, engine health {observed.health or 'not answering'}")
-    return ReconcilePlan(Step.WAIT, f"engine starting ({observed.nodes}/{desired.nodes} nodes)")
+        return ReconcilePlan(Step.NOTHING, observed.note or f"ready, engine health {observed.health or 'not answering'}")
+    return ReconcilePlan(Step.WAIT, observed.note or f"engine starting ({observed.nodes}/{desired.nodes} nodes)")
+
+
+def plan_given_up_resize(record: ClusterRecord, running: EngineSize, why: str) -> tuple[ClusterRecord, str]:
+    """The record back at the node count its engine still runs at, and a reason saying why."""
+    reason = f"{RESIZE_GIVEN_UP}: {record.spec.replicas} node(s) asked, {running.nodes} kept; {why}"
+    reverted = record.model_copy(deep=True)
+    reverted.spec = reverted.spec.model_copy(update={"replicas": running.nodes})
+    return reverted, reason
 
 
 def _describe_change(old: EngineSize | None, new: EngineSize) -> str:

@@ -19,13 +19,14 @@ from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.settings import Settings
 from libs.common.store import ClusterStore, RecordGone
-from services.manager.drivers import Driver, EngineUnavailable, ResizeInProgress
+from services.manager.drivers import Driver, EngineUnavailable, ResizeAbandoned, ResizeInProgress
 from services.manager.transitions import idle_s, request_hibernation
 from services.manager.planning import (
     EngineObservation,
     EngineSize,
     ReconcilePlan,
     Step,
+    plan_given_up_resize,
     plan_reconcile,
 )
 
@@ -115,6 +116,9 @@ class Provisioner:
         except ResizeInProgress as exc:
             await self._record(cluster_id, plan.status, str(exc))
             return True  # the next step follows soon
+        except ResizeAbandoned as exc:
+            await self._give_up_resize(record, observed, str(exc))
+            return False
         except EngineUnavailable as exc:
             await self._record(cluster_id, ClusterStatus.FAILED, str(exc), observed_generation=record.generation)
             return False
@@ -157,6 +161,8 @@ class Provisioner:
                 await self._record(record.id, ClusterStatus.FAILED, plan.reason, observed_generation=record.generation)
                 return False
             case Step.WAIT:
+                if observed.note:  # what holds the engine back, for a person to read
+                    await self._record(record.id, None, plan.reason)
                 return True
             case _:
                 if observed.running:
@@ -183,6 +189,27 @@ class Provisioner:
         stored = await self._driver.hibernate(record)
         await self._record(record.id, None, None, stored_bytes=stored)
         return True  # look again: the stopped engine is marked hibernated, or woken if asked meanwhile
+
+    async def _give_up_resize(self, record: ClusterRecord, observed: EngineObservation, why: str) -> None:
+        """The engine kept its size: its record goes back to that size, ready, with the reason;
+        a person asks again once the cause is fixed."""
+        given_up: list[ClusterRecord] = []
+
+        def change(current: ClusterRecord) -> ClusterRecord | None:
+            if current.generation != record.generation or observed.size is None or current.delete_requested:
+                return None  # changed meanwhile: that change is the one to make now
+            reverted, reason = plan_given_up_resize(current, observed.size, why)
+            reverted.generation += 1
+            reverted.observed_generation = reverted.generation
+            reverted.status, reverted.status_reason = ClusterStatus.READY, reason
+            reverted.health, reverted.nodes = observed.health, observed.nodes
+            given_up.append(reverted)
+            return reverted
+
+        await self._store.mutate(record.id, change)
+        if given_up:
+            self._log.warning("change of nodes given up", cluster=record.id, reason=given_up[0].status_reason)
+            await self._emit(given_up[0], ClusterStatus.READY, given_up[0].status_reason)
 
     async def _record(self, cluster_id: str, status: ClusterStatus | None, reason: str | None, **fields) -> None:
         """Write the observed fields, status last; emit a status event when the status changes,

@@ -3,7 +3,8 @@
 The spec comes from flags, or as the JSON body of a `POST /clusters` request on stdin, and
 is validated exactly as the API validates it. Nothing talks to any API; settings (image
 registry, storage class, ...) come from the `ESS_` environment as for the running manager.
-Generated Secrets show placeholders: their values exist only once applied.
+Generated Secrets show placeholders (their values exist only once applied), but for the
+transport certificates, which are a fresh set made for the output.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class _PlainDumper(yaml.SafeDumper):
 def render_yaml(cluster: ClusterRecord, settings: Settings) -> str:
     header = (f"# es-serverless cluster {cluster.id}: tenant {cluster.tenant_org_id}, service "
               f"{cluster.service_name}, {cluster.spec.engine} {cluster.spec.version}\n"
-              "# Secret values are placeholders; the driver generates them when it applies.\n")
+              "# Secret values are placeholders or made for this output; the driver generates its own when it applies.\n")
     return header + yaml.dump_all(
         render_for_review(cluster, settings), Dumper=_PlainDumper, sort_keys=False, explicit_start=True
     )

@@ -1,27 +1,34 @@
-"""Hibernation on the kubernetes driver: the StatefulSet goes to 0 replicas with its volume
-claims kept, no pod runs, and `start` brings the nodes back on the same claims."""
+"""Hibernation on the kubernetes driver, against the real control plane: the StatefulSet goes to
+0 replicas, no pod runs and the volume claim stays bound; a wake brings the pod back on it."""
 
 from __future__ import annotations
 
-from tests.integration.test_kubernetes_driver import (  # noqa: F401  (fixtures)
-    NS, STATEFULSETS, api_server, driver, engine, record, roll_out,
-)
+from libs.common.models import ClusterStatus, utcnow
+from services.manager.provisioner import Provisioner
+from services.manager.transitions import request_hibernation, request_wake
+from tests.kube_testing import RecordsInMemory, publish_nowhere, reconcile_until, record, until
 
 
-async def test_hibernate_scales_to_zero_keeps_the_claims_and_start_wakes_it(driver, api_server):
-    cluster = record(replicas=2)
-    size = driver.size_for(cluster.spec)
-    await driver.start(cluster, size)
-    roll_out(api_server)
-    assert (await driver.observe(cluster.id)).running
-    claims = api_server.live(STATEFULSETS, NS, "engine")["spec"]["volumeClaimTemplates"]
+async def test_a_hibernated_cluster_runs_no_pod_keeps_its_claim_and_wakes_on_it(driver, admin, cluster_id):
+    namespace = f"ess-{cluster_id}"
+    store = RecordsInMemory(record(cluster_id))
+    provisioner = Provisioner(driver._settings.model_copy(update={"hibernate_grace_s": 0}), store, driver,
+                              publish_nowhere, leases=None)
+    await reconcile_until(provisioner, store, cluster_id, lambda r: r.status == ClusterStatus.READY, "ready")
+    claim = admin.core.read_namespaced_persistent_volume_claim("data-engine-0", namespace)
 
-    await driver.hibernate(cluster)
-    asleep = api_server.live(STATEFULSETS, NS, "engine")
-    assert asleep["spec"]["replicas"] == 0 and asleep["spec"]["volumeClaimTemplates"] == claims
-    roll_out(api_server)  # the controller removed the pods
-    assert not (await driver.observe(cluster.id)).running  # nothing runs: the provisioner marks it hibernated
+    await store.mutate(cluster_id, lambda r: request_hibernation(r, "asked by the test"))
+    asleep = await reconcile_until(provisioner, store, cluster_id, lambda r: r.status == ClusterStatus.HIBERNATED,
+                                   "hibernated")
+    assert asleep.nodes == 0 and admin.statefulset(namespace).spec.replicas == 0
+    await until(lambda: not admin.core.list_namespaced_pod(namespace).items, "no pod left")
+    kept = admin.core.read_namespaced_persistent_volume_claim("data-engine-0", namespace)
+    assert (kept.metadata.uid, kept.status.phase) == (claim.metadata.uid, "Bound")
 
-    await driver.start(cluster, size)
-    awake = api_server.live(STATEFULSETS, NS, "engine")
-    assert awake["spec"]["replicas"] == 2 and awake["spec"]["volumeClaimTemplates"] == claims
+    await store.mutate(cluster_id, lambda r: request_wake(r, utcnow(), "asked by the test"))
+    awake = await reconcile_until(provisioner, store, cluster_id, lambda r: r.status == ClusterStatus.READY,
+                                  "awake again")
+    assert awake.nodes == 1 and admin.statefulset(namespace).spec.replicas == 1
+    pod = admin.core.list_namespaced_pod(namespace).items[0]
+    assert pod.spec.volumes[0].persistent_volume_claim.claim_name == "data-engine-0"
+    await driver.remove(cluster_id)

@@ -116,10 +116,18 @@ def test_invalid_request_names_each_field_and_its_fix_and_prints_nothing():
 
 def test_render_shows_placeholders_never_generated_secrets():
     code, out, _ = run_render(["--cluster-id", "c0a1b2c3d4e5f"], json.dumps(SEED))
-    secrets = [o for o in yaml.safe_load_all(out) if o["kind"] == "Secret"]
-    assert {s["metadata"]["name"] for s in secrets} == {rules.CREDENTIALS_SECRET, rules.TRANSPORT_TLS_SECRET}
-    for secret in secrets:
-        assert set(secret["stringData"].values()) <= {"elastic", rules.GENERATED_PLACEHOLDER}
+    secrets = {o["metadata"]["name"]: o for o in yaml.safe_load_all(out) if o["kind"] == "Secret"}
+    assert set(secrets) == {rules.CREDENTIALS_SECRET, rules.TRANSPORT_TLS_SECRET}
+    assert secrets[rules.CREDENTIALS_SECRET]["stringData"] == {"username": "elastic",
+                                                               "password": rules.GENERATED_PLACEHOLDER}
+    # PEM the API server can read (a placeholder made it warn), made for this output alone
+    tls = secrets[rules.TRANSPORT_TLS_SECRET]["stringData"]
+    x509.load_pem_x509_certificate(tls["tls.crt"].encode())
+    x509.load_pem_x509_certificate(tls["ca.crt"].encode())
+    again = {o["metadata"]["name"]: o for o in yaml.safe_load_all(run_render(["--cluster-id", "c0a1b2c3d4e5f"],
+                                                                            json.dumps(SEED))[1])
+             if o["kind"] == "Secret"}
+    assert again[rules.TRANSPORT_TLS_SECRET]["stringData"]["tls.key"] != tls["tls.key"]
 
 
 def test_render_starts_no_server_and_the_bare_module_still_serves(monkeypatch):
@@ -307,7 +315,8 @@ def test_a_pull_secret_is_copied_with_its_data_into_the_cluster_namespace():
 
 
 def test_no_subprocess_or_kubectl_in_the_driver_and_no_localhost_in_image_settings():
-    driver_files = ["kubernetes.py", "kubernetes_manifests.py", "kubernetes_rules.py", "kubernetes_secrets.py"]
+    driver_files = ["kubernetes.py", "kubernetes_manifests.py", "kubernetes_rules.py", "kubernetes_secrets.py",
+                    "kubernetes_engine.py"]
     for name in driver_files:
         source = (REPO / "services/manager/drivers" / name).read_text()
         imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse(source))

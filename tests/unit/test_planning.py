@@ -5,7 +5,14 @@ from datetime import timedelta
 import pytest
 
 from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus, utcnow
-from services.manager.planning import EngineObservation, EngineSize, Step, plan_engine_size, plan_reconcile
+from services.manager.planning import (
+    EngineObservation,
+    EngineSize,
+    Step,
+    plan_engine_size,
+    plan_given_up_resize,
+    plan_reconcile,
+)
 
 SIZE = EngineSize(nodes=1, heap_mb=256, processors=1)
 
@@ -111,3 +118,24 @@ def test_failed_cluster_stays_failed_until_its_spec_changes():
 
 def test_timestamps_are_recent():
     assert utcnow() - record().updated_at < timedelta(seconds=5)
+
+
+def test_an_engine_that_does_not_answer_is_never_ready_and_its_note_is_the_reason():
+    silent = EngineObservation(True, SIZE, None, 1, note="1 pod(s) ready, but the engine does not answer")
+    waiting = plan(record(ClusterStatus.PROVISIONING), silent)
+    assert (waiting.step, waiting.reason) == (Step.WAIT, silent.note)
+    failed = plan(record(ClusterStatus.PROVISIONING), silent, age_s=181)
+    assert failed.status == ClusterStatus.FAILED and silent.note in failed.reason
+
+
+def test_pods_ready_where_the_engine_cannot_be_asked_make_it_ready_without_a_colour():
+    probed = EngineObservation(True, SIZE, None, 1, note="1 pod(s) ready by their readiness probes", probes_only=True)
+    result = plan(record(ClusterStatus.PROVISIONING), probed)
+    assert (result.step, result.reason) == (Step.MARK_READY, probed.note)
+
+
+def test_a_given_up_change_of_nodes_keeps_its_reason_until_the_next_change():
+    reverted, reason = plan_given_up_resize(record(ClusterStatus.SCALING), EngineSize(3, 256, 1), "drain stalled")
+    assert reverted.spec.replicas == 3 and reason.startswith("change of nodes given up: 1 node(s) asked, 3 kept")
+    rec = record(ClusterStatus.READY, observed_generation=1, status_reason=reason)
+    assert plan(rec, EngineObservation(True, SIZE, "green", 1)).reason == reason

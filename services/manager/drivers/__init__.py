@@ -29,6 +29,11 @@ class ResizeInProgress(Exception):
     again soon. The message says what is under way, for the cluster's status reason."""
 
 
+class ResizeAbandoned(Exception):
+    """A change of nodes that could not progress within its bound was given up: the engine
+    still runs at its old size. The message says why and what a person can do about it."""
+
+
 class Driver(Protocol):
     # engine -> versions it can run, the default first
     engine_versions: dict[str, list[str]]

@@ -6,7 +6,8 @@ live state already holds what would be sent is not sent at all, so applying an u
 spec again writes nothing and a changed spec touches only the objects that changed.
 Generated Secrets are made once and never replaced. Only the official `kubernetes` client
 talks to the API (its blocking calls run in worker threads); the engine itself is asked
-only for its health and, before nodes go away, to move their shards elsewhere.
+only for its health and, before nodes go away, to move their shards elsewhere
+(`kubernetes_engine`, which also bounds how long a drain may stall).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import structlog
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from libs.common.engines import SearchEngine, connect_engine
+from libs.common.engines import connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials, utcnow
 from libs.common.settings import Settings
-from services.manager.drivers import EngineUnavailable, ResizeInProgress, flush_and_measure
+from services.manager.drivers import EngineUnavailable, flush_and_measure
+from services.manager.drivers.kubernetes_engine import ConnectEngine, EngineCalls
 from services.manager.drivers.kubernetes_manifests import (
     render_cluster,
     render_credentials_secret,
@@ -46,6 +48,7 @@ from services.manager.drivers.kubernetes_rules import (
     namespace_of,
     node_domains,
     node_names,
+    pending_claim_note,
     pod_size,
     size_of_statefulset,
     stamp,
@@ -56,7 +59,6 @@ from services.manager.planning import EngineObservation, EngineSize
 
 APPLY = "application/apply-patch+yaml"
 REFUSALS = (400, 401, 403, 422)  # the API will answer the same next time: a person must act
-ConnectEngine = Callable[[str, str, str | None, str | None], SearchEngine]
 
 
 class KindCalls(NamedTuple):
@@ -124,6 +126,7 @@ class KubernetesDriver:
             "policy": client.PolicyV1Api(api),
             "networking": client.NetworkingV1Api(api),
         }
+        self._engines = EngineCalls(settings, connect)
         self._connect = connect
         self._credentials: dict[str, EngineCredentials] = {}
         # quotas held wide while pods roll to a smaller size, settled once they have
@@ -195,13 +198,26 @@ class KubernetesDriver:
 
             self._ensure_generated("Secret", namespace, TRANSPORT_TLS_SECRET, make_tls)
         for name in settings.image_pull_secrets:
-            source = self._read("Secret", settings.kube_platform_namespace, name)
+            source = self._read_pull_secret(name)
             if source is None:
                 raise EngineUnavailable(
                     f"image pull secret {name!r} not found in namespace {settings.kube_platform_namespace}; "
                     "create it there or change ESS_IMAGE_PULL_SECRETS"
                 )
             self._apply(stamp(render_pull_secret_copy(cluster, settings, source)))
+
+    def _read_pull_secret(self, name: str) -> Manifest | None:
+        try:
+            return self._read("Secret", self._settings.kube_platform_namespace, name)
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            # the base ClusterRole names no pull secret: only the component grants one by name
+            raise EngineUnavailable(
+                f"the manager may not read the image pull secret {name!r} in namespace "
+                f"{self._settings.kube_platform_namespace} (403): add the component "
+                "deploy/kubernetes/components/image-pull-secrets to your kustomization with that name in its "
+                "resourceNames (the air-gapped overlay does this for regcred)") from exc
 
     def _apply_quota(self, cluster: ClusterRecord, quota: Manifest) -> None:
         """Apply the quota, held wide while pods of a larger size still run (settled in `observe`)."""
@@ -242,6 +258,11 @@ class KubernetesDriver:
                 raise
         return True
 
+    def _pending_claims(self, cluster_id: str) -> str | None:
+        namespace = namespace_of(cluster_id, self._settings)
+        answer = self._apis["core"].list_namespaced_persistent_volume_claim(namespace, _preload_content=False)
+        return pending_claim_note(json.loads(answer.data).get("items", []))
+
     def _list_cluster_namespaces(self) -> list[Manifest]:
         selector = f"{MANAGED_BY_LABEL}={FIELD_MANAGER},{CLUSTER_LABEL}"
         answer = self._apis["core"].list_namespace(label_selector=selector, _preload_content=False)
@@ -272,27 +293,16 @@ class KubernetesDriver:
         )
         size = size_of_statefulset(statefulset)
         if not (rolled_out and ready == wanted):
-            return EngineObservation(True, size, None, ready, endpoint, credentials)
+            note = await self._api("list the volume claims", self._pending_claims, cluster_id)
+            return EngineObservation(True, size, None, ready, endpoint, credentials, note=note)
         if cluster_id in self._settling:
             await self._api("settle the ResourceQuota", self._apply, self._settling.pop(cluster_id))
         if cluster_id in self._drained:  # the drained pods are gone: their names may hold shards again
             await self._lift_exclusions(self._drained.pop(cluster_id))
         engine = statefulset["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name", "elasticsearch")
-        health = await self._engine_health(engine, endpoint, credentials)
-        return EngineObservation(True, size, health, ready, endpoint, credentials)
-
-    async def _engine_health(self, engine: str, endpoint: str, credentials: EngineCredentials | None) -> str:
-        """The engine's own health; if the manager cannot reach it (it runs outside the
-        cluster), every pod's readiness probe already vouches for at least yellow."""
-        user, password = (credentials.username, credentials.password) if credentials else (None, None)
-        search = self._connect(engine, endpoint, user, password)
-        try:
-            health = await asyncio.wait_for(search.health(), timeout=self._settings.kube_engine_timeout_s)
-            return health.status
-        except Exception:
-            return "yellow"
-        finally:
-            await search.close()
+        health = await self._engines.health(engine, endpoint, credentials, ready)
+        return EngineObservation(True, size, health.status, ready, endpoint, credentials,
+                                 note=health.note, probes_only=health.probes_only)
 
     async def start(self, cluster: ClusterRecord, size: EngineSize) -> str:
         await self._api("apply the cluster", self._apply_cluster, cluster)
@@ -309,38 +319,22 @@ class KubernetesDriver:
             await self._lift_exclusions(cluster)
         return await self.start(cluster, new)
 
-    async def _engine(self, cluster: ClusterRecord) -> SearchEngine:
-        credentials = await self._api("read the credentials", self._read_credentials, cluster.id)
-        user, password = (credentials.username, credentials.password) if credentials else (None, None)
-        return self._connect(cluster.spec.engine, endpoint_of(cluster.id, self._settings), user, password)
-
     async def _drain(self, cluster: ClusterRecord, leaving: list[str], remaining: int) -> None:
-        """Start (or check) the drain; ResizeInProgress until `leaving` may go (see `pending_drain`)."""
-        search = await self._engine(cluster)
-        timeout = self._settings.kube_engine_timeout_s
-        try:
-            await asyncio.wait_for(search.admin().exclude_nodes(leaving), timeout)
-            pending = await asyncio.wait_for(search.admin().drain_pending(leaving, remaining), timeout)
-        except Exception as exc:
-            raise ResizeInProgress(f"cannot drain {', '.join(leaving)} yet: engine not reachable ({exc})") from exc
-        finally:
-            await search.close()
-        if pending:
-            raise ResizeInProgress(f"draining {', '.join(leaving)}: {pending} shard copies still to move")
+        credentials = await self._api("read the credentials", self._read_credentials, cluster.id)
+        await self._engines.drain(cluster.id, cluster.spec.engine, endpoint_of(cluster.id, self._settings),
+                                  credentials, leaving, remaining)
 
     async def _lift_exclusions(self, cluster: ClusterRecord) -> None:
-        search = await self._engine(cluster)
-        try:
-            await asyncio.wait_for(search.admin().clear_exclusions(), self._settings.kube_engine_timeout_s)
-        except Exception as exc:
-            # exclusions exist only after a drain, which needed the engine; without it there are none to lift
-            self._log.warning("could not lift node exclusions", cluster=cluster.id, error=str(exc))
-        finally:
-            await search.close()
+        credentials = await self._api("read the credentials", self._read_credentials, cluster.id)
+        await self._engines.lift_exclusions(cluster.id, cluster.spec.engine, endpoint_of(cluster.id, self._settings),
+                                            credentials)
 
     async def hibernate(self, cluster: ClusterRecord) -> int:
         """Flush, then scale the StatefulSet to 0: the claims stay, and `start` scales it back."""
-        stored = await flush_and_measure(await self._engine(cluster), self._settings.kube_engine_timeout_s)
+        credentials = await self._api("read the credentials", self._read_credentials, cluster.id)
+        user, password = (credentials.username, credentials.password) if credentials else (None, None)
+        engine = self._connect(cluster.spec.engine, endpoint_of(cluster.id, self._settings), user, password)
+        stored = await flush_and_measure(engine, self._settings.kube_engine_timeout_s)
         statefulset = next(m for m in render_cluster(cluster, self._settings) if m["kind"] == "StatefulSet")
         statefulset["spec"]["replicas"] = 0
         await self._api("scale the StatefulSet to 0", self._send, statefulset)
@@ -369,6 +363,7 @@ class KubernetesDriver:
         self._credentials.pop(cluster_id, None)
         self._settling.pop(cluster_id, None)
         self._drained.pop(cluster_id, None)
+        self._engines.forget(cluster_id)
         if not await self._api("delete the namespace", self._delete_namespace, cluster_id):
             return
         namespace = namespace_of(cluster_id, self._settings)

@@ -9,7 +9,9 @@ in `kubernetes_rules`).
 
 from __future__ import annotations
 
-from libs.common.models import ClusterRecord
+import json
+
+from libs.common.models import ClusterRecord, utcnow
 from libs.common.quantities import format_bytes, format_cpu_millis, parse_bytes, parse_cpu_millis
 from libs.common.settings import Settings
 from services.manager.drivers.kubernetes_rules import (
@@ -34,11 +36,13 @@ from services.manager.drivers.kubernetes_rules import (
     namespace_of,
     object_metadata,
     node_heap_mb,
+    node_domains,
     node_names,
     pod_labels,
     pod_selector,
     stamp,
 )
+from services.manager.drivers.kubernetes_secrets import issue_transport_certificates
 
 
 # -- the objects -------------------------------------------------------------------------
@@ -347,10 +351,13 @@ def render_for_review(cluster: ClusterRecord, settings: Settings) -> list[Manife
     objects = render_cluster(cluster, settings)
     secrets = [render_credentials_secret(cluster, settings, GENERATED_PLACEHOLDER)]
     if FLAVOURS[cluster.spec.engine].transport_tls:
-        secrets.append(render_transport_tls_secret(cluster, settings, *[GENERATED_PLACEHOLDER] * 3))
+        # a placeholder is no PEM, which the API server warns about: certificates made for this output
+        certs = issue_transport_certificates(cluster.id, node_domains(cluster.id, settings), utcnow())
+        secrets.append(render_transport_tls_secret(cluster, settings, certs.ca_pem, certs.cert_pem, certs.key_pem))
     for name in settings.image_pull_secrets:
         pull_secret = render_pull_secret_copy(cluster, settings, {"metadata": {"name": name}})
         del pull_secret["data"]
-        pull_secret["stringData"] = {".dockerconfigjson": COPIED_PLACEHOLDER}
+        # still a docker config, as the API server requires of this type
+        pull_secret["stringData"] = {".dockerconfigjson": json.dumps({"auths": {}, "placeholder": COPIED_PLACEHOLDER})}
         secrets.append(pull_secret)
     return objects[:1] + secrets + objects[1:]

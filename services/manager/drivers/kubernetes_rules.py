@@ -240,3 +240,19 @@ def widen_quota(desired: Manifest, live: Manifest | None) -> Manifest:
     widened = copy.deepcopy(desired)
     widened["spec"]["hard"] = wide
     return stamp(widened)
+
+
+def pending_claim_note(claims: list[Manifest]) -> str | None:
+    """Why the engine's volumes hold its pods back, if they do; None when every claim is bound."""
+    for claim in claims:
+        if claim.get("status", {}).get("phase") != "Pending":
+            continue
+        name, storage_class = claim["metadata"]["name"], claim.get("spec", {}).get("storageClassName")
+        if not storage_class:
+            # the API server fills in the default StorageClass when a claim is made; none was there
+            return (f"volume claim {name} is Pending: the Kubernetes cluster has no default StorageClass; "
+                    "mark one default (annotation storageclass.kubernetes.io/is-default-class=true) or set "
+                    "ESS_STORAGE_CLASS")
+        return (f"volume claim {name} is Pending on StorageClass {storage_class}: waiting for a volume; if it "
+                "stays so, check that the class exists and its provisioner runs (the claim's events say why)")
+    return None
