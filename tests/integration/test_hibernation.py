@@ -90,6 +90,8 @@ def test_writes_while_hibernation_begins_are_served_or_refused_never_lost(api, s
         stop.set()
     assert all(status == 503 for _, status in refused), refused
     wait_for_status(api, cluster["id"], "ready", timeout_s=90)
+    statuses = [e.status for e in asyncio.run(status_events(settings, cluster))]
+    assert "hibernated" in statuses and statuses[-1] == "ready", statuses  # it slept, and the writes woke it
     client.indices.refresh(index="racing")
     found = {h["_id"] for h in client.search(index="racing", body={"size": 10000})["hits"]["hits"]}
     lost = {doc_id for doc_id, _ in acknowledged} - found
