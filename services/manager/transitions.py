@@ -31,8 +31,9 @@ def request_wake(record: ClusterRecord, now: datetime, reason: str) -> ClusterRe
         return None  # awake, or already waking
     record.hibernate_requested = False
     record.last_active_at = now
-    if record.status == ClusterStatus.HIBERNATED:
-        record.status = ClusterStatus.WAKING
+    # also mid-hibernation: the stop under way completes, and `waking` makes the provisioner start
+    # it again (and the gateways hold requests) rather than see an engine that exited
+    record.status = ClusterStatus.WAKING
     record.status_reason = f"waking: {reason}"
     return record
 

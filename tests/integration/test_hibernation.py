@@ -70,6 +70,7 @@ def test_writes_while_hibernation_begins_are_served_or_refused_never_lost(api, s
     cluster = new_cluster(api, service_name="racing", hibernate_after_s=0)
     client = endpoint_client(cluster["endpoint"], OPERATOR_KEY, timeout=90, max_retries=0)
     client.indices.create(index="racing", body={"settings": {"number_of_shards": 1}})
+    before = {n.pid for n in engines_of(settings, cluster["id"])}
     acknowledged, refused, stop = [], [], threading.Event()
 
     def write(worker: int) -> None:
@@ -91,7 +92,8 @@ def test_writes_while_hibernation_begins_are_served_or_refused_never_lost(api, s
     assert all(status == 503 for _, status in refused), refused
     wait_for_status(api, cluster["id"], "ready", timeout_s=90)
     statuses = [e.status for e in asyncio.run(status_events(settings, cluster))]
-    assert "hibernated" in statuses and statuses[-1] == "ready", statuses  # it slept, and the writes woke it
+    assert "waking" in statuses and statuses[-1] == "ready", statuses  # the writes woke it...
+    assert before.isdisjoint(n.pid for n in engines_of(settings, cluster["id"]))  # ...from a stopped engine
     client.indices.refresh(index="racing")
     found = {h["_id"] for h in client.search(index="racing", body={"size": 10000})["hits"]["hits"]}
     lost = {doc_id for doc_id, _ in acknowledged} - found

@@ -60,6 +60,13 @@ def test_wake_clears_the_request_once_and_refuses_a_deleting_cluster():
         request_wake(record(ClusterStatus.HIBERNATED, hibernate_requested=True, delete_requested=True), utcnow(), "x")
 
 
+def test_a_wake_during_the_stop_starts_the_engine_again_as_a_wake_not_as_a_crash():
+    stopping = request_wake(ready(hibernate_requested=True), utcnow(), "a request while it stopped")
+    assert stopping.status == ClusterStatus.WAKING  # the gateways hold requests meanwhile
+    start = plan(stopping, EngineObservation(running=False))
+    assert (start.step, start.status) == (Step.START, ClusterStatus.WAKING)
+
+
 def test_hibernation_is_asked_of_a_ready_cluster_only_and_activity_only_moves_forward():
     with pytest.raises(NotNow):
         request_hibernation(record(ClusterStatus.PROVISIONING), "asked")
