@@ -337,6 +337,8 @@ class KubernetesDriver:
         stored = await flush_and_measure(engine, self._settings.kube_engine_timeout_s)
         statefulset = next(m for m in render_cluster(cluster, self._settings) if m["kind"] == "StatefulSet")
         statefulset["spec"]["replicas"] = 0
+        # a scale-in deletes the claims of the nodes that go; a hibernation must keep every one
+        statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] = "Retain"
         await self._api("scale the StatefulSet to 0", self._send, statefulset)
         return stored
 
