@@ -71,7 +71,9 @@ def test_post_patch_delete_through_the_api_on_kubernetes(kube_api, control_plane
     ready = wait_for(kube_api, cluster_id, lambda c: c.get("status") == "ready", "ready")
     assert ready["nodes"] == 1 and ready["health"] is None
     assert "readiness probes" in ready["status_reason"]
-    assert ready["endpoint"] == f"http://engine.{namespace}.svc.cluster.local:9200"
+    # tenants dial the gateway; the engine's own Service is the operator's to see
+    assert ready["engine_endpoint"] == f"http://engine.{namespace}.svc.cluster.local:9200"
+    assert ready["endpoint"].endswith(f"/{cluster_id}")
     assert ready["credentials"]["username"] == "elastic"
     apps, core = client.AppsV1Api(control_plane.admin()), client.CoreV1Api(control_plane.admin())
     labels = core.read_namespace(namespace).metadata.labels
