@@ -89,6 +89,8 @@ def test_documents_load_with_bulk_and_are_found(env, cluster, tmp_path):
     lines.write_text("\n".join(json.dumps(d) for d in [
         {"_id": "pie", "title": "apple pie"}, {"_id": "soup", "title": "leek soup"},
         {"_id": "tart", "title": "cherry tart"}]) + "\n")
+    made = ess(env, "indices", "create", listed["id"], "recipes")
+    assert made.returncode == 0 and "index recipes created" in made.stdout, made.stderr
     loaded = ess(env, "docs", "load", listed["id"], str(lines), "--index", "recipes", "--json")
     assert loaded.returncode == 0, loaded.stderr
     assert json.loads(loaded.stdout)["loaded"] == 3
@@ -117,3 +119,13 @@ def test_routes_the_api_lacks_are_named_not_failed_obscurely(env, cluster, api):
     if "/clusters/{cluster_id}/undelete" not in paths:
         undelete = ess(env, "clusters", "undelete", listed["id"])
         assert undelete.returncode == 1 and "no `undelete` yet" in undelete.stderr
+
+
+def test_scale_waits_until_the_nodes_serve(env, cluster):
+    _, listed = cluster
+    scaled = ess(env, "clusters", "scale", listed["id"], "--nodes", "2", "--json")
+    assert scaled.returncode == 0, scaled.stderr
+    answer = json.loads(scaled.stdout)
+    assert (answer["status"], answer["nodes"], answer["replicas"]) == ("ready", 2, 2)
+    hits = json.loads(ess(env, "search", listed["id"], "recipes", "title:tart", "--json").stdout)
+    assert [h["id"] for h in hits] == ["tart"]  # the documents served on through the scale
