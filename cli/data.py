@@ -9,7 +9,7 @@ from itertools import islice
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cli.client import ApiError, Client
 from cli.output import JsonOption, as_json, client, err, fail, handles_errors, out, own_tenant, table
@@ -61,6 +61,19 @@ def _batches(lines, size: int):
         yield batch
 
 
+def _documents(file: Path, lines):
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            document = json.loads(line)
+        except ValueError as exc:
+            fail(f"{file}:{number} is not a JSON document: {exc}", 2)
+        if not isinstance(document, dict):
+            fail(f"{file}:{number} is not a JSON object", 2)
+        yield document
+
+
 @docs.command("load")
 @handles_errors
 def load(cluster_id: str, file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON lines"),
@@ -69,16 +82,13 @@ def load(cluster_id: str, file: Path = typer.Argument(..., exists=True, dir_okay
     """Load a file of JSON lines (one document each; `_id` if given) with _bulk, with a progress bar."""
     api = client()
     url = endpoint(api, cluster_id)
-    lines = [line for line in file.read_text().splitlines() if line.strip()]
-    try:
-        documents = [json.loads(line) for line in lines]
-    except ValueError as exc:
-        fail(f"{file} is not JSON lines: {exc}", 2)
+    with file.open() as checking:  # a first pass: a bad line stops the load before anything is sent
+        total = sum(1 for _ in _documents(file, checking))
     loaded, errors = 0, []
-    with Progress(TextColumn("loading {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TransferSpeedColumn(), console=err, disable=json_out) as progress:
-        task = progress.add_task(file.name, total=len(documents))
-        for chunk in _batches(documents, batch):
+    with file.open() as lines, Progress(TextColumn("loading {task.description}"), BarColumn(), MofNCompleteColumn(),
+                                        TimeRemainingColumn(), console=err, disable=json_out) as progress:
+        task = progress.add_task(file.name, total=total)
+        for chunk in _batches(_documents(file, lines), batch):  # read as they go, not all at once
             answer = api.bulk(url, index, chunk)
             for item in answer.get("items", []):
                 result = next(iter(item.values()))
@@ -114,6 +124,8 @@ def search(cluster_id: str, index: str, query: str = typer.Argument(None, help="
             numbers = json.loads(vector)
         except ValueError:
             fail("--vector must be a JSON list of numbers, e.g. '[1, 0, 0]'", 2)
+        if any("=" not in f for f in filter_):
+            fail("--filter takes field=value, e.g. --filter course=dessert", 2)
         body = {"vector": numbers, "k": k, "filter": dict(f.split("=", 1) for f in filter_)}
         hits = api.vector_search(cluster_id, index, body)["hits"]
     else:

@@ -100,7 +100,12 @@ def test_documents_load_with_bulk_and_are_found(env, cluster, tmp_path):
     assert "1 hits" in shown.stdout and "leek soup" in shown.stdout
 
 
-def test_bad_input_names_the_field_and_the_fix_and_exits_non_zero(env):
+def test_bad_input_names_the_field_and_the_fix_and_exits_non_zero(env, cluster, tmp_path):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"title": "fine"}\n{"title": \n')
+    _, listed = cluster
+    not_loaded = ess(env, "docs", "load", listed["id"], str(broken), "--index", "broken")
+    assert not_loaded.returncode == 2 and "broken.jsonl:2 is not a JSON document" in not_loaded.stderr
     refused = ess(env, "clusters", "create", "bad", "--memory", "1Gb", "--no-wait")
     assert refused.returncode == 1
     assert "memory" in refused.stderr and "fix: a Kubernetes memory quantity" in refused.stderr

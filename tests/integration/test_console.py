@@ -94,3 +94,15 @@ def test_the_operator_sees_every_tenant_and_a_refused_key_is_said(settings, tena
     expect(page.locator(f'#fleet tr[data-tenant="{tenant[0]}"]')).to_be_visible()
     expect(page.locator("#who")).to_contain_text("operator")
     page.screenshot(path=str(tmp_path / "console-fleet.png"), full_page=True)
+
+
+def test_the_gateway_answers_the_consoles_preflight(settings, api):
+    """The console (the API's origin) reads indices at the endpoint (the gateway's origin)."""
+    url = f"{settings.public_gateway_url}/c000000000000/_cat/indices"
+    origin = {"Origin": f"http://127.0.0.1:{settings.api_port}"}
+    preflight = httpx.options(url, headers={**origin, "Access-Control-Request-Method": "GET",
+                                            "Access-Control-Request-Headers": "authorization"})
+    assert preflight.status_code == 204
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    refused = httpx.get(url, headers=origin)  # the refusal itself is readable by the page
+    assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == "*"
