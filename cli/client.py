@@ -101,6 +101,16 @@ class Client:
         return self.call("POST", f"/clusters/{cluster_id}/snapshots", json={"name": name} if name else {})
 
     # tenants, keys, usage
+    def is_operator(self) -> bool:
+        """The operator's key reads the audit trail; a tenant's is refused."""
+        try:
+            self.call("GET", "/audit", params={"limit": 1})
+        except ApiError as exc:
+            if exc.status == 403:
+                return False
+            raise
+        return True
+
     def tenants(self) -> list[dict]:
         return self.call("GET", "/tenants")
 

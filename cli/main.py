@@ -27,11 +27,14 @@ def login(url: str = typer.Option("http://127.0.0.1:8080", "--url", help="the pl
           json_out: bool = JsonOption):
     """Check an API key against the platform and keep it, with the URL, for the next commands."""
     key = key or typer.prompt("API key", hide_input=True)
-    tenants = Client(url, key).tenants()  # any keyed call: a wrong key or URL fails here, not later
+    api = Client(url, key)
+    tenants = api.tenants()  # a keyed call: a wrong key or URL fails here, not later
+    operator = api.is_operator()
     path = config.save(config.Login(url, key))
-    who = "operator (every tenant)" if len(tenants) != 1 else f"tenant {tenants[0]['tenant_org_id']}"
+    who = "the operator (every tenant)" if operator else f"tenant {tenants[0]['tenant_org_id']}"
     if json_out:
-        return as_json({"api_url": url, "config": str(path), "tenants": [t["tenant_org_id"] for t in tenants]})
+        return as_json({"api_url": url, "config": str(path), "operator": operator,
+                        "tenants": [t["tenant_org_id"] for t in tenants]})
     out.print(f"logged in to {url} as {who}; saved in {path}")
 
 

@@ -60,10 +60,9 @@ def own_tenant(api: Client, tenant: str | None) -> str:
     """The tenant a command is about: given, or the key's only tenant."""
     if tenant:
         return tenant
-    tenants = api.tenants()
-    if len(tenants) != 1:
-        fail("this key sees several tenants (the operator's): name one with --tenant", 2)
-    return tenants[0]["tenant_org_id"]
+    if api.is_operator():
+        fail("the operator's key sees every tenant: name one with --tenant", 2)
+    return api.tenants()[0]["tenant_org_id"]
 
 
 def as_json(data) -> None:

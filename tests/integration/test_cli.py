@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ISSUED_KEYS
+from tests.conftest import ISSUED_KEYS, OPERATOR_KEY
 
 ESS = Path(sys.executable).parent / "ess"  # what `pip install` put on the PATH
 
@@ -65,6 +65,10 @@ def test_login_keeps_the_key_for_the_user_only(env, settings, tenant):
     wrong = ess(bare, "login", "--url", url, "--key", "ess_0000000000000000_wrong")
     assert wrong.returncode == 1 and "unauthorized" in wrong.stderr
     assert json.loads(stored.read_text())["api_key"] == tenant[1]  # a refused key is not kept
+    operator = ess(bare, "login", "--url", url, "--key", OPERATOR_KEY)
+    assert operator.returncode == 0 and "as the operator" in operator.stdout
+    whose = ess(bare, "clusters", "create", "nameless", "--no-wait")  # the operator names the tenant
+    assert whose.returncode == 2 and "--tenant" in whose.stderr
 
 
 def test_create_waits_until_ready_and_shows_the_endpoint(cluster, settings, tenant):
