@@ -27,13 +27,20 @@ up: setup
 down:
 	$(PY) -m libs.devrun down
 
-# promtool (Debian package prometheus) checks deploy/monitoring in the tests
+# promtool (Debian package prometheus) checks deploy/monitoring in the tests; chromium (Debian's)
+# runs the console's browser test
 test-tools:
 	@command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing promtool (Debian package prometheus)"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; \
 	  else echo "promtool not found: install the Debian package prometheus (sudo apt install prometheus)"; exit 2; fi; }
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (Debian package; the console's browser test drives it)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; }; \
+	  else echo "chromium not found: install the Debian package chromium (sudo apt install chromium)"; exit 2; fi; }
 
 # kustomize, built once from the Go module proxy, renders deploy/kubernetes in the tests
 $(KUSTOMIZE):

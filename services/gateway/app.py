@@ -20,6 +20,7 @@ from libs.common.settings import Settings
 from libs.common.store import ClusterStore
 from libs.common.streams import ACTIVITY
 from services.gateway.activity import Activity, ActivityCollector
+from services.gateway.cors import add_cors
 from services.gateway.handler import Gateway
 from services.gateway.keys import KeyCache
 
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app = web.Application(client_max_size=1 << 20, handler_args={"max_field_size": 65536})
     app.cleanup_ctx.append(lifecycle)
+    add_cors(app)  # the web console calls the gateway from the API's origin
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
