@@ -132,6 +132,15 @@ def api(manager, gateway, settings) -> httpx.Client:
         yield client
 
 
+def tenant_with_key(api: httpx.Client) -> tuple[str, str]:
+    """A new tenant and a key of its own (remembered: no log may hold it)."""
+    tenant = f"t{uuid.uuid4().hex[:8]}"
+    assert api.post("/tenants", json={"tenant_org_id": tenant}).status_code == 201
+    key = api.post(f"/tenants/{tenant}/keys", json={}).json()["key"]
+    ISSUED_KEYS.append(key)
+    return tenant, key
+
+
 def seed_request(**overrides) -> dict:
     """The seed's POST /clusters body, with a fresh tenant so tests never collide."""
     body = {

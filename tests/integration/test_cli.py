@@ -9,12 +9,11 @@ import os
 import stat
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ISSUED_KEYS, OPERATOR_KEY
+from tests.conftest import OPERATOR_KEY, tenant_with_key
 
 ESS = Path(sys.executable).parent / "ess"  # what `pip install` put on the PATH
 
@@ -23,11 +22,7 @@ pytestmark = pytest.mark.engine
 
 @pytest.fixture(scope="module")
 def tenant(api):
-    name = f"t{uuid.uuid4().hex[:8]}"
-    assert api.post("/tenants", json={"tenant_org_id": name}).status_code == 201
-    key = api.post(f"/tenants/{name}/keys", json={}).json()["key"]
-    ISSUED_KEYS.append(key)
-    return name, key
+    return tenant_with_key(api)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,12 @@ vector; the operator sees the fleet. A screenshot of each page is kept in the te
 
 from __future__ import annotations
 
-import uuid
 
 import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import ISSUED_KEYS, OPERATOR_KEY, key_header, seed_request
+from tests.conftest import OPERATOR_KEY, key_header, seed_request, tenant_with_key
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by `make test`; Playwright downloads nothing here
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -29,11 +28,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def tenant(api):
-    name = f"t{uuid.uuid4().hex[:8]}"
-    assert api.post("/tenants", json={"tenant_org_id": name}).status_code == 201
-    key = api.post(f"/tenants/{name}/keys", json={}).json()["key"]
-    ISSUED_KEYS.append(key)
-    return name, key
+    return tenant_with_key(api)
 
 
 @pytest.fixture

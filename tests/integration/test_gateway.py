@@ -8,16 +8,8 @@ import pytest
 from opensearchpy import NotFoundError, helpers
 from opensearchpy.exceptions import AuthenticationException
 
-from tests.conftest import ISSUED_KEYS, OPERATOR_KEY, seed_request
+from tests.conftest import OPERATOR_KEY, seed_request, tenant_with_key
 from tests.helpers import endpoint_client, wait_for_status
-
-
-def tenant_with_key(api) -> tuple[str, str]:
-    tenant = f"t{__import__('uuid').uuid4().hex[:8]}"
-    assert api.post("/tenants", json={"tenant_org_id": tenant}).status_code == 201
-    key = api.post(f"/tenants/{tenant}/keys", json={}).json()["key"]
-    ISSUED_KEYS.append(key)
-    return tenant, key
 
 
 @pytest.fixture(scope="module")
