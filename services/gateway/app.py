@@ -63,8 +63,9 @@ def create_app(settings: Settings) -> web.Application:
         await broker.start()
         store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
         keys = KeyCache(await broker.key_value(subjects.KV_API_KEYS), _secret(settings), settings.key_cache_s)
+        # headers are the client's own: none added (an added Accept-Encoding once sent gzip to curl)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-                                        skip_auto_headers=("User-Agent", "Content-Type"))
+                                        skip_auto_headers=("User-Agent", "Content-Type", "Accept", "Accept-Encoding"))
         gateway = Gateway(settings, store, keys, session, activity, request_wake)
         app["gateway"], app["store"] = gateway, store
         tasks = [asyncio.create_task(store.follow(gateway.record_changed)), asyncio.create_task(report_activity())]

@@ -8,7 +8,7 @@ import pytest
 from opensearchpy import NotFoundError, helpers
 from opensearchpy.exceptions import AuthenticationException
 
-from tests.conftest import OPERATOR_KEY, seed_request, tenant_with_key
+from tests.conftest import OPERATOR, OPERATOR_KEY, seed_request, tenant_with_key
 from tests.helpers import endpoint_client, wait_for_status
 
 
@@ -69,6 +69,17 @@ def test_another_tenants_key_finds_nothing_at_any_path(cluster, tenants, setting
         assert theirs.status_code == absent.status_code == 404, (method, path, theirs.text)
         assert theirs.json()["error"]["type"] == absent.json()["error"]["type"] == "cluster_not_found"
     assert endpoint_client(cluster["endpoint"], OPERATOR_KEY).count(index="books")["count"] == 501
+
+
+def test_headers_are_the_clients_own_so_a_plain_client_gets_plain_json(cluster):
+    # curl sends no Accept-Encoding: the answer must not come back compressed
+    with httpx.Client() as client:
+        request = client.build_request("GET", cluster["endpoint"] + "/_cluster/health", headers=OPERATOR)
+        del request.headers["Accept-Encoding"]
+        answer = client.send(request)
+    assert "content-encoding" not in answer.headers and answer.json()["status"] in ("green", "yellow")
+    asked = httpx.get(cluster["endpoint"] + "/_cluster/health", headers={**OPERATOR, "Accept-Encoding": "gzip"})
+    assert asked.headers.get("content-encoding") in ("gzip", None) and asked.json()["cluster_name"] == cluster["id"]
 
 
 def test_no_key_is_401_with_a_challenge_and_a_wrong_key_too(cluster):
