@@ -38,6 +38,7 @@ from services.manager.quotas import QuotaLedger, QuotaRefused
 from services.manager.tenants import Tenants
 from services.manager.drivers import build_driver
 from services.manager.provisioner import Provisioner
+from services.manager.snapshotter import Snapshotter
 from services.manager.transitions import NotNow, note_activity, request_wake
 
 LIFECYCLE = JStream(
@@ -59,6 +60,7 @@ class Platform:
         self.keys: ApiKeys | None = None
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.provisioner: Provisioner | None = None
+        self.backups: Snapshotter | None = None
         self.driver = build_driver(settings)
         self._engines: dict[tuple[str, str], SearchEngine] = {}
         self._used: dict[str, datetime] = {}  # vector-route calls since the last flush: activity too
@@ -242,10 +244,13 @@ def create_app(settings: Settings) -> FastAPI:
         await broker.start()
         mirror = asyncio.create_task(platform.store.follow())
         periodic = asyncio.create_task(platform.provisioner.run_periodic())
+        platform.backups = Snapshotter(settings, platform.store, leases, platform.engine_for)
+        backup_pass = asyncio.create_task(platform.backups.run_periodic())
         use = asyncio.create_task(platform.report_use())
         log.info("manager started", api=f"http://{settings.api_host}:{settings.api_port}", nats=settings.nats_url)
         yield
         periodic.cancel()
+        backup_pass.cancel()
         mirror.cancel()
         use.cancel()
         await platform.provisioner.stop()

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from libs.common import subjects
 from libs.common.engines import EngineError
-from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus
+from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus, SnapshotPolicy
 from libs.common.store import AlreadyExists, RecordGone
 from libs.common.streams import read_subject
 from services.manager.drivers import EngineUnavailable, NoCredentials
@@ -66,6 +66,7 @@ async def create_cluster(
         request_id=request.state.request_id, engine_lacks=sorted(platform.driver.engine_lacks.get(engine, ())),
         hibernate_after_s=platform.settings.hibernate_after_s if body.hibernate_after_s is None
         else body.hibernate_after_s,
+        snapshot_policy=SnapshotPolicy(every_s=platform.settings.snapshot_every_s, keep=platform.settings.snapshot_keep),
     )
     try:
         async with platform.quotas.creating(tenant, record):  # the quota first, then the name
@@ -115,9 +116,12 @@ async def update_cluster(cluster_id: ClusterId, body: UpdateClusterRequest, requ
         spec = record.spec.model_copy(update=body.spec_changes())
         scaling = record.scaling.model_copy(update=body.scaling_changes())
         idle = record.hibernate_after_s if body.hibernate_after_s is None else body.hibernate_after_s
-        if (spec, scaling, idle) == (record.spec, record.scaling, record.hibernate_after_s) or record.delete_requested:
+        policy = record.snapshot_policy.model_copy(update=body.policy_changes())
+        if ((spec, scaling, idle, policy) == (record.spec, record.scaling, record.hibernate_after_s,
+                                              record.snapshot_policy) or record.delete_requested):
             return None
         record.hibernate_after_s = idle
+        record.snapshot_policy = policy
         if scaling.min_nodes > scaling.max_nodes:
             raise problem(422, "invalid_request", f"min_nodes {scaling.min_nodes} is above max_nodes "
                           f"{scaling.max_nodes}", "min_nodes", "send both, or keep min_nodes <= max_nodes")

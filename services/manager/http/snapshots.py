@@ -1,0 +1,143 @@
+"""Backup routes: take, list and delete a cluster's snapshots, and restore one in place.
+
+A snapshot or a restore starts and the route answers 202 at once; the snapshot's status shows
+on the list, the restore's on the cluster (`restore.state`). A hibernated cluster is not woken
+for a backup: its data has not changed since it went to sleep, so the answer is 409 saying so.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import HTTPException, Path, Request
+from pydantic import BaseModel, Field
+
+from libs.common.engines import EngineError
+from libs.common.engines.snapshots import SnapshotExists, SnapshotMissing, Snapshots, resolve
+from libs.common.models import SERVING, ClusterRecord, ClusterStatus, RestoreState, utcnow
+from libs.common.store import RecordGone
+from services.manager import backups
+from services.manager.http.clusters import view
+from services.manager.http.deps import ClusterId, announce, keyed_router, load_cluster, log, problem
+from services.manager.schemas import INDEX_NAME, ClusterView, Strict
+
+router = keyed_router()
+SnapshotName = Annotated[str, Path(max_length=200, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+
+
+class SnapshotView(BaseModel):
+    name: str
+    status: str  # in_progress, success, partial, failed
+    started_at: str | None = None
+    finished_at: str | None = None
+    indices: list[str] = []
+    size_bytes: int = 0
+    reason: str | None = None  # why a snapshot failed
+
+
+class SnapshotList(BaseModel):
+    snapshots: list[SnapshotView]
+
+
+class RestoreRequest(Strict):
+    snapshot: Annotated[str, Field(max_length=200, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    indices: list[Annotated[str, Field(max_length=200, pattern=INDEX_NAME)]] = []  # empty: every index
+
+
+def _engine_problem(exc: EngineError, what: str) -> HTTPException:
+    if isinstance(exc, SnapshotMissing):
+        return problem(404, "not_found", str(exc))
+    return problem(503, "engine_unavailable", f"{what}: the cluster's engine did not answer ({exc}); retry shortly")
+
+
+async def _serving(request: Request, cluster_id: str) -> tuple[ClusterRecord, Snapshots]:
+    """The cluster and its registered repository; 409 with the reason when it cannot snapshot now."""
+    record = await load_cluster(request, cluster_id)
+    if record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING):
+        raise problem(409, "hibernated", f"cluster {cluster_id} is hibernated: its data has not changed since "
+                      "it went to sleep, so its latest snapshot still holds it; wake it (POST "
+                      f"/clusters/{cluster_id}/wake) to snapshot or restore")
+    if record.delete_requested or record.status not in SERVING or not record.endpoint:
+        raise problem(409, "not_ready", f"cluster {cluster_id} is {record.status}; retry once it is ready")
+    backup = request.app.state.platform.backups
+    try:
+        await backup.ensure_repository(record)
+    except EngineError as exc:
+        raise _engine_problem(exc, "repository not registered")
+    return record, backup.snapshots(record)
+
+
+@router.post("/clusters/{cluster_id}/snapshots", status_code=202, tags=["backups"])
+async def take_snapshot(cluster_id: ClusterId, request: Request):
+    """Start a snapshot of every index of the cluster; its status shows on the list."""
+    record, snapshots = await _serving(request, cluster_id)
+    name = backups.manual_name(utcnow())
+    try:
+        await snapshots.create(backups.REPOSITORY, name)
+    except SnapshotExists:
+        raise problem(409, "conflict", f"snapshot {name} exists already; retry")
+    except EngineError as exc:
+        raise _engine_problem(exc, "snapshot not started")
+    log.info("snapshot started", cluster=record.id, snapshot=name)
+    return {"name": name, "status": "in_progress"}
+
+
+@router.get("/clusters/{cluster_id}/snapshots", response_model=SnapshotList, tags=["backups"])
+async def list_snapshots(cluster_id: ClusterId, request: Request):
+    """The cluster's snapshots, oldest first, each with its status, indices and size."""
+    _, snapshots = await _serving(request, cluster_id)
+    try:
+        found = await snapshots.list(backups.REPOSITORY)
+    except EngineError as exc:
+        raise _engine_problem(exc, "snapshots not listed")
+    return SnapshotList(snapshots=[SnapshotView(
+        name=s.name, status=s.status, indices=s.indices, size_bytes=s.size_bytes, reason=s.reason,
+        started_at=s.started_at.isoformat() if s.started_at else None,
+        finished_at=s.finished_at.isoformat() if s.finished_at else None,
+    ) for s in found])
+
+
+@router.delete("/clusters/{cluster_id}/snapshots/{name}", tags=["backups"])
+async def delete_snapshot(cluster_id: ClusterId, name: SnapshotName, request: Request):
+    _, snapshots = await _serving(request, cluster_id)
+    try:
+        await snapshots.get(backups.REPOSITORY, name)
+        await snapshots.delete(backups.REPOSITORY, name)
+    except EngineError as exc:
+        raise _engine_problem(exc, "snapshot not deleted")
+    return {"name": name, "status": "deleted"}
+
+
+@router.post("/clusters/{cluster_id}/restore", status_code=202, response_model=ClusterView, tags=["backups"])
+async def restore(cluster_id: ClusterId, body: RestoreRequest, request: Request):
+    """Replace the named indices (none named: every index in the snapshot) with their copies in
+    the snapshot; the cluster's `restore.state` turns `done` (or `failed`, with a reason)."""
+    record, snapshots = await _serving(request, cluster_id)
+    try:
+        found = await snapshots.get(backups.REPOSITORY, body.snapshot)
+    except EngineError as exc:
+        raise _engine_problem(exc, "restore not started")
+    if found.status not in ("success", "partial"):
+        raise problem(409, "not_ready", f"snapshot {body.snapshot} is {found.status}; restore a successful one",
+                      "snapshot", "pick one whose status is success on GET .../snapshots")
+    missing = resolve(body.indices, found.indices)[1]
+    if missing:
+        raise problem(422, "invalid_request", f"snapshot {body.snapshot} holds no index {', '.join(missing)}",
+                      "indices", f"name some of {found.indices}, or leave indices out for all")
+
+    def change(current: ClusterRecord) -> ClusterRecord | None:
+        if current.restore and current.restore.state in ("requested", "running"):
+            raise problem(409, "conflict", f"a restore of {current.restore.snapshot} is under way; wait for it")
+        current.restore = RestoreState(snapshot=body.snapshot, indices=body.indices)
+        current.request_id = request.state.request_id
+        return current
+
+    platform = request.app.state.platform
+    try:
+        record = await platform.store.mutate(cluster_id, change)
+    except RecordGone:
+        raise problem(404, "not_found", f"no cluster {cluster_id}")
+    platform.backups.kick(record)  # start now rather than at the next pass
+    await announce(request, record, "updated")
+    log.info("restore requested", cluster=record.id, snapshot=body.snapshot, indices=body.indices)
+    return view(request, record)
