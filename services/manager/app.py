@@ -240,11 +240,12 @@ def create_app(settings: Settings) -> FastAPI:
         # a stable holder: a manager restarted in place takes its clusters back at once
         holder = settings.instance_id or f"{socket.gethostname()}:{settings.api_port}"
         leases = Leases(await broker.key_value(subjects.KV_PROVISIONER_LEASES, ttl=settings.lease_ttl_s), holder)
-        platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish, leases)
+        platform.backups = Snapshotter(settings, platform.store, leases, platform.engine_for)
+        platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish, leases,
+                                           final_snapshot=platform.backups.final_snapshot)
         await broker.start()
         mirror = asyncio.create_task(platform.store.follow())
         periodic = asyncio.create_task(platform.provisioner.run_periodic())
-        platform.backups = Snapshotter(settings, platform.store, leases, platform.engine_for)
         backup_pass = asyncio.create_task(platform.backups.run_periodic())
         use = asyncio.create_task(platform.report_use())
         log.info("manager started", api=f"http://{settings.api_host}:{settings.api_port}", nats=settings.nats_url)

@@ -8,6 +8,7 @@ restore is started, recorded, and looked at again on the next pass. Decisions ar
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable
 
 import structlog
@@ -15,7 +16,7 @@ import structlog
 from libs.common.engines import SearchEngine
 from libs.common.engines.snapshots import SnapshotExists, SnapshotMissing, Snapshots
 from libs.common.leases import Leases
-from libs.common.models import SERVING, ClusterRecord, utcnow
+from libs.common.models import SERVING, ClusterRecord, ClusterStatus, utcnow
 from libs.common.settings import Settings
 from libs.common.store import ClusterStore, RecordGone
 from services.manager import backups
@@ -28,7 +29,7 @@ class Snapshotter:
         self._store = store
         self._leases = leases
         self._engine_for = engine_for
-        self._registered: set[tuple[str, str, str]] = set()  # (cluster, endpoint, repository) this process put
+        self._registered: set[tuple[str, ...]] = set()  # repositories this process put, per engine
         self._busy: set[str] = set()
         self._taken: dict[str, str] = {}  # cluster -> the period snapshot seen taken: no listing until the next
         self._log = structlog.get_logger("snapshotter")
@@ -40,7 +41,7 @@ class Snapshotter:
         """Register the cluster's repository (or, read-only, a clone source's) once per engine."""
         owner = source or record.id
         name = backups.source_repository(owner) if source else backups.REPOSITORY
-        key = (record.id, record.endpoint or "", name)
+        key = (record.id, record.endpoint or "", name, str(record.formed_at))  # a new engine has none
         if key not in self._registered:
             body = backups.repository_body(self._settings, owner, readonly=source is not None)
             await self.snapshots(record).register(name, body)
@@ -70,7 +71,10 @@ class Snapshotter:
     async def _tend_guarded(self, cluster_id: str) -> None:
         try:
             found = await self._store.get(cluster_id)
-            if found and self._serving(found[0]) and await self._leases.hold(cluster_id):
+            if found and found[0].status == ClusterStatus.DELETED:
+                if backups.purge_due(found[0], utcnow(), self._settings.deleted_retention_s):
+                    await self.purge(found[0])
+            elif found and self._serving(found[0]) and await self._leases.hold(cluster_id):
                 await self.tend(found[0])
         except RecordGone:
             pass
@@ -91,6 +95,44 @@ class Snapshotter:
             await self._advance_restore(record)
             return  # a snapshot taken mid-restore would hold half-restored indices
         await self._schedule(record)
+
+    # -- delete and undelete ----------------------------------------------------------------
+    async def final_snapshot(self, record: ClusterRecord) -> tuple[bool, str | None]:
+        """One step of the snapshot a delete takes first: (done, its name if it succeeded). Its
+        name is recorded before it starts, so a manager killed meanwhile finds it again."""
+        snapshots = self.snapshots(record)
+        await self.ensure_repository(record)
+        name = record.final_snapshot
+        if name is not None:
+            try:
+                info = await snapshots.get(backups.REPOSITORY, name)
+            except SnapshotMissing:
+                info = None  # recorded, then the manager died before it started
+            if info is not None and info.status != "in_progress":
+                self._log.info("final snapshot finished", cluster=record.id, snapshot=name, status=info.status)
+                return True, name if info.status in ("success", "partial") else None
+            if info is not None:
+                return False, name
+        else:
+            name = backups.final_name(utcnow())
+
+            def note(current: ClusterRecord) -> ClusterRecord:
+                current.final_snapshot = name
+                return current
+
+            await self._store.mutate(record.id, note)
+        try:
+            await snapshots.create(backups.REPOSITORY, name)
+        except SnapshotExists:
+            pass
+        return False, name
+
+    async def purge(self, record: ClusterRecord) -> None:
+        """The retention of a deleted cluster is over: its repository data and its record go."""
+        if self._settings.driver == "local":
+            shutil.rmtree(self._settings.snapshots_dir / record.id, ignore_errors=True)
+        await self._store.remove(record)
+        self._log.info("deleted cluster purged", cluster=record.id, snapshot=record.final_snapshot)
 
     # -- restore ----------------------------------------------------------------------------
     async def _advance_restore(self, record: ClusterRecord) -> None:

@@ -9,7 +9,7 @@ import random
 import pytest
 from opensearchpy.exceptions import NotFoundError
 
-from tests.conftest import OPERATOR_KEY, seed_request
+from tests.conftest import ISSUED_KEYS, OPERATOR_KEY, key_header, seed_request
 from tests.helpers import endpoint_client, wait_for_status, wait_until
 
 DOCS = 300
@@ -149,3 +149,53 @@ def test_the_schedule_takes_one_snapshot_per_period_across_a_manager_restart_and
     wait_until(lambda: len(autos()) == 1, 3 * period, interval_s=1, what="pruned to keep=1")
     assert api.patch(f"/clusters/{cluster['id']}", json={"snapshot_policy": {"every_s": 0}}).status_code == 202
     api.delete(f"/clusters/{cluster['id']}")
+
+
+def test_a_deleted_cluster_is_listed_and_comes_back_with_its_data(api):
+    cluster = new_cluster(api, service_name="regret")
+    before = load_vectors(api, cluster["id"])
+    tenant = {"tenant_org_id": cluster["tenant_org_id"]}
+
+    assert api.delete(f"/clusters/{cluster['id']}").status_code == 202
+    deleted = wait_for_status(api, cluster["id"], "deleted", timeout_s=120)  # after its final snapshot
+    assert deleted["deleted_at"] and deleted["endpoint"] is None
+    assert [c["id"] for c in api.get("/clusters", params={**tenant, "deleted": "true"}).json()["clusters"]] \
+        == [cluster["id"]]
+    assert api.get("/clusters", params=tenant).json()["clusters"] == []
+    assert api.post(f"/clusters/{cluster['id']}/snapshots").status_code == 409
+
+    back = api.post(f"/clusters/{cluster['id']}/undelete")
+    assert back.status_code == 202, back.text
+    assert back.json()["restore"]["snapshot"].startswith("final-")
+    assert api.post(f"/clusters/{cluster['id']}/undelete").status_code == 409  # it is not deleted now
+    ready = wait_for_status(api, cluster["id"], "ready", timeout_s=180)
+    assert wait_for_restore(api, cluster["id"])["state"] == "done"
+    assert ready["endpoint"] == cluster["endpoint"]  # the tenant's clients need no change
+    assert count(ready) == DOCS
+    assert knn_ids(api, cluster["id"]) == before
+    assert [c["id"] for c in api.get("/clusters", params=tenant).json()["clusters"]] == [cluster["id"]]
+    api.delete(f"/clusters/{cluster['id']}")
+
+
+def test_a_clone_starts_with_the_snapshot_and_only_the_operator_clones_across_tenants(api):
+    source = new_cluster(api, service_name="original")
+    before = load_vectors(api, source["id"])
+    snapshot = take_snapshot(api, source["id"])
+    origin = {"cluster_id": source["id"], "snapshot": snapshot["name"]}
+
+    other = seed_request()
+    stranger = api.post(f"/tenants/{other['tenant_org_id']}/keys", json={}).json()["key"]
+    ISSUED_KEYS.append(stranger)
+    refused = api.post("/clusters", json={**other, "from": origin},
+                       headers=key_header(stranger))
+    assert refused.status_code == 404  # another tenant's cluster looks absent to a tenant key
+
+    created = api.post("/clusters", json={**seed_request(service_name="copy", hibernate_after_s=0), "from": origin})
+    assert created.status_code == 202, created.text  # the operator clones into another tenant
+    clone = wait_for_status(api, created.json()["id"], "ready", timeout_s=180)
+    assert wait_for_restore(api, clone["id"])["state"] == "done"
+    assert count(clone) == DOCS
+    assert knn_ids(api, clone["id"]) == before
+    assert count(source) == DOCS  # the source is untouched
+    for cluster in (clone, source):
+        api.delete(f"/clusters/{cluster['id']}")

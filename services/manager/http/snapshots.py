@@ -15,13 +15,17 @@ from pydantic import BaseModel, Field
 from libs.common.engines import EngineError
 from libs.common.engines.snapshots import SnapshotExists, SnapshotMissing, Snapshots, resolve
 from libs.common.models import SERVING, ClusterRecord, ClusterStatus, RestoreState, utcnow
-from libs.common.store import RecordGone
+from libs.common.store import AlreadyExists, RecordGone
 from services.manager import backups
-from services.manager.http.clusters import view
-from services.manager.http.deps import ClusterId, announce, keyed_router, load_cluster, log, problem
-from services.manager.schemas import INDEX_NAME, ClusterView, Strict
+from services.manager.http.deps import ClusterId, announce, caller, keyed_router, load_cluster, log, problem
+from services.manager.quotas import QuotaRefused
+from services.manager.schemas import INDEX_NAME, CloneSource, ClusterView, Strict
 
 router = keyed_router()
+
+
+def view(request: Request, record: ClusterRecord) -> ClusterView:
+    return ClusterView.of(record, request.app.state.platform.settings.public_gateway_url, caller(request).is_operator)
 SnapshotName = Annotated[str, Path(max_length=200, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
 
 
@@ -141,3 +145,66 @@ async def restore(cluster_id: ClusterId, body: RestoreRequest, request: Request)
     await announce(request, record, "updated")
     log.info("restore requested", cluster=record.id, snapshot=body.snapshot, indices=body.indices)
     return view(request, record)
+
+
+@router.post("/clusters/{cluster_id}/undelete", status_code=202, response_model=ClusterView, tags=["backups"])
+async def undelete(cluster_id: ClusterId, request: Request):
+    """Bring a deleted cluster back within its retention: a new engine with its final snapshot
+    restored; the status turns ready, then `restore.state` done."""
+    record = await load_cluster(request, cluster_id)
+    if record.status != ClusterStatus.DELETED:
+        raise problem(409, "conflict", f"cluster {cluster_id} is {record.status}, not deleted"
+                      + ("; wait until its final snapshot is taken" if record.delete_requested else ""))
+    platform = request.app.state.platform
+    tenant = await platform.tenants.ensure(record.tenant_org_id)
+    try:
+        await platform.store.reserve_name(record)
+    except AlreadyExists:
+        raise problem(409, "conflict", f"service name {record.service_name!r} belongs to another cluster now",
+                      "service_name", "delete or rename that cluster, or clone this one's snapshot into a new one")
+
+    def change(current: ClusterRecord) -> ClusterRecord | None:
+        if current.status != ClusterStatus.DELETED:
+            return None  # undeleted twice is undeleted once
+        snapshot = current.final_snapshot
+        fresh = current.model_copy(update={
+            "delete_requested": False, "deleted_at": None, "final_snapshot": None, "formed_at": None,
+            "status": ClusterStatus.REQUESTED, "status_reason": f"undeleted; its final snapshot {snapshot} is "
+            "restored once the engine is ready", "observed_generation": 0, "endpoint": None, "credentials": None,
+            "hibernate_requested": False, "nodes": 0, "health": None, "last_active_at": None,
+            "restore": RestoreState(snapshot=snapshot) if snapshot else None,
+            "request_id": request.state.request_id,
+        })
+        return fresh
+
+    try:
+        async with platform.quotas.creating(tenant, record):
+            record = await platform.store.mutate(cluster_id, change)
+    except QuotaRefused as refused:
+        await platform.store.release_name(record)
+        raise problem(403, "quota_exceeded", refused.exceeded.message)
+    except RecordGone:
+        raise problem(404, "not_found", f"no cluster {cluster_id}: its retention is over")
+    await announce(request, record, "created")
+    log.info("cluster undeleted", cluster=cluster_id, snapshot=record.restore.snapshot if record.restore else None)
+    return view(request, record)
+
+
+async def clone_restore(request: Request, source: CloneSource | None, tenant_org_id: str) -> RestoreState | None:
+    """The restore a new cluster starts with when it is a clone (`from`); 4xx if it may not be."""
+    if source is None:
+        return None
+    origin = await load_cluster(request, source.cluster_id)  # another tenant's looks absent to a tenant key
+    if origin.tenant_org_id != tenant_org_id and not caller(request).is_operator:
+        raise problem(403, "forbidden", "only the operator clones across tenants", "from.cluster_id",
+                      "clone a cluster of the new cluster's tenant")
+    if origin.status in SERVING and origin.endpoint and not origin.delete_requested:
+        snapshots = await _serving(request, origin.id)
+        try:
+            found = await snapshots[1].get(backups.REPOSITORY, source.snapshot)
+        except EngineError as exc:
+            raise _engine_problem(exc, "snapshot not checked")
+        if found.status not in ("success", "partial"):
+            raise problem(409, "not_ready", f"snapshot {source.snapshot} is {found.status}", "from.snapshot",
+                          "clone a snapshot whose status is success")
+    return RestoreState(snapshot=source.snapshot, source_cluster_id=origin.id)
