@@ -157,12 +157,13 @@ def test_a_deleted_cluster_is_listed_and_comes_back_with_its_data(api):
     tenant = {"tenant_org_id": cluster["tenant_org_id"]}
 
     assert api.delete(f"/clusters/{cluster['id']}").status_code == 202
-    deleted = wait_for_status(api, cluster["id"], "deleted", timeout_s=120)  # after its final snapshot
+    [deleted] = wait_until(lambda: api.get("/clusters", params={**tenant, "deleted": "true"}).json()["clusters"],
+                           120, interval_s=0.5, what="listed as deleted")  # after its final snapshot
+    assert deleted["id"] == cluster["id"] and deleted["status"] == "deleted"
     assert deleted["deleted_at"] and deleted["endpoint"] is None
-    assert [c["id"] for c in api.get("/clusters", params={**tenant, "deleted": "true"}).json()["clusters"]] \
-        == [cluster["id"]]
     assert api.get("/clusters", params=tenant).json()["clusters"] == []
-    assert api.post(f"/clusters/{cluster['id']}/snapshots").status_code == 409
+    assert api.get(f"/clusters/{cluster['id']}").status_code == 404  # deleted, as before backups
+    assert api.post(f"/clusters/{cluster['id']}/snapshots").status_code == 404
 
     back = api.post(f"/clusters/{cluster['id']}/undelete")
     assert back.status_code == 202, back.text

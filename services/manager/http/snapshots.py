@@ -151,10 +151,12 @@ async def restore(cluster_id: ClusterId, body: RestoreRequest, request: Request)
 async def undelete(cluster_id: ClusterId, request: Request):
     """Bring a deleted cluster back within its retention: a new engine with its final snapshot
     restored; the status turns ready, then `restore.state` done."""
-    record = await load_cluster(request, cluster_id)
-    if record.status != ClusterStatus.DELETED:
-        raise problem(409, "conflict", f"cluster {cluster_id} is {record.status}, not deleted"
-                      + ("; wait until its final snapshot is taken" if record.delete_requested else ""))
+    found = await request.app.state.platform.store.read(cluster_id)
+    if found is not None and found.status != ClusterStatus.DELETED:
+        await load_cluster(request, cluster_id)  # 404 unless the caller may see it
+        raise problem(409, "conflict", f"cluster {cluster_id} is {found.status}, not deleted"
+                      + ("; wait until its final snapshot is taken" if found.delete_requested else ""))
+    record = await load_cluster(request, cluster_id, deleted=True)
     platform = request.app.state.platform
     tenant = await platform.tenants.ensure(record.tenant_org_id)
     try:
