@@ -78,7 +78,7 @@ def take_snapshot(api, cluster_id: str) -> dict:
     return snapshot
 
 
-def test_a_dropped_index_comes_back_from_a_snapshot_with_every_document_and_the_same_knn_answer(api):
+def test_a_dropped_index_comes_back_from_a_snapshot_with_every_document_and_the_same_knn_answer(api, manager):
     cluster = new_cluster(api, service_name="mistake")
     before = load_vectors(api, cluster["id"])
 
@@ -99,9 +99,12 @@ def test_a_dropped_index_comes_back_from_a_snapshot_with_every_document_and_the_
     assert count(cluster) == DOCS
     assert knn_ids(api, cluster["id"]) == before
 
-    # a restore of everything replaces what is there now with the snapshot's copy
+    # a restore of everything replaces what is there now with the snapshot's copy, also when
+    # the manager is killed while it runs: never a cluster left restoring
     client.index(index="docs", id="late", body={"vector": [0, 0, 0, 1], "n": -1}, refresh=True)
     assert api.post(f"/clusters/{cluster['id']}/restore", json={"snapshot": snapshot["name"]}).status_code == 202
+    manager.kill()
+    manager.start()
     assert wait_for_restore(api, cluster["id"])["state"] == "done"
     assert count(cluster) == DOCS
 
@@ -200,3 +203,17 @@ def test_a_clone_starts_with_the_snapshot_and_only_the_operator_clones_across_te
     assert count(source) == DOCS  # the source is untouched
     for cluster in (clone, source):
         api.delete(f"/clusters/{cluster['id']}")
+
+
+def test_an_elasticsearch_cluster_snapshots_and_restores_through_the_same_api(api):
+    cluster = new_cluster(api, service_name="es-backup", engine="elasticsearch")
+    client = endpoint_client(cluster["endpoint"], OPERATOR_KEY)
+    body = "".join(f'{{"index":{{"_index":"logs","_id":"l{i}"}}}}\n{{"n":{i}}}\n' for i in range(DOCS))
+    assert not client.bulk(body=body, refresh=True)["errors"]
+    snapshot = take_snapshot(api, cluster["id"])
+    assert snapshot["indices"] == ["logs"]
+    client.indices.delete(index="logs")
+    assert api.post(f"/clusters/{cluster['id']}/restore", json={"snapshot": snapshot["name"]}).status_code == 202
+    assert wait_for_restore(api, cluster["id"])["state"] == "done"
+    assert client.count(index="logs")["count"] == DOCS
+    api.delete(f"/clusters/{cluster['id']}")
