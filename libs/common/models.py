@@ -104,6 +104,9 @@ class ClusterRecord(BaseModel):
     # deleted with a final snapshot: the record stays (status deleted) until the retention ends
     deleted_at: datetime | None = None
     final_snapshot: str | None = None
+    # what the backup pass last saw in the repository, for reporting's /metrics
+    last_snapshot_at: datetime | None = None  # when the newest successful snapshot finished
+    snapshot_failure: str | None = None  # the reason of the newest snapshot, when it failed
     status: ClusterStatus = ClusterStatus.REQUESTED
     status_reason: str = "waiting for the provisioner"
     health: str | None = None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import structlog
 
 from libs.common.engines import SearchEngine
-from libs.common.engines.snapshots import SnapshotExists, SnapshotMissing, Snapshots
+from libs.common.engines.snapshots import SnapshotExists, SnapshotInfo, SnapshotMissing, Snapshots
 from libs.common.leases import Leases
 from libs.common.models import SERVING, ClusterRecord, ClusterStatus, utcnow
 from libs.common.settings import Settings
@@ -31,7 +31,7 @@ class Snapshotter:
         self._engine_for = engine_for
         self._registered: set[tuple[str, ...]] = set()  # repositories this process put, per engine
         self._busy: set[str] = set()
-        self._taken: dict[str, str] = {}  # cluster -> the period snapshot seen taken: no listing until the next
+        self._taken: dict[str, tuple[str, int]] = {}  # cluster -> a period whose work is done: no listing until the next
         self._log = structlog.get_logger("snapshotter")
 
     def snapshots(self, record: ClusterRecord) -> Snapshots:
@@ -177,11 +177,12 @@ class Snapshotter:
         policy = record.snapshot_policy
         if policy.every_s <= 0:
             return
-        current = backups.auto_name(backups.period_start(utcnow(), policy.every_s))
-        if self._taken.get(record.id) == current:
+        done = (backups.auto_name(backups.period_start(utcnow(), policy.every_s)), policy.keep)
+        if self._taken.get(record.id) == done:
             return  # this period is done; the engine need not be asked again until the next
         snapshots = self.snapshots(record)
         existing = await snapshots.list(backups.REPOSITORY, sizes=False)
+        await self._note(record, existing)
         plan = backups.plan_scheduled(policy, record.formed_at, utcnow(), [(s.name, s.status) for s in existing])
         if plan.create:
             try:
@@ -190,8 +191,25 @@ class Snapshotter:
                                reason=plan.reason)
             except SnapshotExists:
                 pass  # another pass (or replica) took it a moment ago: the period has its one
-        if plan.create == current or current in {s.name for s in existing}:
-            self._taken[record.id] = current
         for name in plan.prune:
             await snapshots.delete(backups.REPOSITORY, name)
             self._log.info("scheduled snapshot pruned", cluster=record.id, snapshot=name, keep=policy.keep)
+        if plan.create is None and not any(s.status == "in_progress" for s in existing):
+            self._taken[record.id] = done  # all finished and noted: nothing more to do this period
+
+    async def _note(self, record: ClusterRecord, existing: list[SnapshotInfo]) -> None:
+        """Record the newest successful snapshot's time and the newest one's failure, if it failed."""
+        done = [s for s in existing if s.status != "in_progress" and s.finished_at]
+        good = [s.finished_at for s in done if s.status == "success"]
+        last = max(good) if good else None
+        newest = max(done, key=lambda s: s.finished_at) if done else None
+        failure = f"{newest.name}: {newest.reason or newest.status}" if newest and newest.status in (
+            "failed", "partial") else None
+        if (last, failure) == (record.last_snapshot_at, record.snapshot_failure):
+            return
+
+        def change(current: ClusterRecord) -> ClusterRecord:
+            current.last_snapshot_at, current.snapshot_failure = last, failure
+            return current
+
+        await self._store.mutate(record.id, change)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 
+import httpx
+
 import pytest
 from opensearchpy.exceptions import NotFoundError
 
@@ -127,7 +129,8 @@ def test_a_dropped_index_comes_back_from_a_snapshot_with_every_document_and_the_
     api.delete(f"/clusters/{cluster['id']}")
 
 
-def test_the_schedule_takes_one_snapshot_per_period_across_a_manager_restart_and_keeps_the_newest(api, manager):
+def test_the_schedule_takes_one_snapshot_per_period_across_a_manager_restart_and_keeps_the_newest(api, manager,
+                                                                                                  reporting):
     cluster = new_cluster(api, service_name="scheduled")
     assert cluster["snapshot_policy"] == {"every_s": 3600, "keep": 24}  # the platform's default
     period = 20
@@ -147,6 +150,16 @@ def test_the_schedule_takes_one_snapshot_per_period_across_a_manager_restart_and
     assert all(start % period == 0 for start in taken)
     # one per period, none skipped while a manager ran and none twice: consecutive periods
     assert taken == list(range(first, first + period * len(taken), period)), taken
+
+    def age_on_metrics():
+        text = httpx.get(f"http://127.0.0.1:{reporting.port}/metrics").text
+        line = [x for x in text.splitlines() if x.startswith("ess_cluster_snapshot_age_seconds")
+                and f'cluster="{cluster["id"]}"' in x]
+        return float(line[0].rsplit(" ", 1)[1]) if line else None
+
+    age = wait_until(lambda: (a := age_on_metrics()) is not None and a < 3 * period and a, 60, interval_s=1,
+                     what="the snapshot age on reporting's /metrics")
+    assert 0 < age < 3 * period
 
     assert api.patch(f"/clusters/{cluster['id']}", json={"snapshot_policy": {"keep": 1}}).status_code == 202
     wait_until(lambda: len(autos()) == 1, 3 * period, interval_s=1, what="pruned to keep=1")
