@@ -242,7 +242,7 @@ def create_app(settings: Settings) -> FastAPI:
         leases = Leases(await broker.key_value(subjects.KV_PROVISIONER_LEASES, ttl=settings.lease_ttl_s), holder)
         platform.backups = Snapshotter(settings, platform.store, leases, platform.engine_for)
         platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish, leases,
-                                           final_snapshot=platform.backups.final_snapshot)
+                                           final_snapshot=platform.backups.final_snapshot if platform.backups.enabled else None)
         await broker.start()
         mirror = asyncio.create_task(platform.store.follow())
         periodic = asyncio.create_task(platform.provisioner.run_periodic())

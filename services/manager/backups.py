@@ -24,6 +24,11 @@ def source_repository(cluster_id: str) -> str:
     return f"ess-source-{cluster_id}"
 
 
+def backups_on(settings: Settings) -> bool:
+    """Local engines always have their `fs` repository; Kubernetes ones once a bucket is set."""
+    return settings.driver == "local" or bool(settings.snapshot_bucket)
+
+
 def repository_body(settings: Settings, cluster_id: str, readonly: bool = False) -> dict[str, Any]:
     """The engine's repository definition for `cluster_id`'s snapshots.
 

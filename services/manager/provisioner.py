@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from libs.common import subjects
+from libs.common.engines import EngineError
 from libs.common.events import ClusterStatusChanged, Event
 from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
@@ -199,6 +200,12 @@ class Provisioner:
             return False, None
         try:
             return await self._final_snapshot(record)
+        except EngineError as exc:
+            if exc.status is None:  # not answering: temporary, until the timeout above
+                return False, None
+            # it answered and refused (a repository outside an old engine's path.repo): no retry helps
+            self._log.warning("final snapshot refused; deleting without", cluster=record.id, error=str(exc))
+            return True, None
         except Exception as exc:  # temporary: the engine answers again on a later step, or the timeout ends it
             self._log.warning("final snapshot step failed", cluster=record.id, error=f"{type(exc).__name__}: {exc}")
             return False, None

@@ -89,7 +89,13 @@ class Snapshotter:
         return (record.status in SERVING and bool(record.endpoint) and not record.hibernate_requested
                 and not record.delete_requested)
 
+    @property
+    def enabled(self) -> bool:
+        return backups.backups_on(self._settings)
+
     async def tend(self, record: ClusterRecord) -> None:
+        if not self.enabled:
+            return
         await self.ensure_repository(record)
         if record.restore and record.restore.state in ("requested", "running"):
             await self._advance_restore(record)

@@ -62,6 +62,12 @@ def test_the_local_repository_is_a_directory_of_its_own_outside_the_engine_data(
     assert backups.repository_body(settings, "c0123456789ab", readonly=True)["settings"]["readonly"] is True
 
 
+def test_backups_are_off_on_kubernetes_until_a_bucket_is_set():
+    assert backups.backups_on(Settings(driver="local"))
+    assert not backups.backups_on(Settings(driver="kubernetes"))
+    assert backups.backups_on(Settings(driver="kubernetes", snapshot_bucket="backups"))
+
+
 def test_the_kubernetes_repository_is_a_prefix_of_the_bucket_with_no_secret_in_it():
     settings = Settings(driver="kubernetes", snapshot_bucket="backups")
     body = backups.repository_body(settings, "c0123456789ab")

@@ -54,9 +54,16 @@ def _engine_problem(exc: EngineError, what: str) -> HTTPException:
     return problem(503, "engine_unavailable", f"{what}: the cluster's engine did not answer ({exc}); retry shortly")
 
 
+def _backups_on(request: Request) -> None:
+    if not request.app.state.platform.backups.enabled:
+        raise problem(409, "backups_off", "backups are off on this platform: the Kubernetes driver needs "
+                      "ESS_SNAPSHOT_BUCKET (and the engines' S3 keys); ask the operator")
+
+
 async def _serving(request: Request, cluster_id: str) -> tuple[ClusterRecord, Snapshots]:
     """The cluster and its registered repository; 409 with the reason when it cannot snapshot now."""
     record = await load_cluster(request, cluster_id)
+    _backups_on(request)
     if record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING):
         raise problem(409, "hibernated", f"cluster {cluster_id} is hibernated: its data has not changed since "
                       "it went to sleep, so its latest snapshot still holds it; wake it (POST "
@@ -196,6 +203,7 @@ async def clone_restore(request: Request, source: CloneSource | None, tenant_org
     """The restore a new cluster starts with when it is a clone (`from`); 4xx if it may not be."""
     if source is None:
         return None
+    _backups_on(request)
     origin = await load_cluster(request, source.cluster_id)  # another tenant's looks absent to a tenant key
     if origin.tenant_org_id != tenant_org_id and not caller(request).is_operator:
         raise problem(403, "forbidden", "only the operator clones across tenants", "from.cluster_id",
