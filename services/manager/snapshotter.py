@@ -59,7 +59,7 @@ class Snapshotter:
             await asyncio.sleep(self._settings.reconcile_interval_s)
 
     async def pass_all(self) -> None:
-        for record in await self._store.list():
+        for record in await self._store.read_all():  # the mirror: each cluster is read afresh when tended
             self.kick(record)
 
     def kick(self, record: ClusterRecord) -> None:
