@@ -106,3 +106,16 @@ def test_a_restore_names_a_vector_index_by_its_alias_or_its_generation():
     assert resolve(["docs"], ["docs-000001", "other"]) == (["docs-000001"], [])
     assert resolve(["docs-000001", "logs"], ["docs-000001", "other"]) == (["docs-000001"], ["logs"])
     assert resolve(["other"], ["other", "other-1"]) == (["other"], [])
+
+
+def test_the_provisioner_leaves_a_deleted_cluster_kept_for_undelete_alone():
+    from libs.common.models import ClusterStatus, utcnow
+    from services.manager.planning import EngineObservation, EngineSize, Step, plan_reconcile
+    size = EngineSize(nodes=1, heap_mb=256, processors=1)
+    spec = ClusterSpec(replicas=1, cpu="500m", memory="512Mi", storage="5Gi", version="2.19.1")
+    kept = ClusterRecord(id="c1", tenant_org_id="acme", user="a", service_name="s", spec=spec, delete_requested=True,
+                         status=ClusterStatus.DELETED, deleted_at=utcnow(), final_snapshot="final-1")
+    assert plan_reconcile(kept, size, EngineObservation(running=False), utcnow(), 180).step == Step.NOTHING
+    asked = kept.model_copy(update={"status": ClusterStatus.DELETING, "final_snapshot": None})
+    # the final snapshot comes first, in the provisioner's REMOVE step
+    assert plan_reconcile(asked, size, EngineObservation(running=True), utcnow(), 180).step == Step.REMOVE

@@ -111,10 +111,3 @@ def test_failed_cluster_stays_failed_until_its_spec_changes():
 
 def test_timestamps_are_recent():
     assert utcnow() - record().updated_at < timedelta(seconds=5)
-
-
-def test_a_deleted_cluster_kept_for_undelete_is_left_alone():
-    kept = record(ClusterStatus.DELETED, delete_requested=True, deleted_at=utcnow(), final_snapshot="final-1")
-    assert plan(kept, EngineObservation(running=False)).step == Step.NOTHING
-    asked = record(ClusterStatus.DELETING, delete_requested=True)
-    assert plan(asked, EngineObservation(running=True)).step == Step.REMOVE  # the final snapshot comes first
