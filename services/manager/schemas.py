@@ -179,6 +179,7 @@ class ClusterView(BaseModel):
     snapshot_policy: SnapshotPolicy
     restore: RestoreState | None = None  # the latest restore asked of it: `state` says when it is done
     deleted_at: datetime | None = None  # a deleted cluster kept for undelete: since when
+    final_snapshot: str | None = None  # ...and the snapshot an undelete restores
     created_at: datetime
     updated_at: datetime
 
@@ -190,7 +191,7 @@ class ClusterView(BaseModel):
             **record.model_dump(include={"id", "tenant_org_id", "user", "service_name", "status", "status_reason",
                                          "health", "nodes", "hibernate_after_s", "last_active_at", "created_at",
                                          "updated_at", "engine_lacks", "snapshot_policy", "restore",
-                                         "deleted_at"}),
+                                         "deleted_at", "final_snapshot"}),
             **record.spec.model_dump(),
             **record.scaling.model_dump(),
             endpoint=f"{gateway_url}/{record.id}" if addressable else None,

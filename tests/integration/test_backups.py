@@ -176,7 +176,7 @@ def test_a_deleted_cluster_is_listed_and_comes_back_with_its_data(api):
     [deleted] = wait_until(lambda: api.get("/clusters", params={**tenant, "deleted": "true"}).json()["clusters"],
                            120, interval_s=0.5, what="listed as deleted")  # after its final snapshot
     assert deleted["id"] == cluster["id"] and deleted["status"] == "deleted"
-    assert deleted["deleted_at"] and deleted["endpoint"] is None
+    assert deleted["deleted_at"] and deleted["endpoint"] is None and deleted["final_snapshot"].startswith("final-")
     assert api.get("/clusters", params=tenant).json()["clusters"] == []
     assert api.get(f"/clusters/{cluster['id']}").status_code == 404  # deleted, as before backups
     assert api.post(f"/clusters/{cluster['id']}/snapshots").status_code == 404
