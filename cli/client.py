@@ -97,8 +97,8 @@ class Client:
     def snapshots(self, cluster_id: str) -> dict | list:
         return self.call("GET", f"/clusters/{cluster_id}/snapshots")
 
-    def create_snapshot(self, cluster_id: str, name: str | None) -> dict:
-        return self.call("POST", f"/clusters/{cluster_id}/snapshots", json={"name": name} if name else {})
+    def create_snapshot(self, cluster_id: str) -> dict:
+        return self.call("POST", f"/clusters/{cluster_id}/snapshots")
 
     # tenants, keys, usage
     def is_operator(self) -> bool:

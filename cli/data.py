@@ -151,9 +151,9 @@ def _backups(call):
 
 @snapshots.command("create")
 @handles_errors
-def snapshot_create(cluster_id: str, name: str = typer.Option(None, "--name"), json_out: bool = JsonOption):
-    """Take a snapshot of the cluster."""
-    answer = _backups(lambda: client().create_snapshot(cluster_id, name))
+def snapshot_create(cluster_id: str, json_out: bool = JsonOption):
+    """Take a snapshot of the cluster (the platform names it)."""
+    answer = _backups(lambda: client().create_snapshot(cluster_id))
     if json_out:
         return as_json(answer)
     out.print(f"snapshot of {cluster_id}: {json.dumps(answer)}")

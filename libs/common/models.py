@@ -53,6 +53,25 @@ class ScalingPolicy(BaseModel):
     max_nodes: int = 9
 
 
+class SnapshotPolicy(BaseModel):
+    """Scheduled snapshots: one per `every_s` period (0: none), the newest `keep` of them kept."""
+
+    every_s: int = 3600
+    keep: int = 24
+
+
+class RestoreState(BaseModel):
+    """A restore asked of the cluster: indices replaced by their copies in a snapshot."""
+
+    snapshot: str
+    source_cluster_id: str | None = None  # None: the cluster's own repository; else a clone's source
+    indices: list[str] = []  # empty: every index in the snapshot
+    state: Literal["requested", "running", "done", "failed"] = "requested"
+    reason: str = "waiting for the backup pass"
+    requested_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
 class EngineCredentials(BaseModel):
     username: str
     password: str = Field(repr=False)  # never in a log line, even when a whole record is printed
@@ -80,6 +99,14 @@ class ClusterRecord(BaseModel):
     hibernate_requested: bool = False
     last_active_at: datetime | None = None
     stored_bytes: int = 0  # the store's size when last hibernated: metered while no engine runs
+    snapshot_policy: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
+    restore: RestoreState | None = None  # the latest restore (or a clone's first one) and how it went
+    # deleted with a final snapshot: the record stays (status deleted) until the retention ends
+    deleted_at: datetime | None = None
+    final_snapshot: str | None = None
+    # what the backup pass last saw in the repository, for reporting's /metrics
+    last_snapshot_at: datetime | None = None  # when the newest successful snapshot finished
+    snapshot_failure: str | None = None  # the reason of the newest snapshot, when it failed
     status: ClusterStatus = ClusterStatus.REQUESTED
     status_reason: str = "waiting for the provisioner"
     health: str | None = None

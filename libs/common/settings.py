@@ -52,6 +52,19 @@ class Settings(BaseSettings):
     hibernate_grace_s: float = Field(default=1.0, ge=0)  # in-flight requests finish before the stop
     wake_timeout_s: float = Field(default=60.0, gt=0)  # a held request gets 503 after this
 
+    # backups: engine snapshots in a repository per cluster (local: `fs` under the state dir;
+    # kubernetes: S3, MinIO in compose), on each cluster's `snapshot_policy`
+    snapshot_every_s: int = Field(default=3600, ge=0)  # a new cluster's default period; 0: no schedule
+    snapshot_keep: int = Field(default=24, ge=1)  # scheduled snapshots kept per cluster
+    deleted_retention_s: float = Field(default=7 * 24 * 3600, ge=0)  # a deleted cluster's final snapshot
+    snapshot_timeout_s: float = Field(default=600.0, gt=0)  # a snapshot or restore running longer failed
+    # kubernetes: the S3 bucket, a prefix per cluster; "" turns backups off there (the engines
+    # need the S3 client settings and keys in their keystores first)
+    snapshot_bucket: str = ""
+    snapshot_endpoint: str = "http://minio.es-serverless:9000"  # kubernetes: the S3 endpoint engines dial
+    snapshot_region: str = "us-east-1"
+    snapshot_path_style: bool = True  # MinIO and most S3-compatible stores want path-style access
+
     # provisioning
     driver: Literal["local", "kubernetes"] = "local"
     reconcile_interval_s: float = Field(default=2.0, gt=0)
@@ -135,6 +148,12 @@ class Settings(BaseSettings):
     @property
     def public_gateway_url(self) -> str:
         return (self.gateway_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
+
+    @property
+    def snapshots_dir(self) -> Path:
+        """Local `fs` repositories, one directory per cluster, outside `clusters_dir`: a deleted
+        cluster's engine data goes at once, its final snapshot stays for the retention."""
+        return self.state_dir.resolve() / "snapshots"
 
     @property
     def clusters_dir(self) -> Path:

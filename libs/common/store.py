@@ -169,9 +169,26 @@ class ClusterStore:
 
     async def remove(self, record: ClusterRecord) -> None:
         """Forget a deleted cluster: its name becomes free again."""
-        await self._names.delete(subjects.cluster_name_key(record.tenant_org_id, record.service_name))
+        await self.release_name(record)
         await self._records.delete(record.id)
         self._mirror.pop(record.id, None)
+
+    async def release_name(self, record: ClusterRecord) -> None:
+        """Free the cluster's service name, unless another cluster holds it by now (a deleted
+        cluster kept for undelete gives its name up at once, and a new one may take it)."""
+        key = subjects.cluster_name_key(record.tenant_org_id, record.service_name)
+        if await read_value(self._names, key) in (None, record.id.encode()):
+            await self._names.delete(key)
+
+    async def reserve_name(self, record: ClusterRecord) -> None:
+        """Take the service name back for an undeleted cluster; AlreadyExists if another has it."""
+        key = subjects.cluster_name_key(record.tenant_org_id, record.service_name)
+        if await read_value(self._names, key) == record.id.encode():
+            return
+        try:
+            await self._names.create(key, record.id.encode())
+        except KeyWrongLastSequenceError as exc:
+            raise AlreadyExists(key) from exc
 
     async def remembered_answer(self, key: str) -> dict | None:
         value = await read_value(self._idempotency, key)

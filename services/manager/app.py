@@ -38,6 +38,7 @@ from services.manager.quotas import QuotaLedger, QuotaRefused
 from services.manager.tenants import Tenants
 from services.manager.drivers import build_driver
 from services.manager.provisioner import Provisioner
+from services.manager.snapshotter import Snapshotter
 from services.manager.transitions import NotNow, note_activity, request_wake
 
 LIFECYCLE = JStream(
@@ -59,6 +60,7 @@ class Platform:
         self.keys: ApiKeys | None = None
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.provisioner: Provisioner | None = None
+        self.backups: Snapshotter | None = None
         self.driver = build_driver(settings)
         self._engines: dict[tuple[str, str], SearchEngine] = {}
         self._used: dict[str, datetime] = {}  # vector-route calls since the last flush: activity too
@@ -238,14 +240,18 @@ def create_app(settings: Settings) -> FastAPI:
         # a stable holder: a manager restarted in place takes its clusters back at once
         holder = settings.instance_id or f"{socket.gethostname()}:{settings.api_port}"
         leases = Leases(await broker.key_value(subjects.KV_PROVISIONER_LEASES, ttl=settings.lease_ttl_s), holder)
-        platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish, leases)
+        platform.backups = Snapshotter(settings, platform.store, leases, platform.engine_for)
+        platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish, leases,
+                                           final_snapshot=platform.backups.final_snapshot if platform.backups.enabled else None)
         await broker.start()
         mirror = asyncio.create_task(platform.store.follow())
         periodic = asyncio.create_task(platform.provisioner.run_periodic())
+        backup_pass = asyncio.create_task(platform.backups.run_periodic())
         use = asyncio.create_task(platform.report_use())
         log.info("manager started", api=f"http://{settings.api_host}:{settings.api_port}", nats=settings.nats_url)
         yield
         periodic.cancel()
+        backup_pass.cancel()
         mirror.cancel()
         use.cancel()
         await platform.provisioner.stop()

@@ -78,6 +78,8 @@ def plan_reconcile(
     provision_timeout_s: float,
 ) -> ReconcilePlan:
     """The next step that moves the running engine toward the record's desired state."""
+    if record.status == ClusterStatus.DELETED:
+        return ReconcilePlan(Step.NOTHING, "deleted; its final snapshot is kept for undelete")
     if record.delete_requested:
         return ReconcilePlan(Step.REMOVE, "delete requested", ClusterStatus.DELETING)
     if record.status == ClusterStatus.FAILED and record.observed_generation == record.generation:

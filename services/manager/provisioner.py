@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from libs.common import subjects
+from libs.common.engines import EngineError
 from libs.common.events import ClusterStatusChanged, Event
 from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
@@ -22,6 +23,7 @@ from libs.common.store import ClusterStore, RecordGone
 from services.manager.drivers import Driver, EngineUnavailable, ResizeAbandoned, ResizeInProgress
 from services.manager.transitions import idle_s, request_hibernation
 from services.manager.planning import (
+    HEALTHY,
     EngineObservation,
     EngineSize,
     ReconcilePlan,
@@ -31,11 +33,15 @@ from services.manager.planning import (
 )
 
 Publish = Callable[[Event, str], Awaitable[None]]
+# one step of a cluster's final snapshot before its delete: (done, the snapshot's name if it succeeded)
+FinalSnapshot = Callable[[ClusterRecord], Awaitable[tuple[bool, str | None]]]
 
 
 class Provisioner:
-    def __init__(self, settings: Settings, store: ClusterStore, driver: Driver, publish: Publish, leases: Leases):
+    def __init__(self, settings: Settings, store: ClusterStore, driver: Driver, publish: Publish, leases: Leases,
+                 final_snapshot: FinalSnapshot | None = None):
         self._settings = settings
+        self._final_snapshot = final_snapshot  # None: a delete removes everything at once
         self._store = store
         self._driver = driver
         self._publish = publish
@@ -131,9 +137,17 @@ class Provisioner:
         match plan.step:
             case Step.REMOVE:
                 await self._record(record.id, ClusterStatus.DELETING, plan.reason)
+                done, snapshot = await self._before_remove(record, desired, observed)
+                if not done:
+                    return True
                 await self._driver.remove(record.id)
-                await self._store.remove(record)
-                await self._emit(record, ClusterStatus.DELETED, "engine stopped and data removed")
+                if snapshot is None:
+                    await self._store.remove(record)
+                    await self._emit(record, ClusterStatus.DELETED, "engine stopped and data removed")
+                    return False
+                await self._store.release_name(record)  # a new cluster may take the name meanwhile
+                await self._record(record.id, ClusterStatus.DELETED, f"engine stopped and data removed; final "
+                                   f"snapshot {snapshot} kept for undelete", endpoint=None, nodes=0, health=None)
                 return False
             case Step.START:
                 await self._record(record.id, plan.status, plan.reason)
@@ -170,6 +184,37 @@ class Provisioner:
                     reason = plan.reason if record.status == ClusterStatus.READY else None
                     await self._record(record.id, None, reason, health=observed.health, nodes=observed.nodes)
                 return False
+
+    async def _before_remove(self, record: ClusterRecord, desired: EngineSize,
+                             observed: EngineObservation) -> tuple[bool, str | None]:
+        """A formed cluster's final snapshot, one step per call: (done, its name if it is kept).
+        A hibernated engine is started for it; one that cannot snapshot in time is removed without."""
+        if self._final_snapshot is None or record.formed_at is None or self._settings.deleted_retention_s <= 0:
+            return True, None
+        asked = (utcnow() - (record.deleted_at or record.updated_at)).total_seconds()
+        if asked > self._settings.snapshot_timeout_s:
+            self._log.warning("no final snapshot in time; deleting without", cluster=record.id)
+            return True, None
+        if not observed.running:
+            try:
+                await self._driver.start(record, desired)
+            except EngineUnavailable:
+                return True, None  # its data is gone or cannot run here: nothing left to keep
+            await self._record(record.id, None, "starting the engine for the final snapshot")
+            return False, None
+        if observed.health not in HEALTHY:
+            return False, None
+        try:
+            return await self._final_snapshot(record)
+        except EngineError as exc:
+            if exc.status is None:  # not answering: temporary, until the timeout above
+                return False, None
+            # it answered and refused (a repository outside an old engine's path.repo): no retry helps
+            self._log.warning("final snapshot refused; deleting without", cluster=record.id, error=str(exc))
+            return True, None
+        except Exception as exc:  # temporary: the engine answers again on a later step, or the timeout ends it
+            self._log.warning("final snapshot step failed", cluster=record.id, error=f"{type(exc).__name__}: {exc}")
+            return False, None
 
     async def _hibernate(self, record: ClusterRecord, plan: ReconcilePlan) -> bool:
         """Idle (or asked): mark it, let the gateways' in-flight requests finish, then flush and stop."""

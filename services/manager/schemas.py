@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
-from libs.common.models import SERVING, ClusterRecord, ClusterStatus, EngineCredentials
+from libs.common.models import SERVING, ClusterRecord, ClusterStatus, EngineCredentials, RestoreState, SnapshotPolicy
 from libs.common.quantities import QuantityError, parse_bytes, parse_cpu_millis
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -84,6 +84,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SnapshotPolicyRequest(Strict):
+    every_s: Annotated[StrictInt, Field(ge=0, le=30 * 24 * 3600)] | None = None  # 0: no scheduled snapshots
+    keep: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
+
+
+class CloneSource(Strict):
+    """`from` of a new cluster: it starts with this snapshot of that cluster restored."""
+
+    cluster_id: Annotated[str, Field(pattern=r"^c[0-9a-f]{12}$")]
+    snapshot: Annotated[str, Field(max_length=200, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+
+
 class CreateClusterRequest(Strict):
     tenant_org_id: DnsName
     user: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
@@ -95,6 +107,7 @@ class CreateClusterRequest(Strict):
     engine: Literal["opensearch", "elasticsearch"] | None = None
     version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] | None = None
     hibernate_after_s: HibernateAfter | None = None  # None: the platform's default
+    source: CloneSource | None = Field(default=None, alias="from")  # a clone of another cluster's snapshot
 
     model_config = ConfigDict(
         extra="forbid",
@@ -116,12 +129,13 @@ class UpdateClusterRequest(Strict):
     min_nodes: Annotated[StrictInt, Field(ge=1, le=9)] | None = None
     max_nodes: Annotated[StrictInt, Field(ge=1, le=9)] | None = None
     hibernate_after_s: HibernateAfter | None = None
+    snapshot_policy: SnapshotPolicyRequest | None = None
 
     @model_validator(mode="after")
     def _something(self) -> "UpdateClusterRequest":
         if not self.model_dump(exclude_none=True):
-            raise ValueError("nothing to change: send replicas, memory, autoscaling, min_nodes, max_nodes or "
-                             "hibernate_after_s")
+            raise ValueError("nothing to change: send replicas, memory, autoscaling, min_nodes, max_nodes, "
+                             "hibernate_after_s or snapshot_policy")
         if self.min_nodes and self.max_nodes and self.min_nodes > self.max_nodes:
             raise ValueError("min_nodes is above max_nodes")
         return self
@@ -131,6 +145,9 @@ class UpdateClusterRequest(Strict):
 
     def scaling_changes(self) -> dict:
         return self.model_dump(include={"autoscaling", "min_nodes", "max_nodes"}, exclude_none=True)
+
+    def policy_changes(self) -> dict:
+        return self.snapshot_policy.model_dump(exclude_none=True) if self.snapshot_policy else {}
 
 
 class ClusterView(BaseModel):
@@ -159,6 +176,10 @@ class ClusterView(BaseModel):
     engine_endpoint: str | None = None  # the engine itself: shown to the operator only
     credentials: EngineCredentials | None
     engine_lacks: list[str]
+    snapshot_policy: SnapshotPolicy
+    restore: RestoreState | None = None  # the latest restore asked of it: `state` says when it is done
+    deleted_at: datetime | None = None  # a deleted cluster kept for undelete: since when
+    final_snapshot: str | None = None  # ...and the snapshot an undelete restores
     created_at: datetime
     updated_at: datetime
 
@@ -169,7 +190,8 @@ class ClusterView(BaseModel):
         return cls(
             **record.model_dump(include={"id", "tenant_org_id", "user", "service_name", "status", "status_reason",
                                          "health", "nodes", "hibernate_after_s", "last_active_at", "created_at",
-                                         "updated_at", "engine_lacks"}),
+                                         "updated_at", "engine_lacks", "snapshot_policy", "restore",
+                                         "deleted_at", "final_snapshot"}),
             **record.spec.model_dump(),
             **record.scaling.model_dump(),
             endpoint=f"{gateway_url}/{record.id}" if addressable else None,

@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         await ensure_stream(js, subjects.USAGE_STREAM, subjects.USAGE_SUBJECTS, subjects.USAGE_MAX_AGE_S,
                             subjects.USAGE_DUPLICATE_WINDOW_S)
         poller = Poller(settings, publish, UsageMeters(await broker.key_value(subjects.KV_USAGE_METERS)), metrics)
-        registry.register(FleetCollector(poller.latest, poller.up))
+        registry.register(FleetCollector(poller.latest, poller.up, poller.tracked))
         store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
 
         def on_change(cluster_id, record) -> None:

@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from libs.common.events import MetricsSample
+from libs.common.models import ClusterRecord, utcnow
 
 HEALTH_STATES = ("green", "yellow", "red")
 
@@ -29,9 +30,11 @@ class ServiceMetrics:
 class FleetCollector:
     """Renders the latest sample of every polled cluster at scrape time; gone clusters vanish."""
 
-    def __init__(self, latest: dict[str, MetricsSample], up: dict[str, tuple[str, bool]]):
+    def __init__(self, latest: dict[str, MetricsSample], up: dict[str, tuple[str, bool]],
+                 records: dict[str, ClusterRecord] | None = None):
         self._latest = latest
         self._up = up
+        self._records = records if records is not None else {}  # the polled clusters' records: backups
 
     def collect(self):
         labels = ["tenant", "cluster"]
@@ -103,3 +106,24 @@ class FleetCollector:
         yield shards
         yield from counters.values()
         yield from (index_docs, index_store, index_indexing, index_search)
+        yield from self._backups(labels)
+
+    def _backups(self, labels: list[str]):
+        """Per awake cluster with a schedule: how old its newest successful snapshot is (since it
+        formed, if it has none), its period (the alert compares both), and a failed newest one."""
+        age = GaugeMetricFamily("ess_cluster_snapshot_age_seconds", "Seconds since the newest successful "
+                                "snapshot finished (since the cluster formed, if none).", labels=labels)
+        period = GaugeMetricFamily("ess_cluster_snapshot_period_seconds", "The snapshot policy's period.",
+                                   labels=labels)
+        failed = GaugeMetricFamily("ess_cluster_snapshot_failed", "1 when the newest snapshot failed; the "
+                                   "reason is on GET /clusters/{id}/snapshots.", labels=labels + ["reason"])
+        now = utcnow()
+        for cluster, record in sorted(self._records.items()):
+            since = record.last_snapshot_at or record.formed_at
+            if record.snapshot_policy.every_s <= 0 or since is None or record.hibernate_requested:
+                continue  # no schedule, never formed, or asleep (nothing changes while it sleeps)
+            key = [record.tenant_org_id, cluster]
+            age.add_metric(key, (now - since).total_seconds())
+            period.add_metric(key, record.snapshot_policy.every_s)
+            failed.add_metric(key + [(record.snapshot_failure or "")[:120]], 1.0 if record.snapshot_failure else 0.0)
+        yield from (age, period, failed)

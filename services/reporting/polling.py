@@ -70,6 +70,11 @@ class Poller:
         self._log = structlog.get_logger("poller")
 
     @property
+    def tracked(self) -> dict[str, ClusterRecord]:
+        """The records of the clusters polled now (a live view: /metrics reads their backups)."""
+        return self._records
+
+    @property
     def max_gap_s(self) -> float:
         return 3 * self._settings.poll_interval_s
 

@@ -49,7 +49,7 @@ def node(settings: Settings, tmp_path_factory):
     while asyncio.run(driver.observe(CLUSTER_ID)).health != "green":
         assert time.monotonic() < deadline, (own.clusters_dir / CLUSTER_ID / "engine.log").read_text()[-3000:]
         time.sleep(0.5)
-    yield endpoint, own.clusters_dir / CLUSTER_ID / "snapshots"
+    yield endpoint, own.snapshots_dir / CLUSTER_ID  # under path.repo, outside the engine data
     asyncio.run(driver.remove(CLUSTER_ID))
     assert find_engines(own.clusters_dir) == []
 
@@ -162,7 +162,7 @@ async def test_an_fs_snapshot_restores_a_deleted_index(engine, client, node):
 
     client.indices.refresh(index="kept-000001")
     assert client.count(index="kept").body["count"] == len(MOVIES)
-    assert any(node[1].iterdir())  # the snapshot lives in the cluster's own directory
+    assert any(node[1].iterdir())  # the snapshot lives in the cluster's own repository directory
 
 
 def test_official_client_passes_its_product_check_and_reads_the_root(client):

@@ -111,7 +111,8 @@ def test_a_delete_during_a_wake_and_a_wake_during_a_delete(api, settings):
         assert api.delete(f"/clusters/{first['id']}").status_code == 202
         answer = held.result()
     assert answer.status_code == 404 and "being deleted" in answer.json()["error"]["reason"]
-    wait_until(lambda: api.get(f"/clusters/{first['id']}").status_code == 404, 60, what="first deleted")
+    # a delete takes a final snapshot first, for which a sleeping engine is started: a JVM boot
+    wait_until(lambda: api.get(f"/clusters/{first['id']}").status_code == 404, 180, what="first deleted")
     assert engines_of(settings, first["id"]) == []
 
     second = new_cluster(api, service_name="wake-del", hibernate_after_s=0)
@@ -122,7 +123,7 @@ def test_a_delete_during_a_wake_and_a_wake_during_a_delete(api, settings):
     assert woken.status_code in (404, 409), woken.text  # deleting, or already gone
     through_gateway = httpx.get(f"{second['endpoint']}/_cluster/health", headers=OPERATOR, timeout=30)
     assert through_gateway.status_code == 404
-    wait_until(lambda: api.get(f"/clusters/{second['id']}").status_code == 404, 60, what="second deleted")
+    wait_until(lambda: api.get(f"/clusters/{second['id']}").status_code == 404, 180, what="second deleted")
     assert engines_of(settings, second["id"]) == []
 
 

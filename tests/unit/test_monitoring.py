@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from libs.common.events import MetricsSample, OperationRates
 from libs.common.metrics import ClusterStats, IndexStats
+from libs.common.models import ClusterRecord, ClusterSpec
 from services.reporting.exposition import FleetCollector, ServiceMetrics
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
@@ -39,7 +40,10 @@ def exported_names() -> set[str]:
     sample = MetricsSample(cluster_id="c1", tenant_org_id="acme", taken_at=datetime.now(timezone.utc),
                            rates=OperationRates(),
                            stats=ClusterStats(health="green", nodes=1, per_index=[IndexStats(name="i")]))
-    registry.register(FleetCollector({"c1": sample}, {"c1": ("acme", True)}))
+    record = ClusterRecord(id="c1", tenant_org_id="acme", user="u", service_name="s", formed_at=sample.taken_at,
+                           snapshot_failure="auto-1: disk full",
+                           spec=ClusterSpec(replicas=1, cpu="1", memory="1Gi", storage="1Gi", version="2.19.1"))
+    registry.register(FleetCollector({"c1": sample}, {"c1": ("acme", True)}, {"c1": record}))
     text = generate_latest(registry).decode()
     return set(re.findall(r"^(ess_\w+?)(?:\{| )", text, re.M))
 

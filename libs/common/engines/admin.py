@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
+from libs.common.engines.snapshots import Snapshots
 from libs.common.engines.paged_copy import PagedCopyFailed, is_paged, paged_copy_step, start_paged_copy
 
 Request = Callable[[str, str, dict[str, Any] | None], Awaitable[Any]]
@@ -103,6 +104,14 @@ class EngineAdmin:
     async def refresh(self, index: str) -> None:
         await self._request("POST", f"/{index}/_refresh", None)
 
+    # it sat indented under `pending_drain`, unreachable, so every hibernation skipped its flush
+    async def flush(self) -> None:
+        """Every index's translog into segments: a hibernated engine restarts without replaying it."""
+        await self._request("POST", "/_flush", None)
+
+    def snapshots(self) -> Snapshots:
+        return Snapshots(self._request)
+
 
 def pending_drain(rows: list[dict[str, Any]], leaving: list[str], remaining_nodes: int) -> int:
     """Shard copies that must still move before `leaving` go (rows of `_cat/shards`).
@@ -123,7 +132,3 @@ def pending_drain(rows: list[dict[str, Any]], leaving: list[str], remaining_node
             started_outside[key] = started_outside.get(key, 0) + 1
     short = sum(max(0, min(n, max(remaining_nodes, 1)) - started_outside.get(key, 0)) for key, n in copies.items())
     return moving + short
-
-    async def flush(self) -> None:
-        """Every index's translog into segments: a hibernated engine restarts without replaying it."""
-        await self._request("POST", "/_flush", None)

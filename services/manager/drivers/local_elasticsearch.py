@@ -34,7 +34,8 @@ def prepare_node(settings: Settings, cluster_id: str, node: int, size: EngineSiz
     """Write node N's configuration; its command line (raises EngineUnavailable if not installed)."""
     classpath = elasticsearch_classpath(settings.elasticsearch_home)
     transport = [http_base + 10 + i for i in range(1, MAX_NODES + 1)]
-    write_elasticsearch_config(home, node, settings.local_host, http_base, transport, cluster_id, bootstrap)
+    write_elasticsearch_config(home, node, settings.local_host, http_base, transport, cluster_id, bootstrap,
+                               snapshots=settings.snapshots_dir)
     return elasticsearch_command(settings.java_bin, classpath, cluster_id, node, size, home, http_base)
 
 
@@ -47,9 +48,9 @@ def elasticsearch_classpath(home: Path) -> str:
 
 
 def write_elasticsearch_config(home: Path, node: int, host: str, http_base: int, transport_ports: list[int],
-                               cluster_id: str, bootstrap: bool) -> None:
+                               cluster_id: str, bootstrap: bool, snapshots: Path | None = None) -> None:
     """elasticsearch.yml of node N: loopback only, its ports, the slot's transport ports as seeds,
-    snapshots to `fs` under the cluster's directory."""
+    snapshots to `fs` repositories under `snapshots` (default: beside the cluster's directory)."""
     node_home = home / f"node_{node}"
     (node_home / "config").mkdir(parents=True, exist_ok=True)
     lines = [
@@ -62,7 +63,8 @@ def write_elasticsearch_config(home: Path, node: int, host: str, http_base: int,
         "discovery.seed_hosts: [" + ", ".join(f'"{host}:{p}"' for p in transport_ports) + "]",
         f"path.data: {node_home / 'data'}",
         f"path.logs: {node_home / 'logs'}",
-        f"path.repo: {home.parent / 'snapshots'}",
+        # every cluster's repository directory, so a clone can read its source's snapshots
+        f"path.repo: {snapshots or home.parent / 'snapshots'}",
         # a laptop's full disk must not turn tenant indices read-only
         "cluster.routing.allocation.disk.threshold_enabled: false",
     ]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.manager.http import clusters, platform, tenants, vectors
+from services.manager.http import clusters, platform, snapshots, tenants, vectors
 from services.manager.http.console import add_console
 
 
 def add_routes(app: FastAPI) -> None:
-    for module in (platform, clusters, vectors):
+    for module in (platform, clusters, vectors, snapshots):
         app.include_router(module.public if module is platform else module.router)
     app.include_router(tenants.router)
     add_console(app)

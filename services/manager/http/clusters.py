@@ -15,13 +15,14 @@ from fastapi.responses import JSONResponse
 
 from libs.common import subjects
 from libs.common.engines import EngineError
-from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus
+from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus, SnapshotPolicy, utcnow
 from libs.common.store import AlreadyExists, RecordGone
 from libs.common.streams import read_subject
 from services.manager.drivers import EngineUnavailable, NoCredentials
 from services.manager.http.deps import (
     ClusterId, announce, caller, load_cluster, keyed_router, log, problem, quota_problem,
 )
+from services.manager.http.snapshots import clone_restore
 from services.manager.quotas import QuotaRefused
 from services.manager.transitions import NotNow, request_hibernation
 from services.manager.schemas import DNS_LABEL, ClusterList, ClusterView, CreateClusterRequest, UpdateClusterRequest
@@ -57,6 +58,7 @@ async def create_cluster(
     if version not in available[engine]:
         raise problem(422, "invalid_request", f"{engine} {version} is not available on this platform",
                       "version", f"use one of {available[engine]} or leave version out")
+    restore = await clone_restore(request, body.source, body.tenant_org_id)
     tenant = await platform.tenants.ensure(body.tenant_org_id)
     record = ClusterRecord(
         id="c" + uuid.uuid4().hex[:12],
@@ -66,6 +68,8 @@ async def create_cluster(
         request_id=request.state.request_id, engine_lacks=sorted(platform.driver.engine_lacks.get(engine, ())),
         hibernate_after_s=platform.settings.hibernate_after_s if body.hibernate_after_s is None
         else body.hibernate_after_s,
+        snapshot_policy=SnapshotPolicy(every_s=platform.settings.snapshot_every_s, keep=platform.settings.snapshot_keep),
+        restore=restore,
     )
     try:
         async with platform.quotas.creating(tenant, record):  # the quota first, then the name
@@ -88,13 +92,15 @@ async def create_cluster(
 async def list_clusters(
     request: Request,
     tenant_org_id: Annotated[str | None, Query(max_length=63, pattern=DNS_LABEL)] = None,
+    deleted: Annotated[bool, Query(description="true: deleted clusters still kept for undelete")] = False,
 ):
     me = caller(request)
     if tenant_org_id and not me.may_see(tenant_org_id):
         raise problem(404, "not_found", f"no tenant {tenant_org_id}")
     wanted = tenant_org_id or me.tenant_org_id
     records = await request.app.state.platform.store.read_all()
-    mine = [r for r in records if wanted is None or r.tenant_org_id == wanted]
+    mine = [r for r in records if (wanted is None or r.tenant_org_id == wanted)
+            and (r.status == ClusterStatus.DELETED) == deleted]
     return ClusterList(clusters=[view(request, r) for r in sorted(mine, key=lambda r: r.created_at)])
 
 
@@ -115,9 +121,12 @@ async def update_cluster(cluster_id: ClusterId, body: UpdateClusterRequest, requ
         spec = record.spec.model_copy(update=body.spec_changes())
         scaling = record.scaling.model_copy(update=body.scaling_changes())
         idle = record.hibernate_after_s if body.hibernate_after_s is None else body.hibernate_after_s
-        if (spec, scaling, idle) == (record.spec, record.scaling, record.hibernate_after_s) or record.delete_requested:
+        policy = record.snapshot_policy.model_copy(update=body.policy_changes())
+        if ((spec, scaling, idle, policy) == (record.spec, record.scaling, record.hibernate_after_s,
+                                              record.snapshot_policy) or record.delete_requested):
             return None
         record.hibernate_after_s = idle
+        record.snapshot_policy = policy
         if scaling.min_nodes > scaling.max_nodes:
             raise problem(422, "invalid_request", f"min_nodes {scaling.min_nodes} is above max_nodes "
                           f"{scaling.max_nodes}", "min_nodes", "send both, or keep min_nodes <= max_nodes")
@@ -154,6 +163,7 @@ async def delete_cluster(cluster_id: ClusterId, request: Request):
         if record.delete_requested:
             return None  # deleting twice is deleting once
         record.delete_requested = True
+        record.deleted_at = utcnow()  # the final snapshot's retention counts from here
         record.status = ClusterStatus.DELETING
         record.status_reason = "delete requested"
         record.request_id = request.state.request_id

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
 
 from libs.common import subjects
 from libs.common.events import ClusterDesiredStateChanged
-from libs.common.models import ClusterRecord, utcnow
+from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.api_keys import Principal
 from services.manager.quotas import QuotaExceeded
 from services.manager.schemas import DNS_LABEL, INDEX_NAME
@@ -74,9 +74,11 @@ def problem(status: int, error: str, message: str, field: str | None = None, fix
     return HTTPException(status_code=status, detail=detail)
 
 
-async def load_cluster(request: Request, cluster_id: ClusterId) -> ClusterRecord:
+async def load_cluster(request: Request, cluster_id: ClusterId, deleted: bool = False) -> ClusterRecord:
+    """The cluster, if the caller may see it; a deleted one (kept for undelete) only if `deleted`."""
     record = await request.app.state.platform.store.read(cluster_id)
-    if record is None or not caller(request).may_see(record.tenant_org_id):
+    if record is None or not caller(request).may_see(record.tenant_org_id) or (
+            (record.status == ClusterStatus.DELETED) != deleted):
         raise problem(404, "not_found", f"no cluster {cluster_id}")  # another tenant's looks absent
     return record
 

@@ -1,0 +1,119 @@
+"""Pure decisions about a cluster's backups: where its repository is, which scheduled snapshot is
+due, which to prune, whether a restore ran too long, when a deleted cluster's snapshot goes.
+
+No I/O here: every function takes values and returns a value (plans carry a `reason`). The
+snapshotter (services/manager/snapshotter.py) applies them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from libs.common.models import ClusterRecord, SnapshotPolicy
+from libs.common.settings import Settings
+
+REPOSITORY = "ess-backups"  # a cluster's own repository, by the same name in every engine
+AUTO_PREFIX = "auto-"
+
+
+def source_repository(cluster_id: str) -> str:
+    """The name under which a clone registers its source cluster's repository (read-only)."""
+    return f"ess-source-{cluster_id}"
+
+
+def backups_on(settings: Settings) -> bool:
+    """Local engines always have their `fs` repository; Kubernetes ones once a bucket is set."""
+    return settings.driver == "local" or bool(settings.snapshot_bucket)
+
+
+def repository_body(settings: Settings, cluster_id: str, readonly: bool = False) -> dict[str, Any]:
+    """The engine's repository definition for `cluster_id`'s snapshots.
+
+    Local: an `fs` directory under the state dir (inside the nodes' `path.repo`). Kubernetes: a
+    prefix of the S3 bucket; endpoint, region and path-style are the engines' `s3.client.default.*`
+    node settings and the keys sit in their keystores, so nothing secret is in this body.
+    """
+    if settings.driver == "local":
+        location = str(settings.snapshots_dir / cluster_id)
+        return {"type": "fs", "settings": {"location": location, "compress": True, "readonly": readonly}}
+    return {"type": "s3", "settings": {"bucket": settings.snapshot_bucket, "base_path": f"clusters/{cluster_id}",
+                                       "client": "default", "readonly": readonly}}
+
+
+def manual_name(now: datetime) -> str:
+    """A snapshot asked through the API: sortable by time, unique within the second."""
+    return f"manual-{now.strftime('%Y%m%dt%H%M%Sz')}-{uuid.uuid4().hex[:4]}"
+
+
+def final_name(now: datetime) -> str:
+    return f"final-{int(now.timestamp())}"
+
+
+def period_start(now: datetime, every_s: int) -> int:
+    """The epoch second the schedule's current period began (periods are aligned to the epoch)."""
+    epoch = int(now.timestamp())
+    return epoch - epoch % every_s
+
+
+def auto_name(start: int) -> str:
+    """The one name of a period's snapshot: taking it twice is refused by the engine, so a manager
+    that restarts mid-period, or a second replica, cannot snapshot a period twice."""
+    return f"{AUTO_PREFIX}{start}"
+
+
+def auto_start(name: str) -> int | None:
+    if not name.startswith(AUTO_PREFIX):
+        return None
+    number = name[len(AUTO_PREFIX):]
+    return int(number) if number.isdigit() else None
+
+
+@dataclass(frozen=True)
+class ScheduledSnapshots:
+    """What the schedule does now: `create` a snapshot of that name (or none), `prune` these."""
+
+    create: str | None
+    prune: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+def plan_scheduled(policy: SnapshotPolicy, formed_at: datetime | None, now: datetime,
+                   existing: list[tuple[str, str]]) -> ScheduledSnapshots:
+    """The scheduled snapshot due now and the scheduled ones beyond `keep`.
+
+    `existing`: (name, status) of every snapshot in the repository. Only `auto-` snapshots are
+    the schedule's: those taken through the API are never pruned. A period that began before
+    the cluster formed has nothing to keep, so the first snapshot is the first whole period's.
+    """
+    if policy.every_s <= 0:
+        return ScheduledSnapshots(None, [], "schedule off (every_s 0)")
+    start = period_start(now, policy.every_s)
+    names = {name for name, _ in existing}
+    create = auto_name(start)
+    if formed_at is None or start < formed_at.timestamp():
+        create, reason = None, "the cluster formed in this period; the first snapshot is the next period's"
+    elif create in names:
+        create, reason = None, f"this period's snapshot {create} is taken"
+    else:
+        reason = f"period {start} has no snapshot"
+    autos = sorted((auto_start(name), name) for name, status in existing
+                   if auto_start(name) is not None and status != "in_progress")
+    room = policy.keep - (1 if create else 0)  # the one being taken counts as kept
+    prune = [name for _, name in autos[:max(0, len(autos) - room)]]
+    if prune:
+        reason += f"; {len(prune)} beyond keep {policy.keep}"
+    return ScheduledSnapshots(create, prune, reason)
+
+
+def restore_overdue(record: ClusterRecord, now: datetime, timeout_s: float) -> bool:
+    restore = record.restore
+    return bool(restore and restore.state in ("requested", "running")
+                and (now - restore.requested_at).total_seconds() > timeout_s)
+
+
+def purge_due(record: ClusterRecord, now: datetime, retention_s: float) -> bool:
+    """A deleted cluster's final snapshot and record go once the retention has passed."""
+    return record.deleted_at is not None and (now - record.deleted_at).total_seconds() >= retention_s

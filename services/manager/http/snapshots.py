@@ -1,0 +1,220 @@
+"""Backup routes: take, list and delete a cluster's snapshots, and restore one in place.
+
+A snapshot or a restore starts and the route answers 202 at once; the snapshot's status shows
+on the list, the restore's on the cluster (`restore.state`). A hibernated cluster is not woken
+for a backup: its data has not changed since it went to sleep, so the answer is 409 saying so.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import HTTPException, Path, Request
+from pydantic import BaseModel, Field
+
+from libs.common.engines import EngineError
+from libs.common.engines.snapshots import SnapshotExists, SnapshotMissing, Snapshots, resolve
+from libs.common.models import SERVING, ClusterRecord, ClusterStatus, RestoreState, utcnow
+from libs.common.store import AlreadyExists, RecordGone
+from services.manager import backups
+from services.manager.http.deps import ClusterId, announce, caller, keyed_router, load_cluster, log, problem
+from services.manager.quotas import QuotaRefused
+from services.manager.schemas import INDEX_NAME, CloneSource, ClusterView, Strict
+
+router = keyed_router()
+
+
+def view(request: Request, record: ClusterRecord) -> ClusterView:
+    return ClusterView.of(record, request.app.state.platform.settings.public_gateway_url, caller(request).is_operator)
+SnapshotName = Annotated[str, Path(max_length=200, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+
+
+class SnapshotView(BaseModel):
+    name: str
+    status: str  # in_progress, success, partial, failed
+    started_at: str | None = None
+    finished_at: str | None = None
+    indices: list[str] = []
+    size_bytes: int = 0
+    reason: str | None = None  # why a snapshot failed
+
+
+class SnapshotList(BaseModel):
+    snapshots: list[SnapshotView]
+
+
+class RestoreRequest(Strict):
+    snapshot: Annotated[str, Field(max_length=200, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    indices: list[Annotated[str, Field(max_length=200, pattern=INDEX_NAME)]] = []  # empty: every index
+
+
+def _engine_problem(exc: EngineError, what: str) -> HTTPException:
+    if isinstance(exc, SnapshotMissing):
+        return problem(404, "not_found", str(exc))
+    return problem(503, "engine_unavailable", f"{what}: the cluster's engine did not answer ({exc}); retry shortly")
+
+
+def _backups_on(request: Request) -> None:
+    if not request.app.state.platform.backups.enabled:
+        raise problem(409, "backups_off", "backups are off on this platform: the Kubernetes driver needs "
+                      "ESS_SNAPSHOT_BUCKET (and the engines' S3 keys); ask the operator")
+
+
+async def _serving(request: Request, cluster_id: str) -> tuple[ClusterRecord, Snapshots]:
+    """The cluster and its registered repository; 409 with the reason when it cannot snapshot now."""
+    record = await load_cluster(request, cluster_id)
+    _backups_on(request)
+    if record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING):
+        raise problem(409, "hibernated", f"cluster {cluster_id} is hibernated: its data has not changed since "
+                      "it went to sleep, so its latest snapshot still holds it; wake it (POST "
+                      f"/clusters/{cluster_id}/wake) to snapshot or restore")
+    if record.delete_requested or record.status not in SERVING or not record.endpoint:
+        raise problem(409, "not_ready", f"cluster {cluster_id} is {record.status}; retry once it is ready")
+    backup = request.app.state.platform.backups
+    try:
+        await backup.ensure_repository(record)
+    except EngineError as exc:
+        raise _engine_problem(exc, "repository not registered")
+    return record, backup.snapshots(record)
+
+
+@router.post("/clusters/{cluster_id}/snapshots", status_code=202, tags=["backups"])
+async def take_snapshot(cluster_id: ClusterId, request: Request):
+    """Start a snapshot of every index of the cluster; its status shows on the list."""
+    record, snapshots = await _serving(request, cluster_id)
+    name = backups.manual_name(utcnow())
+    try:
+        await snapshots.create(backups.REPOSITORY, name)
+    except SnapshotExists:
+        raise problem(409, "conflict", f"snapshot {name} exists already; retry")
+    except EngineError as exc:
+        raise _engine_problem(exc, "snapshot not started")
+    log.info("snapshot started", cluster=record.id, snapshot=name)
+    return {"name": name, "status": "in_progress"}
+
+
+@router.get("/clusters/{cluster_id}/snapshots", response_model=SnapshotList, tags=["backups"])
+async def list_snapshots(cluster_id: ClusterId, request: Request):
+    """The cluster's snapshots, oldest first, each with its status, indices and size."""
+    _, snapshots = await _serving(request, cluster_id)
+    try:
+        found = await snapshots.list(backups.REPOSITORY)
+    except EngineError as exc:
+        raise _engine_problem(exc, "snapshots not listed")
+    return SnapshotList(snapshots=[SnapshotView(
+        name=s.name, status=s.status, indices=s.indices, size_bytes=s.size_bytes, reason=s.reason,
+        started_at=s.started_at.isoformat() if s.started_at else None,
+        finished_at=s.finished_at.isoformat() if s.finished_at else None,
+    ) for s in found])
+
+
+@router.delete("/clusters/{cluster_id}/snapshots/{name}", tags=["backups"])
+async def delete_snapshot(cluster_id: ClusterId, name: SnapshotName, request: Request):
+    _, snapshots = await _serving(request, cluster_id)
+    try:
+        await snapshots.get(backups.REPOSITORY, name)
+        await snapshots.delete(backups.REPOSITORY, name)
+    except EngineError as exc:
+        raise _engine_problem(exc, "snapshot not deleted")
+    return {"name": name, "status": "deleted"}
+
+
+@router.post("/clusters/{cluster_id}/restore", status_code=202, response_model=ClusterView, tags=["backups"])
+async def restore(cluster_id: ClusterId, body: RestoreRequest, request: Request):
+    """Replace the named indices (none named: every index in the snapshot) with their copies in
+    the snapshot; the cluster's `restore.state` turns `done` (or `failed`, with a reason)."""
+    record, snapshots = await _serving(request, cluster_id)
+    try:
+        found = await snapshots.get(backups.REPOSITORY, body.snapshot)
+    except EngineError as exc:
+        raise _engine_problem(exc, "restore not started")
+    if found.status not in ("success", "partial"):
+        raise problem(409, "not_ready", f"snapshot {body.snapshot} is {found.status}; restore a successful one",
+                      "snapshot", "pick one whose status is success on GET .../snapshots")
+    missing = resolve(body.indices, found.indices)[1]
+    if missing:
+        raise problem(422, "invalid_request", f"snapshot {body.snapshot} holds no index {', '.join(missing)}",
+                      "indices", f"name some of {found.indices}, or leave indices out for all")
+
+    def change(current: ClusterRecord) -> ClusterRecord | None:
+        if current.restore and current.restore.state in ("requested", "running"):
+            raise problem(409, "conflict", f"a restore of {current.restore.snapshot} is under way; wait for it")
+        current.restore = RestoreState(snapshot=body.snapshot, indices=body.indices)
+        current.request_id = request.state.request_id
+        return current
+
+    platform = request.app.state.platform
+    try:
+        record = await platform.store.mutate(cluster_id, change)
+    except RecordGone:
+        raise problem(404, "not_found", f"no cluster {cluster_id}")
+    platform.backups.kick(record)  # start now rather than at the next pass
+    await announce(request, record, "updated")
+    log.info("restore requested", cluster=record.id, snapshot=body.snapshot, indices=body.indices)
+    return view(request, record)
+
+
+@router.post("/clusters/{cluster_id}/undelete", status_code=202, response_model=ClusterView, tags=["backups"])
+async def undelete(cluster_id: ClusterId, request: Request):
+    """Bring a deleted cluster back within its retention: a new engine with its final snapshot
+    restored; the status turns ready, then `restore.state` done."""
+    found = await request.app.state.platform.store.read(cluster_id)
+    if found is not None and found.status != ClusterStatus.DELETED:
+        await load_cluster(request, cluster_id)  # 404 unless the caller may see it
+        raise problem(409, "conflict", f"cluster {cluster_id} is {found.status}, not deleted"
+                      + ("; wait until its final snapshot is taken" if found.delete_requested else ""))
+    record = await load_cluster(request, cluster_id, deleted=True)
+    platform = request.app.state.platform
+    tenant = await platform.tenants.ensure(record.tenant_org_id)
+    try:
+        await platform.store.reserve_name(record)
+    except AlreadyExists:
+        raise problem(409, "conflict", f"service name {record.service_name!r} belongs to another cluster now",
+                      "service_name", "delete or rename that cluster, or clone this one's snapshot into a new one")
+
+    def change(current: ClusterRecord) -> ClusterRecord | None:
+        if current.status != ClusterStatus.DELETED:
+            return None  # undeleted twice is undeleted once
+        snapshot = current.final_snapshot
+        fresh = current.model_copy(update={
+            "delete_requested": False, "deleted_at": None, "final_snapshot": None, "formed_at": None,
+            "status": ClusterStatus.REQUESTED, "status_reason": f"undeleted; its final snapshot {snapshot} is "
+            "restored once the engine is ready", "observed_generation": 0, "endpoint": None, "credentials": None,
+            "hibernate_requested": False, "nodes": 0, "health": None, "last_active_at": None,
+            "restore": RestoreState(snapshot=snapshot) if snapshot else None,
+            "request_id": request.state.request_id,
+        })
+        return fresh
+
+    try:
+        async with platform.quotas.creating(tenant, record):
+            record = await platform.store.mutate(cluster_id, change)
+    except QuotaRefused as refused:
+        await platform.store.release_name(record)
+        raise problem(403, "quota_exceeded", refused.exceeded.message)
+    except RecordGone:
+        raise problem(404, "not_found", f"no cluster {cluster_id}: its retention is over")
+    await announce(request, record, "created")
+    log.info("cluster undeleted", cluster=cluster_id, snapshot=record.restore.snapshot if record.restore else None)
+    return view(request, record)
+
+
+async def clone_restore(request: Request, source: CloneSource | None, tenant_org_id: str) -> RestoreState | None:
+    """The restore a new cluster starts with when it is a clone (`from`); 4xx if it may not be."""
+    if source is None:
+        return None
+    _backups_on(request)
+    origin = await load_cluster(request, source.cluster_id)  # another tenant's looks absent to a tenant key
+    if origin.tenant_org_id != tenant_org_id and not caller(request).is_operator:
+        raise problem(403, "forbidden", "only the operator clones across tenants", "from.cluster_id",
+                      "clone a cluster of the new cluster's tenant")
+    if origin.status in SERVING and origin.endpoint and not origin.delete_requested:
+        snapshots = await _serving(request, origin.id)
+        try:
+            found = await snapshots[1].get(backups.REPOSITORY, source.snapshot)
+        except EngineError as exc:
+            raise _engine_problem(exc, "snapshot not checked")
+        if found.status not in ("success", "partial"):
+            raise problem(409, "not_ready", f"snapshot {source.snapshot} is {found.status}", "from.snapshot",
+                          "clone a snapshot whose status is success")
+    return RestoreState(snapshot=source.snapshot, source_cluster_id=origin.id)

@@ -1,0 +1,221 @@
+"""The backup pass: for each serving cluster whose lease this manager holds, register its snapshot
+repository, advance a restore asked of it, take the scheduled snapshot due and prune the old ones.
+
+It runs beside the provisioner's periodic pass and never waits on an engine: a snapshot or a
+restore is started, recorded, and looked at again on the next pass. Decisions are in backups.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+
+import structlog
+
+from libs.common.engines import SearchEngine
+from libs.common.engines.snapshots import SnapshotExists, SnapshotInfo, SnapshotMissing, Snapshots
+from libs.common.leases import Leases
+from libs.common.models import SERVING, ClusterRecord, ClusterStatus, utcnow
+from libs.common.settings import Settings
+from libs.common.store import ClusterStore, RecordGone
+from services.manager import backups
+
+
+class Snapshotter:
+    def __init__(self, settings: Settings, store: ClusterStore, leases: Leases,
+                 engine_for: Callable[[ClusterRecord], SearchEngine]):
+        self._settings = settings
+        self._store = store
+        self._leases = leases
+        self._engine_for = engine_for
+        self._registered: set[tuple[str, ...]] = set()  # repositories this process put, per engine
+        self._busy: set[str] = set()
+        self._taken: dict[str, tuple[str, int]] = {}  # cluster -> a period whose work is done: no listing until the next
+        self._log = structlog.get_logger("snapshotter")
+
+    def snapshots(self, record: ClusterRecord) -> Snapshots:
+        return self._engine_for(record).admin().snapshots()
+
+    async def ensure_repository(self, record: ClusterRecord, source: str | None = None) -> str:
+        """Register the cluster's repository (or, read-only, a clone source's) once per engine."""
+        owner = source or record.id
+        name = backups.source_repository(owner) if source else backups.REPOSITORY
+        key = (record.id, record.endpoint or "", name, str(record.formed_at))  # a new engine has none
+        if key not in self._registered:
+            body = backups.repository_body(self._settings, owner, readonly=source is not None)
+            await self.snapshots(record).register(name, body)
+            self._registered.add(key)
+            self._log.info("snapshot repository registered", cluster=record.id, repository=name,
+                           type=body["type"])
+        return name
+
+    async def run_periodic(self) -> None:
+        while True:
+            try:
+                await self.pass_all()
+            except Exception:
+                self._log.exception("backup pass failed")
+            await asyncio.sleep(self._settings.reconcile_interval_s)
+
+    async def pass_all(self) -> None:
+        for record in await self._store.read_all():  # the mirror: each cluster is read afresh when tended
+            self.kick(record)
+
+    def kick(self, record: ClusterRecord) -> None:
+        """Tend one cluster in the background; a cluster already being tended is left to that pass."""
+        if record.id not in self._busy:
+            self._busy.add(record.id)
+            asyncio.create_task(self._tend_guarded(record.id))
+
+    async def _tend_guarded(self, cluster_id: str) -> None:
+        try:
+            found = await self._store.get(cluster_id)
+            if found and found[0].status == ClusterStatus.DELETED:
+                if backups.purge_due(found[0], utcnow(), self._settings.deleted_retention_s):
+                    await self.purge(found[0])
+            elif found and self._serving(found[0]) and await self._leases.hold(cluster_id):
+                await self.tend(found[0])
+        except RecordGone:
+            pass
+        except Exception as exc:
+            self._log.warning("backup step failed; retrying on the next pass", cluster=cluster_id,
+                              error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._busy.discard(cluster_id)
+
+    @staticmethod
+    def _serving(record: ClusterRecord) -> bool:
+        return (record.status in SERVING and bool(record.endpoint) and not record.hibernate_requested
+                and not record.delete_requested)
+
+    @property
+    def enabled(self) -> bool:
+        return backups.backups_on(self._settings)
+
+    async def tend(self, record: ClusterRecord) -> None:
+        if not self.enabled:
+            return
+        await self.ensure_repository(record)
+        if record.restore and record.restore.state in ("requested", "running"):
+            await self._advance_restore(record)
+            return  # a snapshot taken mid-restore would hold half-restored indices
+        await self._schedule(record)
+
+    # -- delete and undelete ----------------------------------------------------------------
+    async def final_snapshot(self, record: ClusterRecord) -> tuple[bool, str | None]:
+        """One step of the snapshot a delete takes first: (done, its name if it succeeded). Its
+        name is recorded before it starts, so a manager killed meanwhile finds it again."""
+        snapshots = self.snapshots(record)
+        await self.ensure_repository(record)
+        name = record.final_snapshot
+        if name is not None:
+            try:
+                info = await snapshots.get(backups.REPOSITORY, name)
+            except SnapshotMissing:
+                info = None  # recorded, then the manager died before it started
+            if info is not None and info.status != "in_progress":
+                self._log.info("final snapshot finished", cluster=record.id, snapshot=name, status=info.status)
+                return True, name if info.status in ("success", "partial") else None
+            if info is not None:
+                return False, name
+        else:
+            name = backups.final_name(utcnow())
+
+            def note(current: ClusterRecord) -> ClusterRecord:
+                current.final_snapshot = name
+                return current
+
+            await self._store.mutate(record.id, note)
+        try:
+            await snapshots.create(backups.REPOSITORY, name)
+        except SnapshotExists:
+            pass
+        return False, name
+
+    async def purge(self, record: ClusterRecord) -> None:
+        """The retention of a deleted cluster is over: its repository data and its record go."""
+        if self._settings.driver == "local":
+            shutil.rmtree(self._settings.snapshots_dir / record.id, ignore_errors=True)
+        await self._store.remove(record)
+        self._log.info("deleted cluster purged", cluster=record.id, snapshot=record.final_snapshot)
+
+    # -- restore ----------------------------------------------------------------------------
+    async def _advance_restore(self, record: ClusterRecord) -> None:
+        restore = record.restore
+        now = utcnow()
+        if backups.restore_overdue(record, now, self._settings.snapshot_timeout_s):
+            await self._restore_state(record.id, "failed", f"not done within {self._settings.snapshot_timeout_s:.0f} s")
+            return
+        snapshots = self.snapshots(record)
+        if restore.state == "requested":
+            source = restore.source_cluster_id if restore.source_cluster_id != record.id else None
+            repository = await self.ensure_repository(record, source)
+            try:
+                indices = await snapshots.restore(repository, restore.snapshot, restore.indices)
+            except SnapshotMissing as exc:
+                await self._restore_state(record.id, "failed", str(exc))
+                return
+            await self._restore_state(record.id, "running", f"restoring {len(indices)} index(es) from "
+                                      f"{restore.snapshot}", indices=indices)
+            self._log.info("restore started", cluster=record.id, snapshot=restore.snapshot, indices=indices)
+        elif await snapshots.restored(restore.indices):
+            await self._restore_state(record.id, "done", f"restored {len(restore.indices)} index(es) from "
+                                      f"{restore.snapshot}")
+            self._log.info("restore done", cluster=record.id, snapshot=restore.snapshot)
+
+    async def _restore_state(self, cluster_id: str, state: str, reason: str, indices: list[str] | None = None) -> None:
+        def change(record: ClusterRecord) -> ClusterRecord | None:
+            if record.restore is None or record.restore.state in ("done", "failed"):
+                return None  # a newer request replaced it, or another pass finished it
+            record.restore.state = state
+            record.restore.reason = reason
+            if indices is not None:
+                record.restore.indices = indices
+            if state in ("done", "failed"):
+                record.restore.finished_at = utcnow()
+            return record
+
+        await self._store.mutate(cluster_id, change)
+
+    # -- schedule ---------------------------------------------------------------------------
+    async def _schedule(self, record: ClusterRecord) -> None:
+        policy = record.snapshot_policy
+        if policy.every_s <= 0:
+            return
+        done = (backups.auto_name(backups.period_start(utcnow(), policy.every_s)), policy.keep)
+        if self._taken.get(record.id) == done:
+            return  # this period is done; the engine need not be asked again until the next
+        snapshots = self.snapshots(record)
+        existing = await snapshots.list(backups.REPOSITORY, sizes=False)
+        await self._note(record, existing)
+        plan = backups.plan_scheduled(policy, record.formed_at, utcnow(), [(s.name, s.status) for s in existing])
+        if plan.create:
+            try:
+                await snapshots.create(backups.REPOSITORY, plan.create)
+                self._log.info("scheduled snapshot started", cluster=record.id, snapshot=plan.create,
+                               reason=plan.reason)
+            except SnapshotExists:
+                pass  # another pass (or replica) took it a moment ago: the period has its one
+        for name in plan.prune:
+            await snapshots.delete(backups.REPOSITORY, name)
+            self._log.info("scheduled snapshot pruned", cluster=record.id, snapshot=name, keep=policy.keep)
+        if plan.create is None and not any(s.status == "in_progress" for s in existing):
+            self._taken[record.id] = done  # all finished and noted: nothing more to do this period
+
+    async def _note(self, record: ClusterRecord, existing: list[SnapshotInfo]) -> None:
+        """Record the newest successful snapshot's time and the newest one's failure, if it failed."""
+        done = [s for s in existing if s.status != "in_progress" and s.finished_at]
+        good = [s.finished_at for s in done if s.status == "success"]
+        last = max(good) if good else None
+        newest = max(done, key=lambda s: s.finished_at) if done else None
+        failure = f"{newest.name}: {newest.reason or newest.status}" if newest and newest.status in (
+            "failed", "partial") else None
+        if (last, failure) == (record.last_snapshot_at, record.snapshot_failure):
+            return
+
+        def change(current: ClusterRecord) -> ClusterRecord:
+            current.last_snapshot_at, current.snapshot_failure = last, failure
+            return current
+
+        await self._store.mutate(record.id, change)

@@ -1,0 +1,121 @@
+"""Backup decisions without NATS or an engine: the repository, the schedule, pruning, retention."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from libs.common.engines.snapshots import parse_snapshot, user_indices
+from libs.common.models import ClusterRecord, ClusterSpec, RestoreState, SnapshotPolicy
+from libs.common.settings import Settings
+from services.manager import backups
+from services.manager.backups import auto_name, plan_scheduled
+
+HOUR = SnapshotPolicy(every_s=3600, keep=3)
+FORMED = datetime(2026, 1, 1, 9, 30, tzinfo=timezone.utc)
+
+
+def at(hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 1, 1, hour, minute, tzinfo=timezone.utc)
+
+
+def start_of(hour: int) -> int:
+    return int(at(hour).timestamp())
+
+
+def test_the_first_snapshot_is_the_first_whole_period_after_the_cluster_formed():
+    assert plan_scheduled(HOUR, FORMED, at(9, 45), []).create is None
+    assert plan_scheduled(HOUR, FORMED, at(10, 1), []).create == auto_name(start_of(10))
+
+
+def test_a_period_with_its_snapshot_taken_gets_no_second_one_whoever_asks_again():
+    taken = [(auto_name(start_of(10)), "success")]
+    again = plan_scheduled(HOUR, FORMED, at(10, 59), taken)
+    assert again.create is None and "taken" in again.reason
+    assert plan_scheduled(HOUR, FORMED, at(11, 0), taken).create == auto_name(start_of(11))
+
+
+def test_scheduled_snapshots_beyond_keep_are_pruned_oldest_first_and_manual_ones_never():
+    existing = [(auto_name(start_of(h)), "success") for h in (10, 11, 12)] + [("manual-x", "success")]
+    plan = plan_scheduled(HOUR, FORMED, at(13, 0), existing)
+    assert plan.create == auto_name(start_of(13))
+    assert plan.prune == [auto_name(start_of(10))]  # 11, 12 and the new 13 make keep=3
+
+
+def test_a_running_snapshot_is_never_pruned():
+    existing = [(auto_name(start_of(10)), "in_progress"), (auto_name(start_of(11)), "success")]
+    plan = plan_scheduled(SnapshotPolicy(every_s=3600, keep=1), FORMED, at(12, 0), existing)
+    assert plan.prune == [auto_name(start_of(11))]
+
+
+def test_every_s_zero_turns_the_schedule_off():
+    plan = plan_scheduled(SnapshotPolicy(every_s=0, keep=3), FORMED, at(13, 0), [])
+    assert plan.create is None and plan.prune == [] and "off" in plan.reason
+
+
+def test_the_local_repository_is_a_directory_of_its_own_outside_the_engine_data(tmp_path: Path):
+    settings = Settings(state_dir=tmp_path, driver="local")
+    body = backups.repository_body(settings, "c0123456789ab")
+    assert body["type"] == "fs"
+    location = Path(body["settings"]["location"])
+    assert location.parent == settings.snapshots_dir and not location.is_relative_to(settings.clusters_dir)
+    assert backups.repository_body(settings, "c0123456789ab", readonly=True)["settings"]["readonly"] is True
+
+
+def test_backups_are_off_on_kubernetes_until_a_bucket_is_set():
+    assert backups.backups_on(Settings(driver="local"))
+    assert not backups.backups_on(Settings(driver="kubernetes"))
+    assert backups.backups_on(Settings(driver="kubernetes", snapshot_bucket="backups"))
+
+
+def test_the_kubernetes_repository_is_a_prefix_of_the_bucket_with_no_secret_in_it():
+    settings = Settings(driver="kubernetes", snapshot_bucket="backups")
+    body = backups.repository_body(settings, "c0123456789ab")
+    assert body == {"type": "s3", "settings": {"bucket": "backups", "base_path": "clusters/c0123456789ab",
+                                               "client": "default", "readonly": False}}
+
+
+def test_a_snapshot_entry_reads_the_same_from_either_engine():
+    entry = {"snapshot": "auto-1", "state": "FAILED", "indices": ["b", "a"], "start_time_in_millis": 1_000,
+             "end_time_in_millis": 2_000, "reason": "disk full", "failures": []}
+    info = parse_snapshot(entry)
+    assert (info.name, info.status, info.indices, info.reason) == ("auto-1", "failed", ["a", "b"], "disk full")
+    assert info.finished_at - info.started_at == timedelta(seconds=1)
+    running = parse_snapshot({"snapshot": "s", "state": "IN_PROGRESS", "start_time_in_millis": 1_000,
+                              "end_time_in_millis": 0})
+    assert running.finished_at is None
+    assert user_indices([".kibana", "docs", ".opendistro-job"]) == ["docs"]
+
+
+def test_a_restore_is_overdue_after_the_timeout_and_a_deleted_cluster_goes_after_the_retention():
+    record = ClusterRecord(id="c0123456789ab", tenant_org_id="t", user="u", service_name="s",
+                           spec=ClusterSpec(replicas=1, cpu="1", memory="1Gi", storage="1Gi", version="2.19.1"))
+    record.restore = RestoreState(snapshot="s", requested_at=at(10))
+    assert not backups.restore_overdue(record, at(10, 5), 600)
+    assert backups.restore_overdue(record, at(10, 11), 600)
+    record.restore.state = "done"
+    assert not backups.restore_overdue(record, at(11), 600)
+    assert not backups.purge_due(record, at(11), 60)
+    record.deleted_at = at(10)
+    assert not backups.purge_due(record, at(10, 0) + timedelta(seconds=59), 60)
+    assert backups.purge_due(record, at(10, 1), 60)
+
+
+def test_a_restore_names_a_vector_index_by_its_alias_or_its_generation():
+    from libs.common.engines.snapshots import resolve
+    assert resolve(["docs"], ["docs-000001", "other"]) == (["docs-000001"], [])
+    assert resolve(["docs-000001", "logs"], ["docs-000001", "other"]) == (["docs-000001"], ["logs"])
+    assert resolve(["other"], ["other", "other-1"]) == (["other"], [])
+
+
+def test_the_provisioner_leaves_a_deleted_cluster_kept_for_undelete_alone():
+    from libs.common.models import ClusterStatus, utcnow
+    from services.manager.planning import EngineObservation, EngineSize, Step, plan_reconcile
+    size = EngineSize(nodes=1, heap_mb=256, processors=1)
+    spec = ClusterSpec(replicas=1, cpu="500m", memory="512Mi", storage="5Gi", version="2.19.1")
+    kept = ClusterRecord(id="c1", tenant_org_id="acme", user="a", service_name="s", spec=spec, delete_requested=True,
+                         status=ClusterStatus.DELETED, deleted_at=utcnow(), final_snapshot="final-1")
+    assert plan_reconcile(kept, size, EngineObservation(running=False), utcnow(), 180).step == Step.NOTHING
+    asked = kept.model_copy(update={"status": ClusterStatus.DELETING, "final_snapshot": None})
+    # the final snapshot comes first, in the provisioner's REMOVE step
+    assert plan_reconcile(asked, size, EngineObservation(running=True), utcnow(), 180).step == Step.REMOVE
