@@ -106,7 +106,7 @@ async function route() {
   document.getElementById("signout").hidden = false;
   const tenants = await api.tenants().catch(() => null);
   if (tenants === null) { session.key = null; return signIn("The key was refused."); }
-  const operator = await api.isOperator();
+  const operator = await api.isOperator().catch(() => false);
   document.getElementById("who").textContent = operator
     ? `operator: ${tenants.length} tenants` : `tenant ${tenants.map(t => t.tenant_org_id).join(", ")}`;
   const match = location.hash.match(/^#\/clusters\/(c[0-9a-f]{12})$/);

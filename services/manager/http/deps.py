@@ -76,7 +76,10 @@ def problem(status: int, error: str, message: str, field: str | None = None, fix
 
 async def load_cluster(request: Request, cluster_id: ClusterId, deleted: bool = False) -> ClusterRecord:
     """The cluster, if the caller may see it; a deleted one (kept for undelete) only if `deleted`."""
-    record = await request.app.state.platform.store.read(cluster_id)
+    store = request.app.state.platform.store
+    record = await store.read(cluster_id)
+    if record is None and (found := await store.get(cluster_id)):
+        record = found[0]  # made a moment ago through another replica: its watch has not caught up
     if record is None or not caller(request).may_see(record.tenant_org_id) or (
             (record.status == ClusterStatus.DELETED) != deleted):
         raise problem(404, "not_found", f"no cluster {cluster_id}")  # another tenant's looks absent

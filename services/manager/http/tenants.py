@@ -67,6 +67,13 @@ async def create_tenant(body: CreateTenantRequest, request: Request):
     return tenant
 
 
+@router.get("/whoami")
+async def whoami(request: Request):
+    """Who the key is: the operator (every tenant) or a tenant's key; for the CLI and the console."""
+    me = caller(request)
+    return {"actor": me.actor, "tenant_org_id": me.tenant_org_id, "operator": me.is_operator}
+
+
 @router.get("/tenants", response_model=list[TenantRecord])
 async def list_tenants(request: Request):
     tenants = await request.app.state.platform.tenants.all()
@@ -126,7 +133,11 @@ async def audit(request: Request, tenant_org_id: Annotated[str | None, Query(max
     """Every mutating call (who, what, when, result), oldest first; the operator's view."""
     operator_only(request)
     subject = subjects.tenant_audit(tenant_org_id) if tenant_org_id else subjects.AUDIT_ALL
-    messages = await read_subject(request.app.state.platform.jetstream(), subjects.AUDIT_STREAM, subject)
+    try:
+        messages = await read_subject(request.app.state.platform.jetstream(), subjects.AUDIT_STREAM, subject)
+    except TimeoutError:  # a long trail on a busy NATS: say so, rather than a 500
+        raise problem(503, "audit_busy", "the audit trail did not come back in time; retry, or narrow it with "
+                      "tenant_org_id")
     return {"events": [json.loads(m.data) for m in messages[-limit:]]}
 @router.get("/tenants/{tenant_org_id}/usage", response_model=TenantUsage, tags=["usage"])
 async def tenant_usage(
