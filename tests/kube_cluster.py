@@ -110,8 +110,12 @@ class ControlPlane:
         kubeconfig = f"--kubeconfig={self.kubeconfig}"
         self._spawn("kube-controller-manager", kubeconfig, "--leader-elect=false", "--secure-port=0",
                     "--enable-hostpath-provisioner", "--service-cluster-ip-range=10.96.0.0/16",
+                    "--pvclaimbinder-sync-period=1s",  # claims bind within a second, not fifteen
                     f"--root-ca-file={self.ca_file}", "--use-service-account-credentials=false")
-        self._spawn("kube-scheduler", kubeconfig, "--leader-elect=false", "--secure-port=0")
+        # a pod found unschedulable while its claim binds can miss the "claim bound" event and then
+        # wait up to 5 minutes before the scheduler tries it again (seen once: a test timed out)
+        self._spawn("kube-scheduler", kubeconfig, "--leader-elect=false", "--secure-port=0",
+                    "--pod-max-in-unschedulable-pods-duration=5s")
         # kwok renews each node's Lease, so the node lifecycle controller keeps the nodes Ready
         self._spawn("kwok", kubeconfig, f"--config={BINARIES['kwok'].parent / 'stages.yaml'}",
                     "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
