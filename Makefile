@@ -19,13 +19,13 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 setup: $(STAMP)
-	$(PY) -m libs.devrun setup
+	$(PY) -m devrun setup
 
 up: setup
-	$(PY) -m libs.devrun up
+	$(PY) -m devrun up
 
 down:
-	$(PY) -m libs.devrun down
+	$(PY) -m devrun down
 
 # promtool (Debian package prometheus) checks deploy/monitoring in the tests; chromium (Debian's)
 # runs the console's browser test

@@ -39,7 +39,7 @@ from bench.chaos_traffic import (
 )
 from bench.private_platform import AUTH, private_platform
 from libs.common.settings import Settings
-from libs.devrun.engine_setup import install_engine
+from devrun.engine_setup import install_engine
 
 
 @dataclass(frozen=True)

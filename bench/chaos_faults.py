@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import httpx
 
 from bench.chaos_traffic import API_SCALE, ApiPool, ChaosCluster, Recorder
-from libs.devrun.supervisor import NATS, Supervisor
+from devrun.supervisor import NATS, Supervisor
 from services.manager.drivers.local import node_name
 from services.manager.drivers.local_processes import find_engines
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from libs.common.models import ClusterRecord, ClusterSpec
 from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
-from libs.devrun.engine_setup import install_elasticsearch, install_engine
+from devrun.engine_setup import install_elasticsearch, install_engine
 from services.manager.drivers.local import LocalDriver
 from services.manager.planning import EngineSize
 

@@ -7,7 +7,7 @@ On exit (normal, exception, Ctrl-C or SIGTERM) the services get SIGTERM (then SI
 every engine under <state>/clusters is stopped, NATS is stopped and the temp dir removed,
 unless the caller set `keep_state` (a failed chaos run keeps its logs to be read).
 `private_platform(managers=2, env={...})` runs two manager replicas and extra settings; the
-`supervisor` of a running platform kills and restarts its parts (libs/devrun/supervisor.py).
+`supervisor` of a running platform kills and restarts its parts (devrun/supervisor.py).
 
 Scripts run as `python bench/<script>.py` put the repo, not bench/, first on sys.path:
 this file is named like the stdlib `platform` module and would shadow it otherwise.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from libs.devrun.supervisor import Supervisor, free_port
+from devrun.supervisor import Supervisor, free_port
 
 OPERATOR_KEY = secrets.token_urlsafe(24)
 AUTH = {"Authorization": f"ApiKey {OPERATOR_KEY}"}  # every API call of the benchmarks

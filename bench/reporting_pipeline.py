@@ -48,8 +48,8 @@ from pathlib import Path
 import httpx
 
 from bench.private_platform import exit_on_sigterm
-from libs.devrun.supervisor import REPO, free_port, stop_all, stop_process, wait_ready
-from libs.devrun.nats_server import NatsServer, wait_for_port
+from devrun.supervisor import REPO, ServiceProcess, free_port, stop_all, stop_process
+from devrun.nats_server import NatsServer, wait_for_port
 
 TARGET_CLUSTERS = 1000
 TARGET_INTERVAL_S = 10.0
@@ -470,11 +470,10 @@ def run(clusters: int, interval: float, seconds: float, keep_logs: Path | None =
         print(f"  {clusters} ready cluster records written in {time.perf_counter() - started:.1f} s", flush=True)
         env = {"ESS_NATS_URL": nats_url, "ESS_REPORTING_PORT": str(reporting_port),
                "ESS_POLL_INTERVAL_S": str(interval), "ESS_LOG_LEVEL": "WARNING", "ESS_STATE_DIR": str(state)}
-        with open(logs / "reporting.log", "ab") as log:
-            processes["reporting"] = subprocess.Popen(
-                [sys.executable, "-m", "services.reporting"], env={**os.environ, **env}, cwd=REPO,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0)
-        wait_ready("reporting", processes["reporting"], reporting_port, logs / "reporting.log")
+        reporting = ServiceProcess("services.reporting", env, reporting_port, logs)
+        reporting.spawn()
+        processes["reporting"] = reporting.process
+        reporting.wait_ready()
         pids = {"reporting": processes["reporting"].pid, "nats": nats.process.pid,
                 "stand-in": processes["stand-in"].pid}
         result = asyncio.run(measure(nats_url, interval, seconds, pids))

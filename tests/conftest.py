@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from libs.common.settings import Settings
-from libs.devrun.engine_setup import install_elasticsearch, install_engine
-from libs.devrun.nats_server import NatsServer
+from devrun.engine_setup import install_elasticsearch, install_engine
+from devrun.nats_server import NatsServer
 from services.manager.drivers.local_processes import find_engines, stop_all_engines
-from libs.devrun.supervisor import free_port
-from tests.helpers import ServiceProcess
+from devrun.supervisor import free_port
+from devrun.supervisor import ServiceProcess
 
 
 OPERATOR_KEY = f"op-{uuid.uuid4().hex}"

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +12,6 @@ from opensearchpy import OpenSearch
 
 from libs.common import subjects
 from libs.common.events import ClusterStatusChanged
-from libs.devrun.nats_server import ChildProcess, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,28 +39,6 @@ def wait_for_status(api: httpx.Client, cluster_id: str, status: str, timeout_s: 
 def endpoint_client(endpoint: str, key: str, **options) -> OpenSearch:
     """The official client on a cluster's gateway endpoint, as a tenant configures it."""
     return OpenSearch(hosts=[endpoint], headers={"Authorization": f"ApiKey {key}"}, **options)
-
-
-class ServiceProcess(ChildProcess):
-    """One service (`python -m services.<name>`) as a real process that tests may kill."""
-
-    def __init__(self, module: str, env: dict[str, str], port: int, log_dir: Path):
-        self.module, self.env, self.port = module, env, port
-        self.log_path = log_dir / f"{module.rsplit('.', 1)[-1]}.log"
-        self.stop_timeout_s = 15
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module], env={**os.environ, **self.env}, cwd=REPO,
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-        wait_for_port("127.0.0.1", self.port, 30)
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{self.port}/ready").status_code == 200, 30,
-                   what=f"{self.module} ready")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 async def status_events(settings, cluster: dict) -> list[ClusterStatusChanged]:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client, dynamic
 
-from libs.devrun.supervisor import free_port
+from devrun.supervisor import free_port
 
 TOOLS = Path(os.environ.get("ESS_TOOLS_DIR", Path.home() / ".cache/es-serverless/tools"))
 # as in deploy/tools/build.sh

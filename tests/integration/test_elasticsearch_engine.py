@@ -27,7 +27,7 @@ from libs.common.engines.base import (
 from libs.common.engines.elasticsearch import ElasticsearchEngine
 from libs.common.models import ClusterRecord, ClusterSpec
 from libs.common.settings import ELASTICSEARCH_VERSION, Settings
-from libs.devrun.engine_setup import install_elasticsearch
+from devrun.engine_setup import install_elasticsearch
 from services.manager.drivers.local import LocalDriver
 from services.manager.drivers.local_processes import find_engines
 from services.manager.planning import EngineSize

@@ -129,7 +129,7 @@ def test_a_delete_during_a_wake_and_a_wake_during_a_delete(api, settings):
 
 @pytest.fixture
 def second_gateway(nats, settings, platform_env, state_dir):
-    from libs.devrun.supervisor import free_port
+    from devrun.supervisor import free_port
 
     port = free_port()
     process = _service("services.gateway", port, {**platform_env, "ESS_GATEWAY_PORT": str(port),

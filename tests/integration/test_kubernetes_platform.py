@@ -16,9 +16,9 @@ import httpx
 import pytest
 from kubernetes import client
 
-from libs.devrun.nats_server import NatsServer
-from libs.devrun.supervisor import free_port
-from tests.helpers import ServiceProcess
+from devrun.nats_server import NatsServer
+from devrun.supervisor import free_port
+from devrun.supervisor import ServiceProcess
 from tests.kube_cluster import ControlPlane
 
 OPERATOR_KEY = f"op-{uuid.uuid4().hex}"

@@ -12,10 +12,10 @@ import nats as nats_client
 
 from libs.common import subjects
 from libs.common.models import ClusterRecord
-from libs.devrun.nats_server import wait_for_port
+from devrun.nats_server import wait_for_port
 from services.manager.drivers.local_processes import find_engines
 from tests.conftest import OPERATOR, seed_request
-from libs.devrun.supervisor import free_port
+from devrun.supervisor import free_port
 from tests.helpers import REPO, wait_for_status, wait_until
 
 
@@ -32,7 +32,7 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
     }
     output = tmp_path / "up.log"  # a file, not a pipe: nobody has to keep reading it
     with open(output, "wb") as sink:
-        up = subprocess.Popen([sys.executable, "-m", "libs.devrun", "up"], cwd=REPO, env=env,
+        up = subprocess.Popen([sys.executable, "-m", "devrun", "up"], cwd=REPO, env=env,
                               stdout=sink, stderr=subprocess.STDOUT)
     try:
         banner = wait_until(lambda: "es-serverless is up" in (text := output.read_text()) and text, 60,
@@ -47,7 +47,7 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
         assert httpx.get(f"{ready['endpoint']}/_cluster/health", headers=OPERATOR).json()["number_of_nodes"] == 1
         assert len(find_engines(tmp_path.resolve() / "clusters")) == 1
 
-        down = subprocess.run([sys.executable, "-m", "libs.devrun", "down"], cwd=REPO, env=env,
+        down = subprocess.run([sys.executable, "-m", "devrun", "down"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=90)
         assert down.returncode == 0, down.stderr
         assert up.wait(30) == 0

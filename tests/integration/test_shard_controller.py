@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from tests.conftest import OPERATOR, OPERATOR_KEY, seed_request
-from tests.helpers import ServiceProcess, endpoint_client, wait_for_status, wait_until
+from devrun.supervisor import ServiceProcess
+from tests.helpers import endpoint_client, wait_for_status, wait_until
 
 POLICY = {
     # scaled down so a test's small load and data trigger decisions; unrelated signals switched off

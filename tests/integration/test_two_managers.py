@@ -13,16 +13,16 @@ import pytest
 from libs.common import subjects
 from services.manager.drivers.local_processes import find_engines
 from tests.conftest import OPERATOR, seed_request
-from libs.devrun.supervisor import free_port
-from tests.helpers import ServiceProcess, status_events, wait_for_status, wait_until
+from devrun.supervisor import free_port
+from devrun.supervisor import ServiceProcess
+from tests.helpers import status_events, wait_for_status, wait_until
 
 
 @pytest.fixture(scope="module")
 def second_manager(manager, platform_env, state_dir):
     port = free_port()
     process = ServiceProcess("services.manager", {**platform_env, "ESS_API_PORT": str(port)}, port,
-                             state_dir / "logs")
-    process.log_path = state_dir / "logs" / "manager-2.log"
+                             state_dir / "logs", name="manager-2")
     process.start()
     yield process
     process.stop()

@@ -1,4 +1,4 @@
-"""`python -m libs.devrun setup|up|down`: the whole platform on this machine, no Docker.
+"""`python -m devrun setup|up|down`: the whole platform on this machine, no Docker.
 
 `up` runs NATS and the four services in the foreground and stops everything it started
 (tenant engines included) on Ctrl-C or SIGTERM; `down` asks a running `up` to do so.
@@ -11,18 +11,21 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from libs.common.settings import Settings
-from libs.devrun.engine_setup import SetupError, install_elasticsearch, install_engine
-from libs.devrun.nats_server import NatsServer
+from devrun.engine_setup import SetupError, install_elasticsearch, install_engine
+from devrun.nats_server import NatsServer
+from devrun.supervisor import Supervisor
 from services.manager.drivers.local_processes import stop_all_engines
 
-SERVICES = ("manager", "shard_controller", "reporting", "gateway")
+
+
+def _ports(settings: Settings) -> dict[str, int]:
+    return {"manager": settings.api_port, "shard_controller": settings.shard_controller_port,
+            "reporting": settings.reporting_port, "gateway": settings.gateway_port}
 
 
 def _pidfile(settings: Settings) -> Path:
@@ -69,19 +72,6 @@ def _operator_key(settings: Settings, state: Path) -> str:
     return f"operator key (shown once, kept in {path}): {key}"
 
 
-def _wait_ready(url: str, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                if answer.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.2)
-    return False
-
-
 def up(settings: Settings) -> int:
     if setup(settings):
         return 2
@@ -109,42 +99,32 @@ def up(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    nats = NatsServer(settings.nats_url, state / "nats", state / "logs" / "nats.log")
-    children: dict[str, subprocess.Popen] = {}
+    # the services inherit this process's environment (ESS_* and the operator key) and write
+    # to this terminal; NATS logs to <state>/logs/nats.log
+    supervisor = Supervisor(state, {"ESS_NATS_URL": settings.nats_url, "ESS_GATEWAY_URL": settings.public_gateway_url},
+                            ports=_ports(settings), service_logs=False)
     try:
-        nats.start()
-        for name in SERVICES:
-            # own process group: Ctrl-C reaches the supervisor, which stops them in order
-            children[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], process_group=0)
+        supervisor.nats.start()
+        for service in supervisor.services.values():
+            service.spawn()
         api = f"http://{settings.api_host}:{settings.api_port}"
-        if not _wait_ready(f"{api}/ready", 30):
-            print("the manager did not become ready within 30 s; see the log above", file=sys.stderr)
-            return 1
-        if not _wait_ready(f"http://{settings.gateway_host}:{settings.gateway_port}/ready", 30):
-            print("the gateway did not become ready within 30 s; see the log above", file=sys.stderr)
-            return 1
+        for name in ("manager", "gateway"):
+            try:
+                supervisor.services[name].wait_ready(30)
+            except RuntimeError as exc:
+                print(f"{exc}; see the log above", file=sys.stderr)
+                return 1
         print(f"\nes-serverless is up: API {api}  (OpenAPI {api}/docs)  NATS {settings.nats_url}\n"
               f"tenant endpoint (gateway): {settings.public_gateway_url}/<cluster id>, with Authorization: ApiKey <key>\n"
               f"{key_note}\n"
               f"Ctrl-C or `make down` stops it and every engine it started.\n", flush=True)
         while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None and not stopping:
-                    print(f"{name} exited with {child.returncode}; restarting it", file=sys.stderr)
-                    children[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], process_group=0)
+            for exited in supervisor.restart_exited():
+                print(f"{exited} exited; restarted it", file=sys.stderr)
             time.sleep(0.5)
         return 0
     finally:
-        for child in children.values():
-            if child.poll() is None:
-                child.terminate()
-        for child in children.values():
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        stopped = stop_all_engines(settings.clusters_dir, settings.engine_stop_timeout_s)
-        nats.stop()
+        stopped = supervisor.stop_all(settings.engine_stop_timeout_s)
         pidfile.unlink(missing_ok=True)
         print(f"es-serverless stopped ({stopped} engine(s) stopped)", file=sys.stderr)
 
@@ -164,7 +144,7 @@ def down(settings: Settings) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m libs.devrun")
+    parser = argparse.ArgumentParser(prog="python -m devrun")
     parser.add_argument("command", choices=["setup", "up", "down"])
     args = parser.parse_args()
     settings = Settings()

@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-RECIPE = Path(__file__).resolve().parents[2] / "deploy" / "engine"
+RECIPE = Path(__file__).resolve().parents[1] / "deploy" / "engine"
 ELASTICSEARCH_RECIPE = RECIPE / "elasticsearch"
 
 
