@@ -15,9 +15,14 @@ from opensearchpy import OpenSearch
 
 from libs.common import subjects
 from libs.common.events import ClusterStatusChanged
+from libs.common.settings import SECTIONS
 from libs.devrun.nats_server import ChildProcess, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class PlatformSettings(*SECTIONS):
+    """Every section: the tests run the whole platform and read what any of its services reads."""
 
 
 def wait_until(check, timeout_s: float, interval_s: float = 0.25, what: str = "condition"):

@@ -2,6 +2,8 @@
 
 `up` runs NATS and the four services in the foreground and stops everything it started
 (tenant engines included) on Ctrl-C or SIGTERM; `down` asks a running `up` to do so.
+It reads the sections that say where each service listens, the operator key it makes, and the
+local driver's (engines to install, the state dir, leftover engines to stop).
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ import time
 import urllib.request
 from pathlib import Path
 
-from libs.common.settings import Settings
+from libs.common.settings import (
+    AccessSection,
+    ApiSection,
+    BindSection,
+    GatewaySection,
+    LocalDriverSection,
+    NatsSection,
+    ReportingSection,
+    ShardControllerSection,
+)
 from libs.devrun.engine_setup import SetupError, install_elasticsearch, install_engine
 from libs.devrun.nats_server import NatsServer
 from services.manager.drivers.local_processes import stop_all_engines
@@ -25,7 +36,12 @@ from services.manager.drivers.local_processes import stop_all_engines
 SERVICES = ("manager", "shard_controller", "reporting", "gateway")
 
 
-def _pidfile(settings: Settings) -> Path:
+class DevrunSettings(NatsSection, BindSection, ApiSection, AccessSection, GatewaySection, ReportingSection,
+                     ShardControllerSection, LocalDriverSection):
+    pass
+
+
+def _pidfile(settings: DevrunSettings) -> Path:
     return settings.state_dir.resolve() / "platform.pid"
 
 
@@ -42,7 +58,7 @@ def _listening(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def setup(settings: Settings) -> int:
+def setup(settings: DevrunSettings) -> int:
     for name, install, home in (("OpenSearch", install_engine, settings.engine_home),
                                 ("Elasticsearch", install_elasticsearch, settings.elasticsearch_home)):
         try:
@@ -54,7 +70,7 @@ def setup(settings: Settings) -> int:
     return 0
 
 
-def _operator_key(settings: Settings, state: Path) -> str:
+def _operator_key(settings: DevrunSettings, state: Path) -> str:
     """ESS_OPERATOR_KEY, or one made on the first run and kept (0600) in the state dir."""
     if settings.operator_key:
         return "operator key: the one in ESS_OPERATOR_KEY"
@@ -82,7 +98,7 @@ def _wait_ready(url: str, timeout_s: float) -> bool:
     return False
 
 
-def up(settings: Settings) -> int:
+def up(settings: DevrunSettings) -> int:
     if setup(settings):
         return 2
     pidfile = _pidfile(settings)
@@ -149,7 +165,7 @@ def up(settings: Settings) -> int:
         print(f"es-serverless stopped ({stopped} engine(s) stopped)", file=sys.stderr)
 
 
-def down(settings: Settings) -> int:
+def down(settings: DevrunSettings) -> int:
     pidfile = _pidfile(settings)
     if pidfile.exists() and _alive(pid := int(pidfile.read_text())):
         os.kill(pid, signal.SIGTERM)
@@ -167,7 +183,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m libs.devrun")
     parser.add_argument("command", choices=["setup", "up", "down"])
     args = parser.parse_args()
-    settings = Settings()
+    settings = DevrunSettings()
     return {"setup": setup, "up": up, "down": down}[args.command](settings)
 
 
