@@ -1,4 +1,5 @@
-"""Test helpers: processes of the platform under test, waiting for a status, a cluster's status events."""
+"""Test helpers: the whole platform's settings, processes of the platform under test, waiting
+for a status, a cluster's status events."""
 
 from __future__ import annotations
 

@@ -6,8 +6,10 @@ the sections it reads (`services/<service>/settings.py`; libs/devrun and the tes
 their own), so attribute access stays flat (`settings.nats_url`) and the variable names stay
 `ESS_<FIELD>` whatever section a field is in. Code that reads one section takes that section
 (a driver its driver's, `build_broker` NATS's); code that reads several takes its service's
-class. `SECTIONS` lists them all (a unit test checks no field is declared twice, and that the
-README's table names exactly these variables).
+class; no module in libs/common reads two sections (`libs/common/service.py` takes NATS's
+and the bind host's in separate functions), so none needs a Protocol over several. `SECTIONS`
+lists them all (a unit test checks no field is declared twice, that each service reads only its
+sections, and that the README's table names exactly these variables).
 
 Defaults serve the local run on one machine; every address can be overridden.
 """

@@ -46,7 +46,8 @@ def _why(exc: BaseException) -> str:
 
 
 class EngineCalls:
-    def __init__(self, settings: KubernetesSection, connect: ConnectEngine, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, settings: KubernetesSection, connect: ConnectEngine,
+                 clock: Callable[[], float] = time.monotonic):
         self._settings = settings
         self._connect = connect
         self._clock = clock
