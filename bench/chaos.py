@@ -38,7 +38,7 @@ from bench.chaos_traffic import (
     endpoint_client,
 )
 from bench.private_platform import AUTH, private_platform
-from libs.common.settings import Settings
+from libs.common.settings import LocalDriverSection
 from devrun.engine_setup import install_engine
 
 
@@ -105,7 +105,7 @@ def _spread(values: list[float]) -> str:
 def run_chaos(config: ChaosConfig, echo=print) -> ChaosReport:
     seed = config.seed if config.seed is not None else random.randrange(1_000_000)
     assert config.max_nodes >= 2, "node counts to ask need a choice"
-    settings = Settings()
+    settings = LocalDriverSection()
     install_engine(settings.engine_home, settings.java_bin)
     header = (f"== chaos run: {config.seconds:.0f} s of faults, {config.clusters} clusters of 1-{config.max_nodes} "
               f"nodes, {config.managers} manager replicas (lease TTL {config.lease_ttl_s:g} s), {config.cpu_hogs} CPU "

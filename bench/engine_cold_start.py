@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from libs.common.models import ClusterRecord, ClusterSpec
-from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
+from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, LocalDriverSection
 from devrun.engine_setup import install_elasticsearch, install_engine
 from services.manager.drivers.local import LocalDriver
 from services.manager.planning import EngineSize
@@ -37,7 +37,7 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def _one(engine: str, base: Settings) -> tuple[float, float]:
+async def _one(engine: str, base: LocalDriverSection) -> tuple[float, float]:
     """Seconds from start to green, and the node's RSS then (MiB)."""
     settings = base.model_copy(update={"state_dir": Path(tempfile.mkdtemp(prefix="ess-cold-")),
                                        "local_port_base": 33200})
@@ -65,7 +65,7 @@ def _summary(name: str, values: list[float], unit: str) -> str:
 
 
 def run(rounds: int) -> list[str]:
-    settings = Settings()
+    settings = LocalDriverSection()
     install_engine(settings.engine_home, settings.java_bin)
     install_elasticsearch(settings.elasticsearch_home, settings.java_bin)
     results: dict[str, list[tuple[float, float]]] = {engine: [] for engine in VERSIONS}

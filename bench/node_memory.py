@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 
 from bench.service_memory import rss_mb
-from libs.common.settings import Settings
+from libs.common.settings import LocalDriverSection
 from services.manager.drivers.local import KNN_PLUGIN, engine_classpath, engine_command, node_name, write_node_config
 from services.manager.drivers.local_processes import PORTS_PER_SLOT, slot_free
 from services.manager.planning import plan_engine_size
@@ -87,7 +87,7 @@ def _write_old_configs(home: Path, nodes: int, http_base: int) -> None:
         ]))
 
 
-def old_commands(settings: Settings, nodes: int, home: Path, http_base: int) -> tuple[list[list[str]], int]:
+def old_commands(settings: LocalDriverSection, nodes: int, home: Path, http_base: int) -> tuple[list[list[str]], int]:
     """One JVM for all nodes; returns the command lines and the heap of each JVM (MiB)."""
     heap, processors = _old_size(nodes, os.cpu_count() or 1)
     _write_old_configs(home, nodes, http_base)
@@ -101,7 +101,7 @@ def old_commands(settings: Settings, nodes: int, home: Path, http_base: int) -> 
     return [command], heap
 
 
-def new_commands(settings: Settings, nodes: int, home: Path, http_base: int) -> tuple[list[list[str]], int]:
+def new_commands(settings: LocalDriverSection, nodes: int, home: Path, http_base: int) -> tuple[list[list[str]], int]:
     """One JVM per node, as the local driver's `start` builds them (all at once, node 1 bootstraps);
     returns the command lines and the heap of each JVM (MiB)."""
     size = plan_engine_size(nodes, CPU, MEMORY, HEAP_MIN_MB, HEAP_MAX_MB, os.cpu_count() or 1)
@@ -167,7 +167,7 @@ def _index_a_few(client: httpx.Client, endpoint: str) -> None:
         raise RuntimeError(f"bulk indexing failed: {answer.text[:500]}")
 
 
-def round_once(layout: str, nodes: int, settings: Settings, work: Path, figures: Figures) -> str:
+def round_once(layout: str, nodes: int, settings: LocalDriverSection, work: Path, figures: Figures) -> str:
     """Boot one cluster in `layout`, let it idle, sample its JVMs' RSS; always stop and clean up."""
     home = work / f"{layout}-{nodes}" / "nodes"
     base = _free_http_base()
@@ -243,7 +243,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds per layout and node count (3)")
     parser.add_argument("--nodes", type=int, nargs="+", default=list(NODE_COUNTS), help="node counts (1 3)")
     args = parser.parse_args()
-    settings = Settings()
+    settings = LocalDriverSection()
     if not (settings.engine_home / ".complete").exists():
         sys.exit(f"no installed engine in {settings.engine_home} (no .complete); run `make setup` "
                  "or set ESS_ENGINE_HOME")

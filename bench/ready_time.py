@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.private_platform import AUTH, Running, delete_and_wait, run_alone, seed_body
-from libs.common.settings import Settings
+from libs.common.settings import LocalDriverSection
 from services.manager.drivers.local import engine_classpath, engine_command, write_node_config
 from services.manager.drivers.local_processes import PORTS_PER_SLOT, slot_free
 from services.manager.planning import plan_engine_size
@@ -42,7 +42,7 @@ def _free_http_base() -> int:
 
 def floor_once() -> float:
     """Spawn the engine JVM directly; seconds until _cluster/health is green or yellow."""
-    settings = Settings()
+    settings = LocalDriverSection()
     size = plan_engine_size(1, "500m", "512Mi", 256, 512, os.cpu_count())
     work = Path(tempfile.mkdtemp(prefix="ess-bench-floor-"))
     home = work / "floor" / "nodes"

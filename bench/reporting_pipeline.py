@@ -272,10 +272,10 @@ def rss_mb(pid: int) -> float:
 async def seed_clusters(nats_url: str, endpoint: str, count: int) -> None:
     from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus
     from libs.common.service import build_broker
-    from libs.common.settings import ENGINE_VERSION, Settings
+    from libs.common.settings import ENGINE_VERSION, NatsSection
     from libs.common.store import ClusterStore
 
-    settings = Settings(nats_url=nats_url)
+    settings = NatsSection(nats_url=nats_url)
     broker = build_broker(settings)
     await broker.connect()
     try:

@@ -2,6 +2,8 @@
 
 `up` runs NATS and the four services in the foreground and stops everything it started
 (tenant engines included) on Ctrl-C or SIGTERM; `down` asks a running `up` to do so.
+It reads the sections that say where each service listens, the operator key it makes, and the
+local driver's (engines to install, the state dir, leftover engines to stop).
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ import sys
 import time
 from pathlib import Path
 
-from libs.common.settings import Settings
+from libs.common.settings import (
+    AccessSection,
+    ApiSection,
+    BindSection,
+    GatewaySection,
+    LocalDriverSection,
+    NatsSection,
+    ReportingSection,
+    ShardControllerSection,
+)
 from devrun.engine_setup import SetupError, install_elasticsearch, install_engine
 from devrun.nats_server import NatsServer
 from devrun.supervisor import Supervisor
@@ -23,12 +34,17 @@ from services.manager.drivers.local_processes import stop_all_engines
 
 
 
-def _ports(settings: Settings) -> dict[str, int]:
+def _ports(settings: DevrunSettings) -> dict[str, int]:
     return {"manager": settings.api_port, "shard_controller": settings.shard_controller_port,
             "reporting": settings.reporting_port, "gateway": settings.gateway_port}
 
 
-def _pidfile(settings: Settings) -> Path:
+class DevrunSettings(NatsSection, BindSection, ApiSection, AccessSection, GatewaySection, ReportingSection,
+                     ShardControllerSection, LocalDriverSection):
+    pass
+
+
+def _pidfile(settings: DevrunSettings) -> Path:
     return settings.state_dir.resolve() / "platform.pid"
 
 
@@ -45,7 +61,7 @@ def _listening(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def setup(settings: Settings) -> int:
+def setup(settings: DevrunSettings) -> int:
     for name, install, home in (("OpenSearch", install_engine, settings.engine_home),
                                 ("Elasticsearch", install_elasticsearch, settings.elasticsearch_home)):
         try:
@@ -57,7 +73,7 @@ def setup(settings: Settings) -> int:
     return 0
 
 
-def _operator_key(settings: Settings, state: Path) -> str:
+def _operator_key(settings: DevrunSettings, state: Path) -> str:
     """ESS_OPERATOR_KEY, or one made on the first run and kept (0600) in the state dir."""
     if settings.operator_key:
         return "operator key: the one in ESS_OPERATOR_KEY"
@@ -72,7 +88,7 @@ def _operator_key(settings: Settings, state: Path) -> str:
     return f"operator key (shown once, kept in {path}): {key}"
 
 
-def up(settings: Settings) -> int:
+def up(settings: DevrunSettings) -> int:
     if setup(settings):
         return 2
     pidfile = _pidfile(settings)
@@ -129,7 +145,7 @@ def up(settings: Settings) -> int:
         print(f"es-serverless stopped ({stopped} engine(s) stopped)", file=sys.stderr)
 
 
-def down(settings: Settings) -> int:
+def down(settings: DevrunSettings) -> int:
     pidfile = _pidfile(settings)
     if pidfile.exists() and _alive(pid := int(pidfile.read_text())):
         os.kill(pid, signal.SIGTERM)
@@ -147,7 +163,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m devrun")
     parser.add_argument("command", choices=["setup", "up", "down"])
     args = parser.parse_args()
-    settings = Settings()
+    settings = DevrunSettings()
     return {"setup": setup, "up": up, "down": down}[args.command](settings)
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from libs.common.settings import Settings
 from devrun.engine_setup import install_elasticsearch, install_engine
 from devrun.nats_server import NatsServer
 from services.manager.drivers.local_processes import find_engines, stop_all_engines
 from devrun.supervisor import free_port
 from devrun.supervisor import ServiceProcess
+from tests.helpers import PlatformSettings
 
 
 OPERATOR_KEY = f"op-{uuid.uuid4().hex}"
@@ -69,10 +69,10 @@ def platform_env(state_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def settings(platform_env, monkeypatch_session) -> Settings:
+def settings(platform_env, monkeypatch_session) -> PlatformSettings:
     for key, value in platform_env.items():
         monkeypatch_session.setenv(key, value)
-    return Settings()
+    return PlatformSettings()
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +82,7 @@ def monkeypatch_session():
 
 
 @pytest.fixture(scope="session")
-def nats(settings: Settings, state_dir: Path):
+def nats(settings: PlatformSettings, state_dir: Path):
     server = NatsServer(settings.nats_url, state_dir / "nats", state_dir / "logs" / "nats.log")
     server.start()
     yield server
@@ -90,7 +90,7 @@ def nats(settings: Settings, state_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def engine_installed(settings: Settings) -> None:
+def engine_installed(settings: PlatformSettings) -> None:
     install_engine(settings.engine_home, settings.java_bin)
     install_elasticsearch(settings.elasticsearch_home, settings.java_bin)
 

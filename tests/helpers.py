@@ -1,4 +1,5 @@
-"""Test helpers: processes of the platform under test, waiting for a status, a cluster's status events."""
+"""Test helpers: the whole platform's settings, processes of the platform under test, waiting
+for a status, a cluster's status events."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ from opensearchpy import OpenSearch
 
 from libs.common import subjects
 from libs.common.events import ClusterStatusChanged
+from libs.common.settings import SECTIONS
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class PlatformSettings(*SECTIONS):
+    """Every section: the tests run the whole platform and read what any of its services reads."""
 
 
 def wait_until(check, timeout_s: float, interval_s: float = 0.25, what: str = "condition"):

@@ -11,10 +11,10 @@ from kubernetes.client.exceptions import ApiException
 
 from libs.common.engines import ClusterHealth
 from libs.common.models import ClusterRecord, ClusterSpec
-from libs.common.settings import Settings
 from libs.common.store import RecordGone
 from services.manager.drivers.kubernetes import KubernetesDriver
 from services.manager.provisioner import Provisioner
+from services.manager.settings import ManagerSettings
 from tests.kube_cluster import ControlPlane
 
 
@@ -56,10 +56,10 @@ class FakeEngine:
         pass
 
 
-def settings(**overrides) -> Settings:
+def settings(**overrides) -> ManagerSettings:
     base = {"image_registry": "", "image_pull_secrets": [], "storage_class": None, "kube_delete_timeout_s": 60.0,
             "provision_timeout_s": 120.0}
-    return Settings(**{**base, **overrides})
+    return ManagerSettings(**{**base, **overrides})
 
 
 def record(cluster_id: str, replicas: int = 1, engine: str = "elasticsearch") -> ClusterRecord:

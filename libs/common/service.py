@@ -14,12 +14,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from libs.common.settings import Settings
+from libs.common.settings import BindSection, NatsSection
 
 Hook = Callable[[], Awaitable[None]]
 
 
-def build_broker(settings: Settings, on_reconnect: Hook | None = None) -> NatsBroker:
+def build_broker(settings: NatsSection, on_reconnect: Hook | None = None) -> NatsBroker:
     """The service's NATS connection; `on_reconnect` runs each time it is back after an outage."""
     return NatsBroker(
         settings.nats_url, connect_timeout=settings.nats_connect_timeout_s,
@@ -75,5 +75,5 @@ def service_app(
     return app
 
 
-def serve(app: FastAPI, settings: Settings, port: int) -> None:
+def serve(app: FastAPI, settings: BindSection, port: int) -> None:
     uvicorn.run(app, host=settings.api_host, port=port, log_config=None, access_log=False)

@@ -1,4 +1,15 @@
-"""Platform settings, read from the environment with the `ESS_` prefix.
+"""Platform settings in sections, read from the environment with the `ESS_` prefix.
+
+This module owns every setting's name, default and validation, each declared once, in the
+section of the part of the platform that reads it. A service's settings class is composed of
+the sections it reads (`services/<service>/settings.py`; devrun/ and the tests compose
+their own), so attribute access stays flat (`settings.nats_url`) and the variable names stay
+`ESS_<FIELD>` whatever section a field is in. Code that reads one section takes that section
+(a driver its driver's, `build_broker` NATS's); code that reads several takes its service's
+class; no module in libs/common reads two sections (`libs/common/service.py` takes NATS's
+and the bind host's in separate functions), so none needs a Protocol over several. `SECTIONS`
+lists them all (a unit test checks no field is declared twice, that each service reads only its
+sections, and that the README's table names exactly these variables).
 
 Defaults serve the local run on one machine; every address can be overridden.
 """
@@ -15,28 +26,54 @@ ENGINE_VERSION = "2.19.1"  # must match deploy/engine/pom.xml (a test checks it)
 ELASTICSEARCH_VERSION = "8.15.3"  # the kubernetes driver's image; deploy/engine/elasticsearch/pom.xml locally
 
 
-class Settings(BaseSettings):
+class Section(BaseSettings):
+    """A group of settings; fields are `ESS_<FIELD>` variables, unknown variables are ignored."""
+
     model_config = SettingsConfigDict(env_prefix="ESS_", extra="ignore")
+
+
+class NatsSection(Section):
+    """Every service: the spine and the store."""
 
     # NATS: the spine and the store
     nats_url: str = "nats://127.0.0.1:4222"
     nats_connect_timeout_s: float = 2.0
+    idempotency_ttl_s: float = 24 * 3600  # the store's idempotency cache (request ids of the API)
+
+
+class BindSection(Section):
+    """The manager, the shard controller and reporting: the host their HTTP servers bind."""
+
+    api_host: str = "127.0.0.1"  # named for the manager's REST API, which came first
+
+
+class ApiSection(Section):
+    """The manager: its REST API and its limits per key."""
 
     # manager REST API
-    api_host: str = "127.0.0.1"
     api_port: int = 8080
-    shard_controller_port: int = 8081
-    reporting_port: int = 9108
+    rate_limit_per_minute: int = Field(default=120, gt=0)  # mutating calls per key
+    rate_limit_burst: int = Field(default=30, gt=0)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+
+class AccessSection(Section):
+    """The manager and the gateway: the key both accept for every tenant."""
+
+    # access: the operator key sees every tenant; tenants use keys made through the API
+    operator_key: SecretStr | None = None  # `make up` makes one and keeps it in the state dir
+
+
+class LoggingSection(Section):
+    """Every service."""
 
     # logging: "console" (key=value, for a terminal) or "json" (for containers)
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
 
-    # access: the operator key sees every tenant; tenants use keys made through the API
-    operator_key: SecretStr | None = None  # `make up` makes one and keeps it in the state dir
-    rate_limit_per_minute: int = Field(default=120, gt=0)  # mutating calls per key
-    rate_limit_burst: int = Field(default=30, gt=0)
-    max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+class GatewaySection(Section):
+    """The gateway; the manager reads its public address (endpoints) and activity period."""
 
     # gateway: the data plane tenants' clients talk to, at <gateway_url>/<cluster id>
     gateway_host: str = "127.0.0.1"
@@ -47,10 +84,22 @@ class Settings(BaseSettings):
     key_cache_s: float = Field(default=5.0, ge=0)  # a revoked key still works this long at a gateway
     upstream_timeout_s: float = Field(default=120.0, gt=0)  # one request to an engine, end to end
 
+    @property
+    def public_gateway_url(self) -> str:
+        return (self.gateway_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
+
+
+class ServerlessSection(Section):
+    """The manager (hibernation) and the gateway (holding requests while a cluster wakes)."""
+
     # serverless: hibernation of idle clusters and waking on the next request
     hibernate_after_s: int = Field(default=600, ge=0)  # a new cluster's default; 0: never
     hibernate_grace_s: float = Field(default=1.0, ge=0)  # in-flight requests finish before the stop
     wake_timeout_s: float = Field(default=60.0, gt=0)  # a held request gets 503 after this
+
+
+class BackupsSection(Section):
+    """The manager: snapshots, their schedule and the retention of deleted clusters."""
 
     # backups: engine snapshots in a repository per cluster (local: `fs` under the state dir;
     # kubernetes: S3, MinIO in compose), on each cluster's `snapshot_policy`
@@ -65,6 +114,10 @@ class Settings(BaseSettings):
     snapshot_region: str = "us-east-1"
     snapshot_path_style: bool = True  # MinIO and most S3-compatible stores want path-style access
 
+
+class ProvisionerSection(Section):
+    """The manager: which driver, how often it reconciles, and its name as a lease holder."""
+
     # provisioning
     driver: Literal["local", "kubernetes"] = "local"
     reconcile_interval_s: float = Field(default=2.0, gt=0)
@@ -73,13 +126,35 @@ class Settings(BaseSettings):
     # for requests that name no engine, where the driver runs it; None: the driver's first
     # (kubernetes: elasticsearch; local: opensearch, though it runs elasticsearch too)
     default_engine: Literal["opensearch", "elasticsearch"] | None = None
-    idempotency_ttl_s: float = 24 * 3600
+    instance_id: str | None = None  # a manager replica's lease holder name; None: host:api_port
+
+
+class LeaseSection(Section):
+    """The manager and the shard controller: leases that share clusters among their instances."""
+
+    # a dead instance's clusters (provisioner, shard controller) pass to another after this
+    lease_ttl_s: float = Field(default=30.0, gt=0)
+
+
+class ReportingSection(Section):
+    """Reporting; the shard controller reads `metrics_max_age_s` (it declares the metrics stream too)."""
 
     # reporting: polling, metric events, metering
+    reporting_port: int = 9108
     poll_interval_s: float = Field(default=10.0, gt=0)
     poll_timeout_s: float = Field(default=5.0, gt=0)
     metrics_max_age_s: float = Field(default=3600.0, gt=0)
     metering_period_s: int = Field(default=3600, gt=0)  # shorter only for tests and demos
+
+
+class ShardControllerSection(Section):
+    """The shard controller's own process."""
+
+    shard_controller_port: int = 8081
+
+
+class ShardPolicySection(Section):
+    """The shard controller: the policy its plans follow (`ShardPolicy` in its planning is this class)."""
 
     # shard controller: the policy its plans follow (sizes scaled down for tests)
     shard_target_max_gb: float = Field(default=50.0, gt=0)  # split a primary beyond this
@@ -95,9 +170,10 @@ class Settings(BaseSettings):
     disk_used_high: float = 0.80
     sustain_samples: int = Field(default=3, gt=0)  # a signal must hold this many samples in a row
     cooldown_s: float = Field(default=120.0, ge=0)  # quiet time after an action, against flapping
-    # a dead instance's clusters (provisioner, shard controller) pass to another after this
-    lease_ttl_s: float = Field(default=30.0, gt=0)
-    instance_id: str | None = None  # a manager replica's lease holder name; None: host:api_port
+
+
+class LocalDriverSection(Section):
+    """The manager's local driver (and `make up`, which keeps its state in `state_dir`)."""
 
     # local driver: one JVM per tenant cluster
     state_dir: Path = Path(".state")
@@ -110,6 +186,20 @@ class Settings(BaseSettings):
     local_heap_min_mb: int = 256
     local_heap_max_mb: int = 512
     engine_stop_timeout_s: float = 20.0
+
+    @property
+    def snapshots_dir(self) -> Path:
+        """Local `fs` repositories, one directory per cluster, outside `clusters_dir`: a deleted
+        cluster's engine data goes at once, its final snapshot stays for the retention."""
+        return self.state_dir.resolve() / "snapshots"
+
+    @property
+    def clusters_dir(self) -> Path:
+        return self.state_dir.resolve() / "clusters"
+
+
+class KubernetesSection(Section):
+    """The manager's kubernetes driver."""
 
     # kubernetes driver (ESS_DRIVER=kubernetes): each tenant cluster is a namespace with a
     # StatefulSet and its companions, applied with server-side apply. Engine images are
@@ -145,16 +235,9 @@ class Settings(BaseSettings):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
 
-    @property
-    def public_gateway_url(self) -> str:
-        return (self.gateway_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
 
-    @property
-    def snapshots_dir(self) -> Path:
-        """Local `fs` repositories, one directory per cluster, outside `clusters_dir`: a deleted
-        cluster's engine data goes at once, its final snapshot stays for the retention."""
-        return self.state_dir.resolve() / "snapshots"
-
-    @property
-    def clusters_dir(self) -> Path:
-        return self.state_dir.resolve() / "clusters"
+SECTIONS: tuple[type[Section], ...] = (
+    NatsSection, BindSection, ApiSection, AccessSection, LoggingSection, GatewaySection, ServerlessSection,
+    BackupsSection, ProvisionerSection, LeaseSection, ReportingSection, ShardControllerSection, ShardPolicySection,
+    LocalDriverSection, KubernetesSection,
+)

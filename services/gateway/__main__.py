@@ -4,12 +4,12 @@ import uvloop
 from aiohttp import web
 
 from libs.common.logging import configure_logging
-from libs.common.settings import Settings
 from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
 
 
 def main() -> None:
-    settings = Settings()
+    settings = GatewaySettings()
     configure_logging(settings.log_format, settings.log_level)
     # on SIGTERM: stop listening, let in-flight and held requests finish (a wake takes up to
     # wake_timeout_s), then close NATS

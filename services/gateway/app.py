@@ -16,16 +16,17 @@ from libs.common import subjects
 from libs.common.events import ClusterActivity, ClusterWakeRequested
 from libs.common.models import ClusterRecord
 from libs.common.service import build_broker, new_registry
-from libs.common.settings import Settings
+from libs.common.settings import AccessSection
 from libs.common.store import ClusterStore
 from libs.common.streams import ACTIVITY
 from services.gateway.activity import Activity, ActivityCollector
 from services.gateway.cors import add_cors
 from services.gateway.handler import Gateway
 from services.gateway.keys import KeyCache
+from services.gateway.settings import GatewaySettings
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: GatewaySettings) -> web.Application:
     log = structlog.get_logger("gateway")
     instance = settings.gateway_instance_id or f"{socket.gethostname()}:{settings.gateway_port}"
     activity = Activity(gateway=instance)
@@ -109,5 +110,5 @@ async def _resync(app: web.Application) -> None:
         app["store"].resync()
 
 
-def _secret(settings: Settings) -> str | None:
+def _secret(settings: AccessSection) -> str | None:
     return settings.operator_key.get_secret_value() if settings.operator_key else None

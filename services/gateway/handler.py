@@ -14,12 +14,12 @@ from aiohttp import web
 
 from libs.common.api_keys import Principal, api_key_of
 from libs.common.models import ClusterRecord
-from libs.common.settings import Settings
 from libs.common.store import ClusterStore
 from services.gateway.activity import Activity
 from services.gateway.forwarding import NotSent, error_answer, forward, read_small_body, upstream_headers
 from services.gateway.keys import KeyCache
 from services.gateway.routing import Forward, Hold, Refuse, basic_credentials, decide, engine_user, split_path
+from services.gateway.settings import GatewaySettings
 
 RequestWake = Callable[[ClusterRecord, str], Awaitable[None]]
 CHALLENGE = {"WWW-Authenticate": 'ApiKey realm="es-serverless", Basic realm="es-serverless"'}
@@ -35,7 +35,7 @@ def engine_authorization(record: ClusterRecord) -> str | None:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, store: ClusterStore, keys: KeyCache, session: aiohttp.ClientSession,
+    def __init__(self, settings: GatewaySettings, store: ClusterStore, keys: KeyCache, session: aiohttp.ClientSession,
                  activity: Activity, request_wake: RequestWake):
         self._settings = settings
         self._store = store

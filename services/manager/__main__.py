@@ -10,8 +10,8 @@ import sys
 import uvicorn
 
 from libs.common.logging import configure_logging
-from libs.common.settings import Settings
 from services.manager.app import create_app
+from services.manager.settings import ManagerSettings
 
 
 def main() -> None:
@@ -19,7 +19,7 @@ def main() -> None:
         from services.manager.render import main as render
 
         sys.exit(render(sys.argv[2:]))
-    settings = Settings()
+    settings = ManagerSettings()
     configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
                 log_config=None, access_log=False, timeout_graceful_shutdown=5)

@@ -28,7 +28,6 @@ from libs.common.events import (
 from libs.common.streams import ACTIVITY, ensure_stream
 from libs.common.models import ClusterRecord, ClusterStatus, ControllerState, utcnow
 from libs.common.service import add_metrics_route, build_broker, new_registry
-from libs.common.settings import Settings
 from libs.common.store import ClusterStore, RecordGone
 from services.manager.http import add_routes
 from services.manager.http.errors import add_error_handlers
@@ -38,6 +37,7 @@ from services.manager.quotas import QuotaLedger, QuotaRefused
 from services.manager.tenants import Tenants
 from services.manager.drivers import build_driver
 from services.manager.provisioner import Provisioner
+from services.manager.settings import ManagerSettings
 from services.manager.snapshotter import Snapshotter
 from services.manager.transitions import NotNow, note_activity, request_wake
 
@@ -50,7 +50,7 @@ LIFECYCLE = JStream(
 class Platform:
     """What the API handlers reach through `request.app.state.platform`."""
 
-    def __init__(self, settings: Settings, broker: NatsBroker):
+    def __init__(self, settings: ManagerSettings, broker: NatsBroker):
         self.settings = settings
         self.broker = broker
         self.store: ClusterStore | None = None
@@ -216,7 +216,7 @@ def register_handlers(broker: NatsBroker, platform: Platform) -> None:
             pass
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: ManagerSettings) -> FastAPI:
     async def on_reconnect() -> None:
         if platform.store:
             platform.store.resync()

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from libs.common.models import ClusterRecord, SnapshotPolicy
-from libs.common.settings import Settings
+from services.manager.settings import ManagerSettings
 
 REPOSITORY = "ess-backups"  # a cluster's own repository, by the same name in every engine
 AUTO_PREFIX = "auto-"
@@ -24,12 +24,12 @@ def source_repository(cluster_id: str) -> str:
     return f"ess-source-{cluster_id}"
 
 
-def backups_on(settings: Settings) -> bool:
+def backups_on(settings: ManagerSettings) -> bool:
     """Local engines always have their `fs` repository; Kubernetes ones once a bucket is set."""
     return settings.driver == "local" or bool(settings.snapshot_bucket)
 
 
-def repository_body(settings: Settings, cluster_id: str, readonly: bool = False) -> dict[str, Any]:
+def repository_body(settings: ManagerSettings, cluster_id: str, readonly: bool = False) -> dict[str, Any]:
     """The engine's repository definition for `cluster_id`'s snapshots.
 
     Local: an `fs` directory under the state dir (inside the nodes' `path.repo`). Kubernetes: a

@@ -20,10 +20,11 @@ import yaml
 from pydantic import ValidationError
 
 from libs.common.models import ClusterRecord, ClusterSpec
-from libs.common.settings import Settings
+from libs.common.settings import KubernetesSection, ProvisionerSection
 from services.manager.drivers.kubernetes_manifests import render_for_review
 from services.manager.drivers.kubernetes_rules import ENGINE_VERSIONS
 from services.manager.schemas import DNS_LABEL, CreateClusterRequest, field_of, fix_for
+from services.manager.settings import ManagerSettings
 
 SPEC_FLAGS = ("tenant_org_id", "user", "service_name", "replicas", "cpu", "memory", "storage", "engine", "version")
 
@@ -47,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     return parse
 
 
-def cluster_from_request(body: dict, settings: Settings, cluster_id: str) -> ClusterRecord:
+def cluster_from_request(body: dict, settings: ProvisionerSection, cluster_id: str) -> ClusterRecord:
     """The record the API would write for this body on the kubernetes driver."""
     request = CreateClusterRequest.model_validate(body)
     available = ENGINE_VERSIONS
@@ -69,7 +70,7 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-def render_yaml(cluster: ClusterRecord, settings: Settings) -> str:
+def render_yaml(cluster: ClusterRecord, settings: KubernetesSection) -> str:
     header = (f"# es-serverless cluster {cluster.id}: tenant {cluster.tenant_org_id}, service "
               f"{cluster.service_name}, {cluster.spec.engine} {cluster.spec.version}\n"
               "# Secret values are placeholders or made for this output; the driver generates its own when it applies.\n")
@@ -95,7 +96,7 @@ def main(argv: list[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
     if args.cluster_id is not None and not re.fullmatch(DNS_LABEL, args.cluster_id):
         print(f"render: --cluster-id {args.cluster_id!r}: a DNS-1123 label, like the ids the API gives", file=stderr)
         return 2
-    settings = Settings()
+    settings = ManagerSettings()
     try:
         cluster = cluster_from_request(body, settings, args.cluster_id or "c" + uuid.uuid4().hex[:12])
     except ValidationError as exc:

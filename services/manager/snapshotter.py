@@ -17,13 +17,13 @@ from libs.common.engines import SearchEngine
 from libs.common.engines.snapshots import SnapshotExists, SnapshotInfo, SnapshotMissing, Snapshots
 from libs.common.leases import Leases
 from libs.common.models import SERVING, ClusterRecord, ClusterStatus, utcnow
-from libs.common.settings import Settings
 from libs.common.store import ClusterStore, RecordGone
 from services.manager import backups
+from services.manager.settings import ManagerSettings
 
 
 class Snapshotter:
-    def __init__(self, settings: Settings, store: ClusterStore, leases: Leases,
+    def __init__(self, settings: ManagerSettings, store: ClusterStore, leases: Leases,
                  engine_for: Callable[[ClusterRecord], SearchEngine]):
         self._settings = settings
         self._store = store

@@ -2,12 +2,12 @@
 
 from libs.common.logging import configure_logging
 from libs.common.service import serve
-from libs.common.settings import Settings
 from services.reporting.app import create_app
+from services.reporting.settings import ReportingSettings
 
 
 def main() -> None:
-    settings = Settings()
+    settings = ReportingSettings()
     configure_logging(settings.log_format, settings.log_level)
     serve(create_app(settings), settings, settings.reporting_port)
 

@@ -12,14 +12,14 @@ from faststream.nats import JStream, PullSub
 from libs.common import subjects
 from libs.common.events import ClusterActivity, Event, MetricsSample, UsageRecord
 from libs.common.service import build_broker, new_registry, service_app
-from libs.common.settings import Settings
 from libs.common.store import ClusterStore
 from libs.common.streams import ACTIVITY, ensure_stream
 from services.reporting.exposition import FleetCollector, ServiceMetrics
 from services.reporting.polling import Poller, UsageMeters
+from services.reporting.settings import ReportingSettings
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: ReportingSettings) -> FastAPI:
     running: dict[str, object] = {}
 
     async def on_reconnect() -> None:

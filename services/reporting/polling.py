@@ -22,7 +22,7 @@ from libs.common.kv import all_keys, read_model
 from libs.common.metrics import OperationTotals
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.quantities import parse_bytes
-from libs.common.settings import Settings
+from libs.common.settings import ReportingSection
 from services.reporting.exposition import ServiceMetrics
 from services.reporting.metering import UsageMeter, add_activity, close_period, meter_sample, meter_storage_only
 from services.reporting.rates import derive_rates
@@ -55,7 +55,7 @@ def asleep(record: ClusterRecord) -> bool:
 
 
 class Poller:
-    def __init__(self, settings: Settings, publish: Publish, meters: UsageMeters, metrics: ServiceMetrics,
+    def __init__(self, settings: ReportingSection, publish: Publish, meters: UsageMeters, metrics: ServiceMetrics,
                  engine_for: Callable[[ClusterRecord], SearchEngine] | None = None):
         self._settings = settings
         self._publish = publish

@@ -2,12 +2,12 @@
 
 from libs.common.logging import configure_logging
 from libs.common.service import serve
-from libs.common.settings import Settings
 from services.shard_controller.app import create_app
+from services.shard_controller.settings import ShardControllerSettings
 
 
 def main() -> None:
-    settings = Settings()
+    settings = ShardControllerSettings()
     configure_logging(settings.log_format, settings.log_level)
     serve(create_app(settings), settings, settings.shard_controller_port)
 

@@ -12,17 +12,16 @@ from libs.common import subjects
 from libs.common.events import ClusterScaleRequested, Event, MetricsSample, ShardActionTaken, ShardPlanChanged
 from libs.common.leases import Leases
 from libs.common.service import build_broker, new_registry, service_app
-from libs.common.settings import Settings
 from libs.common.store import ClusterStore
 from libs.common.streams import ensure_stream
 from services.shard_controller.controller import ShardController
-from services.shard_controller.planning import ShardPolicy
+from services.shard_controller.settings import ShardControllerSettings
 from services.shard_controller.state import ControllerStates
 
 LIFECYCLE = JStream(subjects.LIFECYCLE_STREAM, declare=False)
 
 
-def create_app(settings: Settings):
+def create_app(settings: ShardControllerSettings):
     running: dict[str, object] = {}
 
     async def on_reconnect() -> None:
@@ -55,7 +54,7 @@ def create_app(settings: Settings):
         await ensure_stream(js, subjects.METRICS_STREAM, subjects.METRICS_SUBJECTS, settings.metrics_max_age_s)
         store = running["store"] = await ClusterStore.open(broker, settings.idempotency_ttl_s)
         running["controller"] = ShardController(
-            ShardPolicy.from_settings(settings),
+            settings,  # its policy: the settings are a ShardPolicySection
             ControllerStates(await broker.key_value(subjects.KV_SHARD_PLANS)),
             Leases(await broker.key_value(subjects.KV_CONTROLLER_LEASES, ttl=settings.lease_ttl_s)),
             publish, store.read,

@@ -13,29 +13,15 @@ from datetime import datetime
 
 from libs.common.events import MetricsSample
 from libs.common.models import ScalingPolicy
+from libs.common.settings import ShardPolicySection
 
 GB = 10**9
 
 
-@dataclass(frozen=True)
-class ShardPolicy:
-    shard_target_max_gb: float = 50.0
-    shard_target_gb: float = 25.0
-    shards_per_gb_heap: int = 20
-    max_primaries: int = 32
-    search_per_shard_high: float = 50.0
-    search_per_shard_low: float = 1.0
-    heap_high: float = 0.80
-    heap_low: float = 0.30
-    cpu_high: float = 80.0
-    cpu_low: float = 15.0
-    disk_used_high: float = 0.80
-    sustain_samples: int = 3
-    cooldown_s: float = 120.0
-
-    @classmethod
-    def from_settings(cls, settings) -> "ShardPolicy":
-        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
+# The platform's policy is the shard controller's settings section itself: its thresholds and
+# their defaults are declared once, in libs/common/settings.py. Tests and benchmarks build one
+# with keyword overrides, as from any settings class (unset fields read their `ESS_` variable).
+ShardPolicy = ShardPolicySection
 
 
 @dataclass(frozen=True)

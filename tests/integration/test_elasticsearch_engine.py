@@ -26,7 +26,7 @@ from libs.common.engines.base import (
 )
 from libs.common.engines.elasticsearch import ElasticsearchEngine
 from libs.common.models import ClusterRecord, ClusterSpec
-from libs.common.settings import ELASTICSEARCH_VERSION, Settings
+from libs.common.settings import ELASTICSEARCH_VERSION, LocalDriverSection
 from devrun.engine_setup import install_elasticsearch
 from services.manager.drivers.local import LocalDriver
 from services.manager.drivers.local_processes import find_engines
@@ -36,7 +36,7 @@ CLUSTER_ID = "cadapter"
 
 
 @pytest.fixture(scope="module")
-def node(settings: Settings, tmp_path_factory):
+def node(settings: LocalDriverSection, tmp_path_factory):
     """One Elasticsearch node, green; its endpoint and the snapshot directory it may write."""
     install_elasticsearch(settings.elasticsearch_home, settings.java_bin)
     own = settings.model_copy(update={"state_dir": tmp_path_factory.mktemp("es-adapter"), "local_port_base": 31200})

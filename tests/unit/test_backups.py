@@ -7,9 +7,9 @@ from pathlib import Path
 
 from libs.common.engines.snapshots import parse_snapshot, user_indices
 from libs.common.models import ClusterRecord, ClusterSpec, RestoreState, SnapshotPolicy
-from libs.common.settings import Settings
 from services.manager import backups
 from services.manager.backups import auto_name, plan_scheduled
+from services.manager.settings import ManagerSettings
 
 HOUR = SnapshotPolicy(every_s=3600, keep=3)
 FORMED = datetime(2026, 1, 1, 9, 30, tzinfo=timezone.utc)
@@ -54,7 +54,7 @@ def test_every_s_zero_turns_the_schedule_off():
 
 
 def test_the_local_repository_is_a_directory_of_its_own_outside_the_engine_data(tmp_path: Path):
-    settings = Settings(state_dir=tmp_path, driver="local")
+    settings = ManagerSettings(state_dir=tmp_path, driver="local")
     body = backups.repository_body(settings, "c0123456789ab")
     assert body["type"] == "fs"
     location = Path(body["settings"]["location"])
@@ -63,13 +63,13 @@ def test_the_local_repository_is_a_directory_of_its_own_outside_the_engine_data(
 
 
 def test_backups_are_off_on_kubernetes_until_a_bucket_is_set():
-    assert backups.backups_on(Settings(driver="local"))
-    assert not backups.backups_on(Settings(driver="kubernetes"))
-    assert backups.backups_on(Settings(driver="kubernetes", snapshot_bucket="backups"))
+    assert backups.backups_on(ManagerSettings(driver="local"))
+    assert not backups.backups_on(ManagerSettings(driver="kubernetes"))
+    assert backups.backups_on(ManagerSettings(driver="kubernetes", snapshot_bucket="backups"))
 
 
 def test_the_kubernetes_repository_is_a_prefix_of_the_bucket_with_no_secret_in_it():
-    settings = Settings(driver="kubernetes", snapshot_bucket="backups")
+    settings = ManagerSettings(driver="kubernetes", snapshot_bucket="backups")
     body = backups.repository_body(settings, "c0123456789ab")
     assert body == {"type": "s3", "settings": {"bucket": "backups", "base_path": "clusters/c0123456789ab",
                                                "client": "default", "readonly": False}}

@@ -8,9 +8,9 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from libs.common.settings import Settings
 from services.manager.drivers.kubernetes_rules import engine_image
 from tests.deployment import REPO, compose, environment_of, kustomize_build, round_trips
+from tests.helpers import PlatformSettings
 
 SERVICES = {"manager": 8080, "shard_controller": 8081, "reporting": 9108, "gateway": 9200}
 LOOPBACK = re.compile(r"localhost|127\.0\.0\.1|\[?::1\]?")
@@ -28,7 +28,7 @@ def is_pinned(image: str) -> bool:
 
 
 def ess_keys_are_settings(env: dict[str, str]) -> list[str]:
-    return [k for k in env if k.startswith("ESS_") and k[4:].lower() not in Settings.model_fields]
+    return [k for k in env if k.startswith("ESS_") and k[4:].lower() not in PlatformSettings.model_fields]
 
 
 # -- docker-compose.yml ------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_workloads_are_pinned_unprivileged_and_probed(control_plane):
 def test_settings_configmap_names_services_by_cluster_dns_and_only_real_settings(control_plane):
     settings = find(control_plane, "ConfigMap", "es-serverless-settings")["data"]
     assert ess_keys_are_settings(settings) == []
-    Settings(**{k[4:].lower(): v for k, v in settings.items()})  # every value parses
+    PlatformSettings(**{k[4:].lower(): v for k, v in settings.items()})  # every value parses
     host = urlparse(settings["ESS_NATS_URL"]).hostname
     service, namespace, *rest = host.split(".")
     assert rest == ["svc", "cluster", "local"]
@@ -240,6 +240,6 @@ def test_air_gapped_overlay_pulls_every_image_from_one_registry_with_a_pull_secr
         assert all(c["image"].startswith(mirror + "/") for c in pod["containers"])
     settings = find(air_gapped, "ConfigMap", "es-serverless-settings")["data"]
     assert settings["ESS_IMAGE_PULL_SECRETS"] == "regcred"
-    engine_settings = Settings(**{k[4:].lower(): v for k, v in settings.items()})
+    engine_settings = PlatformSettings(**{k[4:].lower(): v for k, v in settings.items()})
     for engine in ("elasticsearch", "opensearch"):
         assert engine_image(engine, engine_settings).startswith(mirror + "/")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.settings import Settings
+from libs.common.settings import KubernetesSection
 from services.manager.drivers import ResizeAbandoned, ResizeInProgress
 from services.manager.drivers.kubernetes_engine import EngineCalls
 
@@ -44,7 +44,7 @@ class Clock:
 @pytest.fixture
 def parts():
     engine, clock = Engine(), Clock()
-    calls = EngineCalls(Settings(kube_drain_timeout_s=60), engine.connect, clock)
+    calls = EngineCalls(KubernetesSection(kube_drain_timeout_s=60), engine.connect, clock)
     return engine, clock, calls
 
 

@@ -15,12 +15,13 @@ from kubernetes import client
 
 from libs.common.models import ClusterRecord, ClusterSpec
 from libs.common.quantities import parse_bytes
-from libs.common.settings import Settings
+from libs.common.settings import KubernetesSection
 from services.manager import render
 from services.manager.drivers import kubernetes_manifests as manifests
 from services.manager.drivers import kubernetes_rules as rules
 from services.manager.drivers.kubernetes_secrets import generate_password, issue_transport_certificates
 from services.manager.planning import EngineSize
+from tests.helpers import PlatformSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = {"tenant_org_id": "acme", "user": "alice", "service_name": "search",
@@ -28,12 +29,12 @@ SEED = {"tenant_org_id": "acme", "user": "alice", "service_name": "search",
 VERSIONS = {"elasticsearch": "8.15.3", "opensearch": "2.19.1"}
 
 
-def settings(**overrides) -> Settings:
+def settings(**overrides) -> KubernetesSection:
     # explicit values, so a developer's ESS_ environment cannot change what is asserted
     base = {"image_registry": "", "image_pull_secrets": [], "storage_class": None,
             "kube_platform_namespace": "es-serverless", "kube_namespace_prefix": "ess-",
             "kube_cluster_domain": "cluster.local", "image_pull_policy": "IfNotPresent"}
-    return Settings(**{**base, **overrides})
+    return KubernetesSection(**{**base, **overrides})
 
 
 def cluster(engine="elasticsearch", replicas=1, cpu="500m", memory="1Gi", storage="5Gi") -> ClusterRecord:
@@ -324,7 +325,7 @@ def test_no_subprocess_or_kubectl_in_the_driver_and_no_localhost_in_image_settin
                     for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
         assert not imported & {"subprocess", "os", "shlex", "pty"}, name
         assert "kubectl" not in source.lower(), name
-    defaults = Settings.model_fields
+    defaults = PlatformSettings.model_fields
     image_settings = [f for f in defaults if "image" in f or "repository" in f or "registry" in f]
     assert len(image_settings) >= 6
     for name in image_settings:

@@ -83,13 +83,13 @@ def test_a_cluster_that_formed_is_never_started_empty(tmp_path):
     import pytest
 
     from libs.common.models import ClusterRecord, ClusterSpec
-    from libs.common.settings import Settings
+    from libs.common.settings import LocalDriverSection
     from services.manager.drivers import EngineUnavailable
     from services.manager.drivers.local import LocalDriver
 
     (tmp_path / "engine").mkdir()
     (tmp_path / "engine" / ".complete").write_text("recipe")
-    driver = LocalDriver(Settings(state_dir=tmp_path / "state", engine_home=tmp_path / "engine"))
+    driver = LocalDriver(LocalDriverSection(state_dir=tmp_path / "state", engine_home=tmp_path / "engine"))
     spec = ClusterSpec(replicas=1, cpu="500m", memory="512Mi", storage="5Gi", version="2.19.1")
     formed = ClusterRecord(id="c1", tenant_org_id="acme", user="a", service_name="s", spec=spec,
                            formed_at=datetime.now(timezone.utc))

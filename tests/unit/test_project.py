@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
+from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,8 +40,9 @@ def test_no_module_but_subjects_spells_a_subject():
 
 def test_asyncapi_document_lists_the_lifecycle_subjects():
     from services.manager.app import create_app
+    from services.manager.settings import ManagerSettings
 
-    app = create_app(Settings())
+    app = create_app(ManagerSettings())
     document = json.loads(app.state.platform.asyncapi_json())
     addresses = json.dumps(document["channels"])
     assert "ess.cluster.*.*.desired" in addresses

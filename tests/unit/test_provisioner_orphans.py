@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from libs.common.models import ClusterRecord, ClusterSpec
-from libs.common.settings import Settings
 from services.manager.provisioner import Provisioner
+from services.manager.settings import ManagerSettings
 
 
 def record(cluster_id: str) -> ClusterRecord:
@@ -45,7 +45,7 @@ class AlwaysHeld:
 
 async def test_a_live_cluster_missing_from_a_listing_keeps_its_data():
     driver = DriverWithData("c-live", "c-gone")
-    provisioner = Provisioner(Settings(), ShortListingStore(record("c-live")), driver, publish=None,
+    provisioner = Provisioner(ManagerSettings(), ShortListingStore(record("c-live")), driver, publish=None,
                               leases=AlwaysHeld())
     await provisioner.reconcile_all()
     assert driver.removed == ["c-gone"]  # only what a direct read says has no record

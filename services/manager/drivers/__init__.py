@@ -14,6 +14,7 @@ import structlog
 from libs.common.engines import SearchEngine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
 from services.manager.planning import EngineObservation, EngineSize
+from services.manager.settings import ManagerSettings
 
 
 class EngineUnavailable(Exception):
@@ -70,8 +71,8 @@ async def flush_and_measure(engine: SearchEngine, timeout_s: float = 30.0) -> in
         await engine.close()
 
 
-def build_driver(settings) -> Driver:
-    """The driver named by `ESS_DRIVER`."""
+def build_driver(settings: ManagerSettings) -> Driver:
+    """The driver named by `ESS_DRIVER`, given the settings (it reads its own section)."""
     if settings.driver == "local":
         from services.manager.drivers.local import LocalDriver
 

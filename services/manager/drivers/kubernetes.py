@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from libs.common.engines import connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials, utcnow
-from libs.common.settings import Settings
+from libs.common.settings import KubernetesSection
 from services.manager.drivers import EngineUnavailable, flush_and_measure
 from services.manager.drivers.kubernetes_engine import ConnectEngine, EngineCalls
 from services.manager.drivers.kubernetes_manifests import (
@@ -83,7 +83,7 @@ _CALLS = {
 }
 
 
-def connect_api(settings: Settings) -> client.ApiClient:
+def connect_api(settings: KubernetesSection) -> client.ApiClient:
     """An API client from the pod's service account or from a kubeconfig file."""
     configuration = client.Configuration()
     try:
@@ -116,7 +116,7 @@ class KubernetesDriver:
     engine_lacks: dict[str, frozenset[str]] = {}  # the official images carry every module
 
     def __init__(
-        self, settings: Settings, api: client.ApiClient | None = None, connect: ConnectEngine = connect_engine
+        self, settings: KubernetesSection, api: client.ApiClient | None = None, connect: ConnectEngine = connect_engine
     ):
         self._settings = settings
         api = api or connect_api(settings)

@@ -18,7 +18,7 @@ import structlog
 
 from libs.common.engines import SearchEngine
 from libs.common.models import EngineCredentials
-from libs.common.settings import Settings
+from libs.common.settings import KubernetesSection
 from services.manager.drivers import ResizeAbandoned, ResizeInProgress
 
 ConnectEngine = Callable[[str, str, str | None, str | None], SearchEngine]
@@ -46,7 +46,8 @@ def _why(exc: BaseException) -> str:
 
 
 class EngineCalls:
-    def __init__(self, settings: Settings, connect: ConnectEngine, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, settings: KubernetesSection, connect: ConnectEngine,
+                 clock: Callable[[], float] = time.monotonic):
         self._settings = settings
         self._connect = connect
         self._clock = clock

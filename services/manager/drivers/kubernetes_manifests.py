@@ -13,7 +13,7 @@ import json
 
 from libs.common.models import ClusterRecord, utcnow
 from libs.common.quantities import format_bytes, format_cpu_millis, parse_bytes, parse_cpu_millis
-from libs.common.settings import Settings
+from libs.common.settings import KubernetesSection
 from services.manager.drivers.kubernetes_rules import (
     Manifest,
     COPIED_PLACEHOLDER,
@@ -46,7 +46,7 @@ from services.manager.drivers.kubernetes_secrets import issue_transport_certific
 
 
 # -- the objects -------------------------------------------------------------------------
-def render_namespace(cluster: ClusterRecord, settings: Settings) -> Manifest:
+def render_namespace(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -63,7 +63,7 @@ def render_namespace(cluster: ClusterRecord, settings: Settings) -> Manifest:
     }
 
 
-def render_resource_quota(cluster: ClusterRecord, settings: Settings) -> Manifest:
+def render_resource_quota(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
     """The namespace holds exactly the cluster's nodes and volumes, and exposes nothing outside."""
     spec = cluster.spec
     cpu = format_cpu_millis(spec.replicas * parse_cpu_millis(spec.cpu))
@@ -88,7 +88,7 @@ def render_resource_quota(cluster: ClusterRecord, settings: Settings) -> Manifes
     }
 
 
-def render_limit_range(cluster: ClusterRecord, settings: Settings) -> Manifest:
+def render_limit_range(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
     """No container or volume in the namespace may be larger than one node of the spec."""
     spec = cluster.spec
     node = {"cpu": spec.cpu, "memory": spec.memory}
@@ -105,7 +105,7 @@ def render_limit_range(cluster: ClusterRecord, settings: Settings) -> Manifest:
     }
 
 
-def render_credentials_secret(cluster: ClusterRecord, settings: Settings, password: str) -> Manifest:
+def render_credentials_secret(cluster: ClusterRecord, settings: KubernetesSection, password: str) -> Manifest:
     flavour = FLAVOURS[cluster.spec.engine]
     return {
         "apiVersion": "v1",
@@ -117,7 +117,7 @@ def render_credentials_secret(cluster: ClusterRecord, settings: Settings, passwo
 
 
 def render_transport_tls_secret(
-    cluster: ClusterRecord, settings: Settings, ca_pem: str, cert_pem: str, key_pem: str
+    cluster: ClusterRecord, settings: KubernetesSection, ca_pem: str, cert_pem: str, key_pem: str
 ) -> Manifest:
     return {
         "apiVersion": "v1",
@@ -128,7 +128,7 @@ def render_transport_tls_secret(
     }
 
 
-def render_pull_secret_copy(cluster: ClusterRecord, settings: Settings, source: Manifest) -> Manifest:
+def render_pull_secret_copy(cluster: ClusterRecord, settings: KubernetesSection, source: Manifest) -> Manifest:
     """A registry credential of the platform namespace, copied: pods only read their own namespace's."""
     name = source["metadata"]["name"]
     metadata = object_metadata(name, cluster, settings)
@@ -142,7 +142,7 @@ def render_pull_secret_copy(cluster: ClusterRecord, settings: Settings, source: 
     }
 
 
-def render_network_policy(cluster: ClusterRecord, settings: Settings) -> Manifest:
+def render_network_policy(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
     """Engine HTTP: the platform's namespace and the tenant's own namespaces; transport: the nodes only."""
     selector = pod_selector(cluster)
     return {
@@ -170,7 +170,7 @@ def render_network_policy(cluster: ClusterRecord, settings: Settings) -> Manifes
     }
 
 
-def render_discovery_service(cluster: ClusterRecord, settings: Settings) -> Manifest:
+def render_discovery_service(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -188,7 +188,7 @@ def render_discovery_service(cluster: ClusterRecord, settings: Settings) -> Mani
     }
 
 
-def render_client_service(cluster: ClusterRecord, settings: Settings) -> Manifest:
+def render_client_service(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -201,7 +201,7 @@ def render_client_service(cluster: ClusterRecord, settings: Settings) -> Manifes
     }
 
 
-def render_pod_disruption_budget(cluster: ClusterRecord, settings: Settings) -> Manifest:
+def render_pod_disruption_budget(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
     # one node at a time: a node drain never takes two copies of a shard away together
     return {
         "apiVersion": "policy/v1",
@@ -246,7 +246,7 @@ def _readiness_probe(flavour: EngineFlavour) -> Manifest:
     }
 
 
-def render_statefulset(cluster: ClusterRecord, settings: Settings) -> Manifest:
+def render_statefulset(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
     spec = cluster.spec
     flavour = FLAVOURS[spec.engine]
     node = {"cpu": spec.cpu, "memory": spec.memory}
@@ -336,7 +336,7 @@ def render_statefulset(cluster: ClusterRecord, settings: Settings) -> Manifest:
     }
 
 
-def render_cluster(cluster: ClusterRecord, settings: Settings) -> list[Manifest]:
+def render_cluster(cluster: ClusterRecord, settings: KubernetesSection) -> list[Manifest]:
     """Every object of the cluster but its Secrets, stamped, in the order they are applied:
     the namespace and its bounds first, the StatefulSet that needs all the others last."""
     renderers = [
@@ -346,7 +346,7 @@ def render_cluster(cluster: ClusterRecord, settings: Settings) -> list[Manifest]
     return [stamp(render(cluster, settings)) for render in renderers]
 
 
-def render_for_review(cluster: ClusterRecord, settings: Settings) -> list[Manifest]:
+def render_for_review(cluster: ClusterRecord, settings: KubernetesSection) -> list[Manifest]:
     """What `render` prints: the applied objects, with placeholders where Secrets get generated values."""
     objects = render_cluster(cluster, settings)
     secrets = [render_credentials_secret(cluster, settings, GENERATED_PLACEHOLDER)]

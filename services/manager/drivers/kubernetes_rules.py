@@ -20,7 +20,7 @@ from libs.common.quantities import (
     parse_cpu_millis,
     parse_quantity,
 )
-from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
+from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, KubernetesSection
 from services.manager.planning import EngineSize
 
 Manifest = dict[str, Any]
@@ -101,16 +101,16 @@ FLAVOURS = {
 
 
 # -- names and small rules ---------------------------------------------------------------
-def namespace_of(cluster_id: str, settings: Settings) -> str:
+def namespace_of(cluster_id: str, settings: KubernetesSection) -> str:
     return f"{settings.kube_namespace_prefix}{cluster_id}"
 
 
-def endpoint_of(cluster_id: str, settings: Settings) -> str:
+def endpoint_of(cluster_id: str, settings: KubernetesSection) -> str:
     """The client Service's cluster DNS name: what tenants and the platform dial."""
     return f"http://{ENGINE}.{namespace_of(cluster_id, settings)}.svc.{settings.kube_cluster_domain}:{HTTP_PORT}"
 
 
-def engine_image(engine: str, settings: Settings) -> str:
+def engine_image(engine: str, settings: KubernetesSection) -> str:
     """<registry>/<repository>:<tag>; ESS_IMAGE_REGISTRY, when set, replaces every registry."""
     repository, tag = {
         "elasticsearch": (settings.elasticsearch_repository, settings.elasticsearch_image_tag),
@@ -151,7 +151,7 @@ def node_names(replicas: int) -> list[str]:
     return [f"{ENGINE}-{i}" for i in range(replicas)]
 
 
-def node_domains(cluster_id: str, settings: Settings) -> list[str]:
+def node_domains(cluster_id: str, settings: KubernetesSection) -> list[str]:
     """The names under which the nodes reach each other, for their transport certificate."""
     namespace = namespace_of(cluster_id, settings)
     base = f"{DISCOVERY_SERVICE}.{namespace}.svc"
@@ -180,7 +180,7 @@ def pod_labels(cluster: ClusterRecord) -> dict[str, str]:
     }
 
 
-def object_metadata(name: str, cluster: ClusterRecord, settings: Settings) -> Manifest:
+def object_metadata(name: str, cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
     return {"name": name, "namespace": namespace_of(cluster.id, settings), "labels": cluster_labels(cluster)}
 
 

@@ -23,7 +23,7 @@ import structlog
 
 from libs.common.engines import SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
-from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, Settings
+from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, LocalDriverSection
 from services.manager.drivers import (
     EngineUnavailable, NoCredentials, ResizeInProgress, flush_and_measure, local_elasticsearch as es,
 )
@@ -104,7 +104,7 @@ class LocalDriver:
     engine_versions = {"opensearch": [ENGINE_VERSION], "elasticsearch": [ELASTICSEARCH_VERSION]}
     engine_lacks = {"elasticsearch": es.CORE_SERVER_LACKS}  # only its core server is on Maven Central
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: LocalDriverSection):
         self._settings = settings
         self._dir = settings.clusters_dir
         self._children: dict[int, subprocess.Popen] = {}  # reaped so a dead node is not a zombie

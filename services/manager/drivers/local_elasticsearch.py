@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from libs.common.engines.capabilities import CORE_SERVER_LACKS
-from libs.common.settings import Settings
+from libs.common.settings import LocalDriverSection
 from services.manager.drivers import EngineUnavailable
 from services.manager.planning import EngineSize
 
@@ -29,7 +29,7 @@ rootLogger.appenderRef.console.ref = console
 MAX_NODES = 9  # the local driver's port slot: HTTP base+1..9, transport base+11..19
 
 
-def prepare_node(settings: Settings, cluster_id: str, node: int, size: EngineSize, home: Path, http_base: int,
+def prepare_node(settings: LocalDriverSection, cluster_id: str, node: int, size: EngineSize, home: Path, http_base: int,
                  bootstrap: bool) -> list[str]:
     """Write node N's configuration; its command line (raises EngineUnavailable if not installed)."""
     classpath = elasticsearch_classpath(settings.elasticsearch_home)

@@ -1,0 +1,13 @@
+"""The gateway's settings: the sections it reads (libs/common/settings.py declares them).
+
+It binds `gateway_host`/`gateway_port` of its own section, accepts the operator key, and holds
+requests for a waking cluster up to the serverless section's `wake_timeout_s`.
+"""
+
+from __future__ import annotations
+
+from libs.common.settings import AccessSection, GatewaySection, LoggingSection, NatsSection, ServerlessSection
+
+
+class GatewaySettings(NatsSection, LoggingSection, AccessSection, GatewaySection, ServerlessSection):
+    pass
