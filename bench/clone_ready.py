@@ -19,14 +19,13 @@ import sys
 
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo, not bench/
 
-import argparse
 import statistics
 import time
 
 import httpx
 
-from bench.private_platform import AUTH, Running, delete_and_wait, private_platform, seed_body
-from bench.snapshot_throughput import INDEX, MIB, fill, ready_cluster, snapshot_once, spread, wait_for
+from bench.private_platform import AUTH, Running, delete_and_wait, seed_body
+from bench.snapshot_throughput import INDEX, MIB, fill, main, ready_cluster, snapshot_once, spread, wait_for
 
 RUNS = 3
 MB = 20
@@ -89,9 +88,4 @@ def run(running: Running, runs: int = RUNS, mb: float = MB) -> list[str]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=RUNS)
-    parser.add_argument("--mb", type=float, default=MB, help="the source index's size, MB of store after flush")
-    args = parser.parse_args()
-    with private_platform() as platform:
-        print("\n".join(run(platform, args.runs, args.mb)))
+    main(run, __doc__, RUNS, MB)

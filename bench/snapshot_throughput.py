@@ -43,7 +43,7 @@ RUNS = 3
 MB = 100
 INDEX = "bench"
 PAYLOAD_BYTES = 4096
-BULK_DOCS = 1000  # about 5.5 MB a request
+BULK_DOCS = 1000  # about 4 MB a request
 MIB = 2**20
 
 
@@ -216,10 +216,15 @@ def run(running: Running, runs: int = RUNS, mb: float = MB) -> list[str]:
     ]
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=RUNS)
-    parser.add_argument("--mb", type=float, default=MB, help="index size to reach, MB of store after flush")
+def main(run, doc: str, runs: int, mb: float) -> None:
+    """`__main__` of the backup benchmarks: `--runs` and `--mb`, in a private platform of their own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--mb", type=float, default=mb, help="the index's size, MB of store after flush")
     args = parser.parse_args()
     with private_platform() as platform:
         print("\n".join(run(platform, args.runs, args.mb)))
+
+
+if __name__ == "__main__":
+    main(run, __doc__, RUNS, MB)
