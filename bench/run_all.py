@@ -1,5 +1,6 @@
-"""All benchmarks: memory (idle), GET latency and ready time in one private platform, then the
-reporting pipeline (1,000 simulated clusters) with its own NATS and reporting process.
+"""All benchmarks: memory (idle), GET latency, ready time, snapshot and restore throughput and
+clone time in one private platform, then the reporting pipeline (1,000 simulated clusters) with
+its own NATS and reporting process, and shard planning.
 
 Run: make bench   or   .venv/bin/python bench/run_all.py
 """
@@ -14,7 +15,9 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the
 import datetime
 import time
 
-from bench import get_latency, ready_time, reporting_pipeline, service_memory, shard_planning
+from bench import (
+    clone_ready, get_latency, ready_time, reporting_pipeline, service_memory, shard_planning, snapshot_throughput,
+)
 from bench.private_platform import private_platform
 
 
@@ -24,7 +27,8 @@ def main() -> None:
     with private_platform() as running:
         print(f"private platform up: API {running.api}, services {running.pids}", flush=True)
         for name, bench in (("service memory", service_memory), ("GET latency", get_latency),
-                            ("ready time", ready_time)):
+                            ("ready time", ready_time), ("snapshot throughput", snapshot_throughput),
+                            ("clone ready", clone_ready)):
             print(f"-- {name}", flush=True)
             lines = bench.run(running)
             print("\n".join(lines), flush=True)

@@ -1,6 +1,7 @@
 """Backups as a tenant sees them: snapshot, drop an index by mistake, restore it with every
 document and the same kNN answer; the schedule takes one snapshot per period, also across a
-manager restart; a deleted cluster comes back with its data; a clone starts with it."""
+manager restart; a deleted cluster comes back with its data, until its retention is over; a clone
+starts with it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.helpers import endpoint_client, wait_for_status, wait_until
 DOCS = 300
 DIMENSIONS = 4
 QUERY = {"vector": [0.9, 0.1, 0.3, 0.5], "k": 10}
+RETENTION_S = 30  # long enough for the final snapshot to be listed first, even on a loaded machine
 
 
 def new_cluster(api, **overrides) -> dict:
@@ -230,3 +232,36 @@ def test_an_elasticsearch_cluster_snapshots_and_restores_through_the_same_api(ap
     assert wait_for_restore(api, cluster["id"])["state"] == "done"
     assert client.count(index="logs")["count"] == DOCS
     api.delete(f"/clusters/{cluster['id']}")
+
+
+@pytest.fixture
+def short_retention(manager):
+    """The session's manager restarted with a retention of RETENTION_S (it reads settings at start);
+    afterwards restarted again with the session's own."""
+    usual = manager.env
+    manager.stop()
+    manager.env = {**usual, "ESS_DELETED_RETENTION_S": str(RETENTION_S)}
+    manager.start()
+    yield
+    manager.stop()
+    manager.env = usual
+    manager.start()
+
+
+def test_after_the_retention_a_deleted_cluster_and_its_snapshots_are_gone_for_good(api, settings, short_retention):
+    cluster = new_cluster(api, service_name="purged")
+    load_vectors(api, cluster["id"])
+    deleted_list = {"tenant_org_id": cluster["tenant_org_id"], "deleted": "true"}
+    repository = settings.snapshots_dir / cluster["id"]
+
+    assert api.delete(f"/clusters/{cluster['id']}").status_code == 202
+    [deleted] = wait_until(lambda: api.get("/clusters", params=deleted_list).json()["clusters"], RETENTION_S,
+                           interval_s=0.5, what="listed as deleted")
+    assert deleted["id"] == cluster["id"] and deleted["final_snapshot"].startswith("final-")
+    assert any(repository.iterdir())  # the final snapshot is on disk while the cluster can come back
+
+    wait_until(lambda: api.get("/clusters", params=deleted_list).json()["clusters"] == [], 3 * RETENTION_S,
+               interval_s=0.5, what="gone from the deleted clusters")
+    too_late = api.post(f"/clusters/{cluster['id']}/undelete")
+    assert too_late.status_code == 404 and too_late.json()["error"] == "not_found"
+    assert not repository.exists()

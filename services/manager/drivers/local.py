@@ -27,6 +27,7 @@ from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, LocalDri
 from services.manager.drivers import (
     EngineUnavailable, NoCredentials, ResizeInProgress, flush_and_measure, local_elasticsearch as es,
 )
+from services.manager.drivers.local_jvm import jvm_command
 from services.manager.drivers.local_processes import (
     LAUNCHER_CLASS, PORTS_PER_SLOT, NodeProcess, alive, find_engines, send_signal, slot_free,
 )
@@ -75,22 +76,8 @@ def write_node_config(home: Path, node: int, host: str, http_base: int, bootstra
 def engine_command(java: str, classpath: str, cluster_id: str, node: int, size: EngineSize, home: Path,
                    http_base: int) -> list[str]:
     """The JVM command line of one node; `parse_engine_cmdline` reads it back."""
-    return [
-        java,
-        f"-Xms{size.heap_mb}m",
-        f"-Xmx{size.heap_mb}m",
-        f"-XX:ActiveProcessorCount={size.processors}",
-        "-XX:+UseSerialGC",  # a small heap on two cores: the least overhead
-        "-Djava.awt.headless=true",
-        "-Dlog4j2.disable.jmx=true",
-        "-cp", classpath,
-        LAUNCHER_CLASS,
-        "-basePath", str(home),
-        "-nodeIndex", str(node),
-        "-baseHttpPort", str(http_base),
-        "-clusterName", cluster_id,
-        "-pluginTypes", KNN_PLUGIN,
-    ]
+    return jvm_command(java, classpath, LAUNCHER_CLASS, cluster_id, node, size, home, http_base,
+                       launcher_extra=("-pluginTypes", KNN_PLUGIN))
 
 
 def size_of(nodes: list[NodeProcess], members: int) -> EngineSize:

@@ -2,8 +2,9 @@
 (deploy/engine/elasticsearch/), one JVM per node like the OpenSearch nodes.
 
 This module owns what differs from OpenSearch: the install home and class path, the node's
-`elasticsearch.yml`, and its command line. Ports, names ("Node N") and the home layout
-(`<cluster>/nodes/node_N/`) are the local driver's, so scaling and draining work unchanged.
+`elasticsearch.yml`, and what its command line adds to the shared one (local_jvm.py). Ports,
+names ("Node N") and the home layout (`<cluster>/nodes/node_N/`) are the local driver's, so
+scaling and draining work unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from libs.common.engines.capabilities import CORE_SERVER_LACKS
 from libs.common.settings import LocalDriverSection
 from services.manager.drivers import EngineUnavailable
+from services.manager.drivers.local_jvm import jvm_command
 from services.manager.planning import EngineSize
 
 LAUNCHER_CLASS = "ElasticsearchLauncher"
@@ -78,19 +80,5 @@ def write_elasticsearch_config(home: Path, node: int, host: str, http_base: int,
 def elasticsearch_command(java: str, classpath: str, cluster_id: str, node: int, size: EngineSize, home: Path,
                           http_base: int) -> list[str]:
     """The JVM command line of one node; the local driver's `parse_engine_cmdline` reads it back."""
-    return [
-        java,
-        f"-Xms{size.heap_mb}m",
-        f"-Xmx{size.heap_mb}m",
-        f"-XX:ActiveProcessorCount={size.processors}",
-        "-XX:+UseSerialGC",  # a small heap on two cores: the least overhead
-        "-Djava.awt.headless=true",
-        "-Dlog4j2.disable.jmx=true",
-        "-Dfile.encoding=UTF-8",
-        "-cp", classpath,
-        LAUNCHER_CLASS,
-        "-basePath", str(home),
-        "-nodeIndex", str(node),
-        "-baseHttpPort", str(http_base),
-        "-clusterName", cluster_id,
-    ]
+    return jvm_command(java, classpath, LAUNCHER_CLASS, cluster_id, node, size, home, http_base,
+                       jvm_extra=("-Dfile.encoding=UTF-8",))
