@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     snapshot_endpoint: str = "http://minio.es-serverless:9000"  # kubernetes: the S3 endpoint engines dial
     snapshot_region: str = "us-east-1"
     snapshot_path_style: bool = True  # MinIO and most S3-compatible stores want path-style access
+    # the store's keys: the manager's own S3 calls, and each engine's keystore (through a Secret
+    # in the cluster's namespace); None: the default credential chain (an instance role) for both
+    snapshot_access_key: SecretStr | None = None
+    snapshot_secret_key: SecretStr | None = None
+    snapshot_store_timeout_s: float = Field(default=10.0, gt=0)  # one call of the manager to the store
 
     # provisioning
     driver: Literal["local", "kubernetes"] = "local"
