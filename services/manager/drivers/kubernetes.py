@@ -26,6 +26,7 @@ from libs.common.engines import connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials, utcnow
 from libs.common.settings import Settings
 from services.manager.drivers import EngineUnavailable, flush_and_measure
+from services.manager.drivers.kubernetes_backups import render_s3_keys_secret
 from services.manager.drivers.kubernetes_engine import ConnectEngine, EngineCalls
 from services.manager.drivers.kubernetes_manifests import (
     render_cluster,
@@ -197,6 +198,8 @@ class KubernetesDriver:
                 return render_transport_tls_secret(cluster, settings, certs.ca_pem, certs.cert_pem, certs.key_pem)
 
             self._ensure_generated("Secret", namespace, TRANSPORT_TLS_SECRET, make_tls)
+        if (s3_keys := render_s3_keys_secret(cluster, settings)) is not None:  # follows the settings' keys
+            self._apply(s3_keys)
         for name in settings.image_pull_secrets:
             source = self._read_pull_secret(name)
             if source is None:

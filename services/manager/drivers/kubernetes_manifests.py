@@ -42,6 +42,7 @@ from services.manager.drivers.kubernetes_rules import (
     pod_selector,
     stamp,
 )
+from services.manager.drivers.kubernetes_backups import KEYS_PLACEHOLDER, add_s3_client, render_s3_keys_secret
 from services.manager.drivers.kubernetes_secrets import issue_transport_certificates
 
 
@@ -302,6 +303,7 @@ def render_statefulset(cluster: ClusterRecord, settings: Settings) -> Manifest:
     }
     if volumes:
         pod_spec["volumes"] = volumes
+    add_s3_client(pod_spec, container, cluster, settings)
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
     claim_spec: Manifest = {
@@ -354,6 +356,10 @@ def render_for_review(cluster: ClusterRecord, settings: Settings) -> list[Manife
         # a placeholder is no PEM, which the API server warns about: certificates made for this output
         certs = issue_transport_certificates(cluster.id, node_domains(cluster.id, settings), utcnow())
         secrets.append(render_transport_tls_secret(cluster, settings, certs.ca_pem, certs.cert_pem, certs.key_pem))
+    if (s3_keys := render_s3_keys_secret(cluster, settings)) is not None:
+        # the manager's keys are never printed
+        s3_keys["stringData"] = {key: KEYS_PLACEHOLDER for key in s3_keys.pop("data")}
+        secrets.append(s3_keys)
     for name in settings.image_pull_secrets:
         pull_secret = render_pull_secret_copy(cluster, settings, {"metadata": {"name": name}})
         del pull_secret["data"]
