@@ -164,6 +164,9 @@ class RecordsInMemory:
     async def remove(self, record: ClusterRecord) -> None:
         self.records.pop(record.id, None)
 
+    async def release_name(self, record: ClusterRecord) -> None:
+        pass  # no names kept here
+
 
 async def publish_nowhere(event, subject) -> None:
     pass

@@ -62,12 +62,14 @@ class S3Server:
         httpx.post(f"{url}/moto-api/reset-auth", content=b"0", timeout=5.0).raise_for_status()
         return cls(url, key["AccessKeyId"], key["SecretAccessKey"], process)
 
+    def overrides(self, bucket: str) -> dict:
+        """The manager's settings that point it at this store, with its keys."""
+        return {"driver": "kubernetes", "snapshot_bucket": bucket, "snapshot_endpoint": self.url,
+                "snapshot_access_key": SecretStr(self.access_key), "snapshot_secret_key": SecretStr(self.secret_key)}
+
     def settings(self, bucket: str, **overrides) -> Settings:
         """The manager's settings for this store; retention 0: a deleted cluster is due for purge at once."""
-        values = {"driver": "kubernetes", "snapshot_bucket": bucket, "snapshot_endpoint": self.url,
-                  "snapshot_access_key": SecretStr(self.access_key),
-                  "snapshot_secret_key": SecretStr(self.secret_key), "deleted_retention_s": 0, **overrides}
-        return Settings(**values)
+        return Settings(**{**self.overrides(bucket), "deleted_retention_s": 0, **overrides})
 
     def client(self):
         """What an operator with the store's own tools sees."""
