@@ -56,8 +56,8 @@ class Snapshotter:
 
     async def run_periodic(self) -> None:
         while True:
-            await self.ensure_bucket()
             try:
+                await self.ensure_bucket()
                 await self.pass_all()
             except Exception:
                 self._log.exception("backup pass failed")

@@ -5,6 +5,7 @@ What an operator sees in the store is read back with a client of their own."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -52,13 +53,18 @@ async def test_the_bucket_is_made_once_and_then_found(s3, bucket):
     assert bucket in [b["Name"] for b in s3.client().list_buckets()["Buckets"]]
 
 
-async def test_the_snapshotter_makes_the_bucket_at_start_and_says_so(s3, bucket):
-    snapshotter = Snapshotter(s3.settings(bucket), RecordsInMemory(), None, None, ObjectStore(s3.settings(bucket)))
+async def test_the_snapshotter_makes_the_bucket_when_it_starts_and_says_so(s3, bucket):
+    settings = s3.settings(bucket, reconcile_interval_s=0.1)
+    snapshotter = Snapshotter(settings, RecordsInMemory(), None, None, ObjectStore(settings))
     with capture_logs() as logs:
-        await snapshotter.ensure_bucket()
-        await snapshotter.ensure_bucket()
-    assert [(e["event"], e["created"]) for e in logs] == [("snapshot bucket ready", True)]
-    assert s3.keys_in(bucket) == []
+        passes = asyncio.create_task(snapshotter.run_periodic())  # as the manager's start-up does
+        try:
+            await until(lambda: any(e["event"] == "snapshot bucket ready" for e in logs), "bucket ready")
+            await asyncio.sleep(0.5)  # a few more passes
+        finally:
+            passes.cancel()
+    assert [(e["event"], e["created"]) for e in logs] == [("snapshot bucket ready", True)]  # made once
+    assert bucket in [b["Name"] for b in s3.client().list_buckets()["Buckets"]]
 
 
 async def test_purge_removes_exactly_the_clusters_prefix_and_its_record(s3, bucket):
