@@ -22,6 +22,8 @@ from libs.common.store import ClusterStore, RecordGone
 from services.manager import backups
 from services.manager.object_store import ObjectStore, ObjectStoreError
 
+BUCKET_RETRY_S = 30.0
+
 
 class Snapshotter:
     def __init__(self, settings: Settings, store: ClusterStore, leases: Leases,
@@ -30,6 +32,7 @@ class Snapshotter:
         self._objects = objects  # kubernetes with a bucket: the store the engines' repositories are in
         self._bucket_ready = objects is None
         self._bucket_problem: str | None = None
+        self._bucket_next_try = 0.0
         self._store = store
         self._leases = leases
         self._engine_for = engine_for
@@ -65,14 +68,17 @@ class Snapshotter:
 
     async def ensure_bucket(self) -> None:
         """Make the bucket once (at start-up, on the first pass); a store that cannot is logged with
-        its reason, once per reason, and tried again on each pass meanwhile."""
-        if self._bucket_ready:
+        its reason, once per reason, and tried again every BUCKET_RETRY_S meanwhile."""
+        now = asyncio.get_running_loop().time()
+        if self._bucket_ready or now < self._bucket_next_try:
             return
+        # a store that times out would hold up every pass: at most one try per BUCKET_RETRY_S
+        self._bucket_next_try = now + BUCKET_RETRY_S
         try:
             created = await self._objects.ensure_bucket()
         except ObjectStoreError as exc:
             if str(exc) != self._bucket_problem:
-                self._log.error("snapshot bucket not ready: snapshots fail until it is; trying again each pass",
+                self._log.error("snapshot bucket not ready: snapshots fail until it is; trying again",
                                 bucket=self._objects.bucket, reason=str(exc))
             self._bucket_problem = str(exc)
             return
