@@ -68,7 +68,7 @@ def test_an_init_container_adds_the_keys_to_the_engines_own_keystore_from_the_se
     # the tool writes where the engine reads: the config volume, the engine's config dir
     staging = env_of(init)[CONF_ENV[engine]]
     assert init["volumeMounts"] == [{"name": "engine-config", "mountPath": staging}]
-    assert f"cp -a {home}/config/. {staging}/" in script
+    assert f"cp -R {home}/config/. {staging}/" in script
     mounts = [m["mountPath"] for m in engine_side["volumeMounts"]]
     assert {"name": "engine-config", "mountPath": f"{home}/config"} in engine_side["volumeMounts"]
     assert mounts.index(f"{home}/config") < min(
@@ -107,8 +107,8 @@ def test_without_a_bucket_nothing_of_s3_is_rendered(engine):
     assert "s3.client" not in json.dumps(plain) and "initContainers" not in json.dumps(plain)
     assert all(o["metadata"]["name"] != S3_KEYS_SECRET for o in plain)
     # keys alone change nothing: the objects are those of a platform without backups
-    assert manifests.render_cluster(cluster(engine), settings(
-        snapshot_access_key=ACCESS, snapshot_secret_key=SECRET)) == manifests.render_cluster(cluster(engine), settings())
+    keys_only = settings(snapshot_access_key=ACCESS, snapshot_secret_key=SECRET)
+    assert manifests.render_cluster(cluster(engine), keys_only) == manifests.render_cluster(cluster(engine), settings())
 
 
 def test_a_bucket_without_keys_leaves_the_engines_to_their_default_credentials():

@@ -68,7 +68,7 @@ def render_s3_keys_secret(cluster: ClusterRecord, settings: Settings) -> Manifes
 def _keystore_script(flavour: EngineFlavour) -> str:
     """Copy the image's config dir to the shared volume and add the keys to a keystore there
     (made if the image has none); the engine's own entrypoint adds its entries to the same one."""
-    lines = ["set -eu", f"cp -a {flavour.home}/config/. {STAGING}/"]
+    lines = ["set -eu", f"cp -R {flavour.home}/config/. {STAGING}/"]  # -R: the files become the pod user's
     for variable, setting in KEYSTORE_ENTRIES.values():
         lines.append(f'printf %s "${variable}" | {flavour.home}/{flavour.keystore_tool} add -x -f {setting}')
     return "\n".join(lines)
