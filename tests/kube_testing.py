@@ -150,6 +150,9 @@ class RecordsInMemory:
     async def list(self) -> list[ClusterRecord]:
         return [r.model_copy(deep=True) for r in self.records.values()]
 
+    async def read_all(self) -> list[ClusterRecord]:
+        return await self.list()
+
     async def mutate(self, cluster_id: str, change):
         if cluster_id not in self.records:
             raise RecordGone(cluster_id)
@@ -160,6 +163,9 @@ class RecordsInMemory:
 
     async def remove(self, record: ClusterRecord) -> None:
         self.records.pop(record.id, None)
+
+    async def release_name(self, record: ClusterRecord) -> None:
+        pass  # no names kept here
 
 
 async def publish_nowhere(event, subject) -> None:

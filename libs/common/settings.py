@@ -107,12 +107,17 @@ class BackupsSection(Section):
     snapshot_keep: int = Field(default=24, ge=1)  # scheduled snapshots kept per cluster
     deleted_retention_s: float = Field(default=7 * 24 * 3600, ge=0)  # a deleted cluster's final snapshot
     snapshot_timeout_s: float = Field(default=600.0, gt=0)  # a snapshot or restore running longer failed
-    # kubernetes: the S3 bucket, a prefix per cluster; "" turns backups off there (the engines
-    # need the S3 client settings and keys in their keystores first)
+    # kubernetes: the S3 bucket, a prefix per cluster; "" turns backups off there. The manager
+    # makes it at start-up and gives each engine the S3 client settings and keys below
     snapshot_bucket: str = ""
-    snapshot_endpoint: str = "http://minio.es-serverless:9000"  # kubernetes: the S3 endpoint engines dial
+    snapshot_endpoint: str = "http://minio.es-serverless:9000"  # kubernetes: the S3 endpoint engines and manager dial
     snapshot_region: str = "us-east-1"
     snapshot_path_style: bool = True  # MinIO and most S3-compatible stores want path-style access
+    # the store's keys: the manager's own S3 calls, and each engine's keystore (through a Secret
+    # in the cluster's namespace); None: the default credential chain (an instance role) for both
+    snapshot_access_key: SecretStr | None = None
+    snapshot_secret_key: SecretStr | None = None
+    snapshot_store_timeout_s: float = Field(default=10.0, gt=0)  # one call of the manager to the store
 
 
 class ProvisionerSection(Section):

@@ -38,6 +38,7 @@ from services.manager.tenants import Tenants
 from services.manager.drivers import build_driver
 from services.manager.provisioner import Provisioner
 from services.manager.settings import ManagerSettings
+from services.manager.object_store import ObjectStore
 from services.manager.snapshotter import Snapshotter
 from services.manager.transitions import NotNow, note_activity, request_wake
 
@@ -240,7 +241,9 @@ def create_app(settings: ManagerSettings) -> FastAPI:
         # a stable holder: a manager restarted in place takes its clusters back at once
         holder = settings.instance_id or f"{socket.gethostname()}:{settings.api_port}"
         leases = Leases(await broker.key_value(subjects.KV_PROVISIONER_LEASES, ttl=settings.lease_ttl_s), holder)
-        platform.backups = Snapshotter(settings, platform.store, leases, platform.engine_for)
+        # kubernetes repositories are in the bucket: the snapshotter makes it and empties purged prefixes
+        objects = ObjectStore(settings) if settings.driver == "kubernetes" and settings.snapshot_bucket else None
+        platform.backups = Snapshotter(settings, platform.store, leases, platform.engine_for, objects)
         platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish, leases,
                                            final_snapshot=platform.backups.final_snapshot if platform.backups.enabled else None)
         await broker.start()

@@ -29,6 +29,11 @@ def backups_on(settings: ManagerSettings) -> bool:
     return settings.driver == "local" or bool(settings.snapshot_bucket)
 
 
+def base_path(cluster_id: str) -> str:
+    """Where a cluster's repository lies in the Kubernetes snapshot bucket; nothing else is there."""
+    return f"clusters/{cluster_id}"
+
+
 def repository_body(settings: ManagerSettings, cluster_id: str, readonly: bool = False) -> dict[str, Any]:
     """The engine's repository definition for `cluster_id`'s snapshots.
 
@@ -39,7 +44,7 @@ def repository_body(settings: ManagerSettings, cluster_id: str, readonly: bool =
     if settings.driver == "local":
         location = str(settings.snapshots_dir / cluster_id)
         return {"type": "fs", "settings": {"location": location, "compress": True, "readonly": readonly}}
-    return {"type": "s3", "settings": {"bucket": settings.snapshot_bucket, "base_path": f"clusters/{cluster_id}",
+    return {"type": "s3", "settings": {"bucket": settings.snapshot_bucket, "base_path": base_path(cluster_id),
                                        "client": "default", "readonly": readonly}}
 
 

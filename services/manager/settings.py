@@ -23,8 +23,13 @@ from libs.common.settings import (
 )
 
 
+class KubernetesDriverSettings(KubernetesSection, BackupsSection):
+    """What the Kubernetes driver reads: its own section, and the backups' S3 store, which its
+    engines are configured to reach (`drivers/kubernetes_backups.py`)."""
+
+
 class ManagerSettings(
     NatsSection, LoggingSection, BindSection, ApiSection, AccessSection, GatewaySection, ServerlessSection,
-    BackupsSection, ProvisionerSection, LeaseSection, LocalDriverSection, KubernetesSection,
+    ProvisionerSection, LeaseSection, LocalDriverSection, KubernetesDriverSettings,
 ):
     pass

@@ -20,12 +20,19 @@ from libs.common.models import SERVING, ClusterRecord, ClusterStatus, utcnow
 from libs.common.store import ClusterStore, RecordGone
 from services.manager import backups
 from services.manager.settings import ManagerSettings
+from services.manager.object_store import ObjectStore, ObjectStoreError
+
+BUCKET_RETRY_S = 30.0
 
 
 class Snapshotter:
     def __init__(self, settings: ManagerSettings, store: ClusterStore, leases: Leases,
-                 engine_for: Callable[[ClusterRecord], SearchEngine]):
+                 engine_for: Callable[[ClusterRecord], SearchEngine], objects: ObjectStore | None = None):
         self._settings = settings
+        self._objects = objects  # kubernetes with a bucket: the store the engines' repositories are in
+        self._bucket_ready = objects is None
+        self._bucket_problem: str | None = None
+        self._bucket_next_try = 0.0
         self._store = store
         self._leases = leases
         self._engine_for = engine_for
@@ -53,10 +60,30 @@ class Snapshotter:
     async def run_periodic(self) -> None:
         while True:
             try:
+                await self.ensure_bucket()
                 await self.pass_all()
             except Exception:
                 self._log.exception("backup pass failed")
             await asyncio.sleep(self._settings.reconcile_interval_s)
+
+    async def ensure_bucket(self) -> None:
+        """Make the bucket once (at start-up, on the first pass); a store that cannot is logged with
+        its reason, once per reason, and tried again every BUCKET_RETRY_S meanwhile."""
+        now = asyncio.get_running_loop().time()
+        if self._bucket_ready or now < self._bucket_next_try:
+            return
+        # a store that times out would hold up every pass: at most one try per BUCKET_RETRY_S
+        self._bucket_next_try = now + BUCKET_RETRY_S
+        try:
+            created = await self._objects.ensure_bucket()
+        except ObjectStoreError as exc:
+            if str(exc) != self._bucket_problem:
+                self._log.error("snapshot bucket not ready: snapshots fail until it is; trying again",
+                                bucket=self._objects.bucket, reason=str(exc))
+            self._bucket_problem = str(exc)
+            return
+        self._bucket_ready, self._bucket_problem = True, None
+        self._log.info("snapshot bucket ready", bucket=self._objects.bucket, created=created)
 
     async def pass_all(self) -> None:
         for record in await self._store.read_all():  # the mirror: each cluster is read afresh when tended
@@ -137,6 +164,10 @@ class Snapshotter:
         """The retention of a deleted cluster is over: its repository data and its record go."""
         if self._settings.driver == "local":
             shutil.rmtree(self._settings.snapshots_dir / record.id, ignore_errors=True)
+        elif self._objects is not None:
+            # a store that fails raises: the record stays, and the next pass tries again
+            gone = await self._objects.delete_prefix(f"{backups.base_path(record.id)}/")
+            self._log.info("repository data removed", cluster=record.id, bucket=self._objects.bucket, objects=gone)
         await self._store.remove(record)
         self._log.info("deleted cluster purged", cluster=record.id, snapshot=record.final_snapshot)
 

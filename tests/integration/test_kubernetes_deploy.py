@@ -110,10 +110,15 @@ async def test_a_pull_secret_needs_the_component_that_names_it(control_plane, ma
     assert copied.type == "kubernetes.io/dockerconfigjson" and copied.data == secret.data
 
 
+# with a bucket: the S3 keys Secret (a placeholder) and the keystore init container too
+BACKUPS = {"snapshot_bucket": "snapshots", "snapshot_access_key": "AKIAEXAMPLE", "snapshot_secret_key": "example"}
+
+
+@pytest.mark.parametrize("backups", [{}, BACKUPS], ids=["", "with-bucket"])
 @pytest.mark.parametrize("engine", ["elasticsearch", "opensearch"])
-async def test_what_render_prints_is_accepted_without_a_warning(control_plane, engine):
+async def test_what_render_prints_is_accepted_without_a_warning(control_plane, engine, backups):
     cluster = record(f"c{uuid.uuid4().hex[:12]}", engine=engine)
-    objects = render_for_review(cluster, make_driver(control_plane, "unused", FakeEngine())._settings)
+    objects = render_for_review(cluster, make_driver(control_plane, "unused", FakeEngine(), **backups)._settings)
     api = dynamic.DynamicClient(control_plane.admin())
     warnings = []
     for obj in objects:

@@ -35,7 +35,7 @@ def ess_keys_are_settings(env: dict[str, str]) -> list[str]:
 def test_compose_runs_the_platform_its_engine_and_its_observability():
     services = compose()["services"]
     assert set(services) >= {"nats", "manager", "shard-controller", "reporting", "gateway", "elasticsearch", "kibana",
-                             "minio", "minio-setup", "prometheus", "grafana"}
+                             "minio", "prometheus", "grafana"}
     assert "--jetstream" in services["nats"]["command"]
     for name in ("manager", "shard-controller", "reporting", "gateway"):
         dockerfile = services[name]["build"]["dockerfile"]
@@ -71,16 +71,39 @@ def test_compose_images_are_pinned_and_one_variable_moves_them_to_a_mirror():
     assert environment_of(mirrored["manager"])["ESS_IMAGE_REGISTRY"] == "mirror.corp:5000"
 
 
-def test_minio_console_has_its_own_address_and_a_one_shot_makes_the_snapshots_bucket():
+def test_minio_console_has_its_own_address_and_the_manager_makes_the_bucket_with_minios_keys():
     services = compose()["services"]
     command = services["minio"]["command"]
     assert command[command.index("--console-address") + 1] == ":9001"
     assert "9001:9001" in services["minio"]["ports"]
-    setup = " ".join(services["minio-setup"]["command"])
-    assert "mc mb --ignore-existing platform/snapshots" in setup
-    assert "http://minio:9000" in setup
-    assert services["minio-setup"]["restart"] == "no"
-    assert services["minio-setup"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "minio-setup" not in services  # no one-shot: the manager makes the bucket at start-up
+    manager, minio = environment_of(services["manager"]), environment_of(services["minio"])
+    assert manager["ESS_SNAPSHOT_BUCKET"] == "snapshots"
+    assert manager["ESS_SNAPSHOT_ENDPOINT"] == "http://minio:9000"
+    assert (manager["ESS_SNAPSHOT_ACCESS_KEY"], manager["ESS_SNAPSHOT_SECRET_KEY"]) == (
+        minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"])
+    changed = {"MINIO_ROOT_USER": "ops", "MINIO_ROOT_PASSWORD": "a-longer-secret"}
+    moved = {name: environment_of(service) for name, service in compose(changed)["services"].items()}
+    assert (moved["manager"]["ESS_SNAPSHOT_ACCESS_KEY"], moved["manager"]["ESS_SNAPSHOT_SECRET_KEY"]) == (
+        "ops", "a-longer-secret")
+    assert services["manager"]["depends_on"]["minio"]["condition"] == "service_healthy"
+
+
+def test_compose_elasticsearch_puts_minios_keys_in_its_keystore_before_its_own_entrypoint():
+    services = compose()["services"]
+    elasticsearch = services["elasticsearch"]
+    env, minio = environment_of(elasticsearch), environment_of(services["minio"])
+    assert (env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"]) == (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"])
+    assert env["s3.client.default.endpoint"] == "minio:9000"
+    assert elasticsearch["entrypoint"][:2] == ["/bin/tini", "--"]  # the image's init, as its own entrypoint has
+    script = " ".join(elasticsearch["command"])
+    steps = [step.strip() for step in script.split("&&")]
+    assert steps == [
+        'printf %s "$S3_ACCESS_KEY" | bin/elasticsearch-keystore add -x -f s3.client.default.access_key',
+        'printf %s "$S3_SECRET_KEY" | bin/elasticsearch-keystore add -x -f s3.client.default.secret_key',
+        "exec /usr/local/bin/docker-entrypoint.sh eswrapper",
+    ]
+    assert minio["MINIO_ROOT_PASSWORD"] not in script  # the keys come from the environment, via stdin
 
 
 def test_prometheus_and_grafana_mount_the_monitoring_files_and_their_targets_exist():
@@ -218,6 +241,18 @@ def test_settings_configmap_names_services_by_cluster_dns_and_only_real_settings
     for deployment in find(control_plane, "Deployment"):
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["envFrom"] == [{"configMapRef": {"name": "es-serverless-settings"}}]
+
+
+def test_the_manager_reads_the_snapshot_stores_keys_from_a_secret_never_from_a_value(control_plane):
+    manager = find(control_plane, "Deployment", "manager")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in manager["env"]}
+    for name, key in (("ESS_SNAPSHOT_ACCESS_KEY", "access_key"), ("ESS_SNAPSHOT_SECRET_KEY", "secret_key")):
+        assert "value" not in env[name]
+        # optional: without the Secret the manager starts, with backups off or the default credentials
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "es-serverless-snapshot-keys", "key": key,
+                                                          "optional": True}
+    settings = find(control_plane, "ConfigMap", "es-serverless-settings")["data"]
+    assert settings["ESS_SNAPSHOT_BUCKET"] == "" and not any("KEY" in name for name in settings)
 
 
 def test_only_the_manager_holds_an_api_identity(control_plane):

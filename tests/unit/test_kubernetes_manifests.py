@@ -15,7 +15,7 @@ from kubernetes import client
 
 from libs.common.models import ClusterRecord, ClusterSpec
 from libs.common.quantities import parse_bytes
-from libs.common.settings import KubernetesSection
+from services.manager.settings import KubernetesDriverSettings
 from services.manager import render
 from services.manager.drivers import kubernetes_manifests as manifests
 from services.manager.drivers import kubernetes_rules as rules
@@ -29,12 +29,12 @@ SEED = {"tenant_org_id": "acme", "user": "alice", "service_name": "search",
 VERSIONS = {"elasticsearch": "8.15.3", "opensearch": "2.19.1"}
 
 
-def settings(**overrides) -> KubernetesSection:
+def settings(**overrides) -> KubernetesDriverSettings:
     # explicit values, so a developer's ESS_ environment cannot change what is asserted
     base = {"image_registry": "", "image_pull_secrets": [], "storage_class": None,
             "kube_platform_namespace": "es-serverless", "kube_namespace_prefix": "ess-",
             "kube_cluster_domain": "cluster.local", "image_pull_policy": "IfNotPresent"}
-    return KubernetesSection(**{**base, **overrides})
+    return KubernetesDriverSettings(**{**base, **overrides})
 
 
 def cluster(engine="elasticsearch", replicas=1, cpu="500m", memory="1Gi", storage="5Gi") -> ClusterRecord:

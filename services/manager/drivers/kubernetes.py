@@ -24,8 +24,9 @@ from kubernetes.client.exceptions import ApiException
 
 from libs.common.engines import connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials, utcnow
-from libs.common.settings import KubernetesSection
+from services.manager.settings import KubernetesDriverSettings
 from services.manager.drivers import EngineUnavailable, flush_and_measure
+from services.manager.drivers.kubernetes_backups import render_s3_keys_secret
 from services.manager.drivers.kubernetes_engine import ConnectEngine, EngineCalls
 from services.manager.drivers.kubernetes_manifests import (
     render_cluster,
@@ -83,7 +84,7 @@ _CALLS = {
 }
 
 
-def connect_api(settings: KubernetesSection) -> client.ApiClient:
+def connect_api(settings: KubernetesDriverSettings) -> client.ApiClient:
     """An API client from the pod's service account or from a kubeconfig file."""
     configuration = client.Configuration()
     try:
@@ -116,7 +117,7 @@ class KubernetesDriver:
     engine_lacks: dict[str, frozenset[str]] = {}  # the official images carry every module
 
     def __init__(
-        self, settings: KubernetesSection, api: client.ApiClient | None = None, connect: ConnectEngine = connect_engine
+        self, settings: KubernetesDriverSettings, api: client.ApiClient | None = None, connect: ConnectEngine = connect_engine
     ):
         self._settings = settings
         api = api or connect_api(settings)
@@ -197,6 +198,8 @@ class KubernetesDriver:
                 return render_transport_tls_secret(cluster, settings, certs.ca_pem, certs.cert_pem, certs.key_pem)
 
             self._ensure_generated("Secret", namespace, TRANSPORT_TLS_SECRET, make_tls)
+        if (s3_keys := render_s3_keys_secret(cluster, settings)) is not None:  # follows the settings' keys
+            self._apply(s3_keys)
         for name in settings.image_pull_secrets:
             source = self._read_pull_secret(name)
             if source is None:

@@ -13,7 +13,7 @@ import json
 
 from libs.common.models import ClusterRecord, utcnow
 from libs.common.quantities import format_bytes, format_cpu_millis, parse_bytes, parse_cpu_millis
-from libs.common.settings import KubernetesSection
+from services.manager.settings import KubernetesDriverSettings
 from services.manager.drivers.kubernetes_rules import (
     Manifest,
     COPIED_PLACEHOLDER,
@@ -42,11 +42,12 @@ from services.manager.drivers.kubernetes_rules import (
     pod_selector,
     stamp,
 )
+from services.manager.drivers.kubernetes_backups import KEYS_PLACEHOLDER, add_s3_client, render_s3_keys_secret
 from services.manager.drivers.kubernetes_secrets import issue_transport_certificates
 
 
 # -- the objects -------------------------------------------------------------------------
-def render_namespace(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
+def render_namespace(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -63,7 +64,7 @@ def render_namespace(cluster: ClusterRecord, settings: KubernetesSection) -> Man
     }
 
 
-def render_resource_quota(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
+def render_resource_quota(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> Manifest:
     """The namespace holds exactly the cluster's nodes and volumes, and exposes nothing outside."""
     spec = cluster.spec
     cpu = format_cpu_millis(spec.replicas * parse_cpu_millis(spec.cpu))
@@ -88,7 +89,7 @@ def render_resource_quota(cluster: ClusterRecord, settings: KubernetesSection) -
     }
 
 
-def render_limit_range(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
+def render_limit_range(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> Manifest:
     """No container or volume in the namespace may be larger than one node of the spec."""
     spec = cluster.spec
     node = {"cpu": spec.cpu, "memory": spec.memory}
@@ -105,7 +106,7 @@ def render_limit_range(cluster: ClusterRecord, settings: KubernetesSection) -> M
     }
 
 
-def render_credentials_secret(cluster: ClusterRecord, settings: KubernetesSection, password: str) -> Manifest:
+def render_credentials_secret(cluster: ClusterRecord, settings: KubernetesDriverSettings, password: str) -> Manifest:
     flavour = FLAVOURS[cluster.spec.engine]
     return {
         "apiVersion": "v1",
@@ -117,7 +118,7 @@ def render_credentials_secret(cluster: ClusterRecord, settings: KubernetesSectio
 
 
 def render_transport_tls_secret(
-    cluster: ClusterRecord, settings: KubernetesSection, ca_pem: str, cert_pem: str, key_pem: str
+    cluster: ClusterRecord, settings: KubernetesDriverSettings, ca_pem: str, cert_pem: str, key_pem: str
 ) -> Manifest:
     return {
         "apiVersion": "v1",
@@ -128,7 +129,7 @@ def render_transport_tls_secret(
     }
 
 
-def render_pull_secret_copy(cluster: ClusterRecord, settings: KubernetesSection, source: Manifest) -> Manifest:
+def render_pull_secret_copy(cluster: ClusterRecord, settings: KubernetesDriverSettings, source: Manifest) -> Manifest:
     """A registry credential of the platform namespace, copied: pods only read their own namespace's."""
     name = source["metadata"]["name"]
     metadata = object_metadata(name, cluster, settings)
@@ -142,7 +143,7 @@ def render_pull_secret_copy(cluster: ClusterRecord, settings: KubernetesSection,
     }
 
 
-def render_network_policy(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
+def render_network_policy(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> Manifest:
     """Engine HTTP: the platform's namespace and the tenant's own namespaces; transport: the nodes only."""
     selector = pod_selector(cluster)
     return {
@@ -170,7 +171,7 @@ def render_network_policy(cluster: ClusterRecord, settings: KubernetesSection) -
     }
 
 
-def render_discovery_service(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
+def render_discovery_service(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -188,7 +189,7 @@ def render_discovery_service(cluster: ClusterRecord, settings: KubernetesSection
     }
 
 
-def render_client_service(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
+def render_client_service(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -201,7 +202,7 @@ def render_client_service(cluster: ClusterRecord, settings: KubernetesSection) -
     }
 
 
-def render_pod_disruption_budget(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
+def render_pod_disruption_budget(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> Manifest:
     # one node at a time: a node drain never takes two copies of a shard away together
     return {
         "apiVersion": "policy/v1",
@@ -246,7 +247,7 @@ def _readiness_probe(flavour: EngineFlavour) -> Manifest:
     }
 
 
-def render_statefulset(cluster: ClusterRecord, settings: KubernetesSection) -> Manifest:
+def render_statefulset(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> Manifest:
     spec = cluster.spec
     flavour = FLAVOURS[spec.engine]
     node = {"cpu": spec.cpu, "memory": spec.memory}
@@ -302,6 +303,7 @@ def render_statefulset(cluster: ClusterRecord, settings: KubernetesSection) -> M
     }
     if volumes:
         pod_spec["volumes"] = volumes
+    add_s3_client(pod_spec, container, cluster, settings)
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
     claim_spec: Manifest = {
@@ -336,7 +338,7 @@ def render_statefulset(cluster: ClusterRecord, settings: KubernetesSection) -> M
     }
 
 
-def render_cluster(cluster: ClusterRecord, settings: KubernetesSection) -> list[Manifest]:
+def render_cluster(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> list[Manifest]:
     """Every object of the cluster but its Secrets, stamped, in the order they are applied:
     the namespace and its bounds first, the StatefulSet that needs all the others last."""
     renderers = [
@@ -346,7 +348,7 @@ def render_cluster(cluster: ClusterRecord, settings: KubernetesSection) -> list[
     return [stamp(render(cluster, settings)) for render in renderers]
 
 
-def render_for_review(cluster: ClusterRecord, settings: KubernetesSection) -> list[Manifest]:
+def render_for_review(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> list[Manifest]:
     """What `render` prints: the applied objects, with placeholders where Secrets get generated values."""
     objects = render_cluster(cluster, settings)
     secrets = [render_credentials_secret(cluster, settings, GENERATED_PLACEHOLDER)]
@@ -354,6 +356,10 @@ def render_for_review(cluster: ClusterRecord, settings: KubernetesSection) -> li
         # a placeholder is no PEM, which the API server warns about: certificates made for this output
         certs = issue_transport_certificates(cluster.id, node_domains(cluster.id, settings), utcnow())
         secrets.append(render_transport_tls_secret(cluster, settings, certs.ca_pem, certs.cert_pem, certs.key_pem))
+    if (s3_keys := render_s3_keys_secret(cluster, settings)) is not None:
+        # the manager's keys are never printed
+        s3_keys["stringData"] = {key: KEYS_PLACEHOLDER for key in s3_keys.pop("data")}
+        secrets.append(s3_keys)
     for name in settings.image_pull_secrets:
         pull_secret = render_pull_secret_copy(cluster, settings, {"metadata": {"name": name}})
         del pull_secret["data"]

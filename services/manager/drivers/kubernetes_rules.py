@@ -62,6 +62,8 @@ class EngineFlavour:
     initial_managers_setting: str
     security: dict[str, str]
     transport_tls: bool  # whether the cluster needs certificates of its own between nodes
+    keystore_tool: str  # adds secure settings (the S3 keys), relative to home
+    path_conf_env: str  # where the engine's tools look for its config dir
 
 
 FLAVOURS = {
@@ -84,6 +86,8 @@ FLAVOURS = {
             "xpack.security.transport.ssl.certificate_authorities": "certs/ca.crt",
         },
         transport_tls=True,
+        keystore_tool="bin/elasticsearch-keystore",
+        path_conf_env="ES_PATH_CONF",
     ),
     "opensearch": EngineFlavour(
         public_registry="docker.io",
@@ -96,6 +100,8 @@ FLAVOURS = {
         # with its own certificates; clients speak plain HTTP inside the NetworkPolicy
         security={"plugins.security.ssl.http.enabled": "false"},
         transport_tls=False,
+        keystore_tool="bin/opensearch-keystore",
+        path_conf_env="OPENSEARCH_PATH_CONF",
     ),
 }
 
