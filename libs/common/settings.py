@@ -228,6 +228,9 @@ class KubernetesSection(Section):
     elasticsearch_image_tag: str = ELASTICSEARCH_VERSION
     opensearch_repository: str = "opensearchproject/opensearch"
     opensearch_image_tag: str = ENGINE_VERSION
+    # the OpenSearch image has the repository-s3 plugin (the official one has not; build one from
+    # deploy/docker/opensearch-s3.Dockerfile): without it OpenSearch clusters get no backups
+    opensearch_s3_plugin: bool = False
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     # comma-separated Secret names in the platform namespace, copied into every tenant namespace
     image_pull_secrets: Annotated[list[str], NoDecode] = []

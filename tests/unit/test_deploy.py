@@ -162,6 +162,21 @@ def test_each_image_builds_wheels_apart_and_runs_slim_unprivileged_and_checked(s
     assert [line for line in text.splitlines() if "127.0.0.1" in line and "urlopen" not in line] == []
 
 
+def test_the_opensearch_s3_image_is_the_default_engine_image_with_repository_s3():
+    text = (REPO / "deploy/docker/opensearch-s3.Dockerfile").read_text()
+    [final] = stages(text)
+    args = dict(re.findall(r"(?m)^ARG (\w+)=(\S+)$", text))
+    default = engine_image("opensearch", PlatformSettings())
+    assert f"{args['REGISTRY']}/{args['OPENSEARCH_IMAGE']}" == default and is_pinned(default)
+    assert final.splitlines()[0] == "${REGISTRY}/${OPENSEARCH_IMAGE}"
+    assert re.search(r"(?m)^RUN bin/opensearch-plugin install --batch repository-s3$", final)
+    assert not re.search(r"(?m)^USER ", final)  # the image's own unprivileged user installs and runs it
+    # what it tells the operator to set are settings
+    named = set(re.findall(r"\b(ESS_[A-Z0-9_]+)=", text))
+    assert named >= {"ESS_OPENSEARCH_REPOSITORY", "ESS_OPENSEARCH_IMAGE_TAG", "ESS_OPENSEARCH_S3_PLUGIN"}
+    assert ess_keys_are_settings(dict.fromkeys(named, "")) == []
+
+
 def test_the_build_context_carries_only_the_code():
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ignored[ignored.index("*")] == "*"
