@@ -245,7 +245,7 @@ def create_app(settings: ManagerSettings) -> FastAPI:
         objects = ObjectStore(settings) if settings.driver == "kubernetes" and settings.snapshot_bucket else None
         platform.backups = Snapshotter(settings, platform.store, leases, platform.engine_for, objects)
         platform.provisioner = Provisioner(settings, platform.store, platform.driver, platform.publish, leases,
-                                           final_snapshot=platform.backups.final_snapshot if platform.backups.enabled else None)
+                                           final_snapshot=platform.backups.final_snapshot)
         await broker.start()
         mirror = asyncio.create_task(platform.store.follow())
         periodic = asyncio.create_task(platform.provisioner.run_periodic())

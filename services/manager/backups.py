@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from libs.common.models import ClusterRecord, SnapshotPolicy
-from services.manager.settings import ManagerSettings
+from services.manager.settings import KubernetesDriverSettings, ManagerSettings
 
 REPOSITORY = "ess-backups"  # a cluster's own repository, by the same name in every engine
 AUTO_PREFIX = "auto-"
@@ -24,9 +24,64 @@ def source_repository(cluster_id: str) -> str:
     return f"ess-source-{cluster_id}"
 
 
-def backups_on(settings: ManagerSettings) -> bool:
-    """Local engines always have their `fs` repository; Kubernetes ones once a bucket is set."""
-    return settings.driver == "local" or bool(settings.snapshot_bucket)
+OPENSEARCH_S3_FIX = ("build the engine image from deploy/docker/opensearch-s3.Dockerfile, point "
+                     "ESS_OPENSEARCH_REPOSITORY and ESS_OPENSEARCH_IMAGE_TAG at it and set "
+                     "ESS_OPENSEARCH_S3_PLUGIN=true")
+
+
+@dataclass(frozen=True)
+class BackupsOff:
+    """Why a cluster has no backups: the `setting` the operator changes, and how (`fix`)."""
+
+    reason: str
+    setting: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}; the operator can {self.fix}"
+
+
+def engines_reach_the_bucket(settings: KubernetesDriverSettings, engine: str) -> bool:
+    """Kubernetes: whether the engine's nodes get the S3 client (settings, keystore, keys Secret).
+
+    A bucket must be set, and the engine must have repository-s3: Elasticsearch bundles it; the
+    official OpenSearch image has not, and a node given `s3.client.*` without it does not start.
+    """
+    return bool(settings.snapshot_bucket) and (engine != "opensearch" or settings.opensearch_s3_plugin)
+
+
+def backups_off(settings: ManagerSettings, engine: str) -> BackupsOff | None:
+    """Why a cluster of `engine` has no backups on this platform; None when it has them. The one
+    decision: routes, schedule, final snapshot and the Kubernetes renderer all come here."""
+    if settings.driver == "local":
+        return None  # local engines always have their `fs` repository
+    if not settings.snapshot_bucket:
+        return BackupsOff("backups are off on this platform: the Kubernetes driver has no bucket",
+                          "ESS_SNAPSHOT_BUCKET", "set ESS_SNAPSHOT_BUCKET (and the store's keys, "
+                          "ESS_SNAPSHOT_ACCESS_KEY and ESS_SNAPSHOT_SECRET_KEY)")
+    if not engines_reach_the_bucket(settings, engine):
+        return BackupsOff(f"backups are off for {engine} clusters: the {engine} image has no repository-s3 "
+                          "plugin", "ESS_OPENSEARCH_S3_PLUGIN", OPENSEARCH_S3_FIX)
+    return None
+
+
+def backups_on(settings: ManagerSettings, engine: str) -> bool:
+    return backups_off(settings, engine) is None
+
+
+def new_policy(settings: ManagerSettings, engine: str) -> SnapshotPolicy:
+    """A new cluster's snapshot policy: the platform's defaults, with no schedule (every_s 0) when
+    its backups are off.
+
+    Off is written into the record rather than kept as a separate flag: the policy is what the API
+    shows, the snapshotter follows and reporting exposes (`ess_cluster_snapshot_age_seconds` only
+    for clusters with a schedule), so "no schedule" then reads the same everywhere and the
+    snapshot-age alert cannot fire for a cluster that takes none. A schedule asked later through
+    PATCH is refused with 409 `backups_off` until the operator turns them on; the snapshotter
+    zeroes the schedule of a record made before (`Snapshotter.tend`).
+    """
+    every_s = settings.snapshot_every_s if backups_on(settings, engine) else 0
+    return SnapshotPolicy(every_s=every_s, keep=settings.snapshot_keep)
 
 
 def base_path(cluster_id: str) -> str:

@@ -19,6 +19,7 @@ from libs.common.events import ClusterStatusChanged, Event
 from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.store import ClusterStore, RecordGone
+from services.manager import backups
 from services.manager.drivers import Driver, EngineUnavailable, ResizeAbandoned, ResizeInProgress
 from services.manager.settings import ManagerSettings
 from services.manager.transitions import idle_s, request_hibernation
@@ -188,8 +189,10 @@ class Provisioner:
     async def _before_remove(self, record: ClusterRecord, desired: EngineSize,
                              observed: EngineObservation) -> tuple[bool, str | None]:
         """A formed cluster's final snapshot, one step per call: (done, its name if it is kept).
-        A hibernated engine is started for it; one that cannot snapshot in time is removed without."""
-        if self._final_snapshot is None or record.formed_at is None or self._settings.deleted_retention_s <= 0:
+        A hibernated engine is started for it; one that cannot snapshot in time is removed without,
+        as is one whose backups are off (an OpenSearch image without repository-s3): no snapshot."""
+        if (self._final_snapshot is None or record.formed_at is None or self._settings.deleted_retention_s <= 0
+                or not backups.backups_on(self._settings, record.spec.engine)):
             return True, None
         asked = (utcnow() - (record.deleted_at or record.updated_at)).total_seconds()
         if asked > self._settings.snapshot_timeout_s:

@@ -116,18 +116,29 @@ class Snapshotter:
         return (record.status in SERVING and bool(record.endpoint) and not record.hibernate_requested
                 and not record.delete_requested)
 
-    @property
-    def enabled(self) -> bool:
-        return backups.backups_on(self._settings)
-
     async def tend(self, record: ClusterRecord) -> None:
-        if not self.enabled:
+        if not backups.backups_on(self._settings, record.spec.engine):
+            await self._no_schedule(record)
             return
         await self.ensure_repository(record)
         if record.restore and record.restore.state in ("requested", "running"):
             await self._advance_restore(record)
             return  # a snapshot taken mid-restore would hold half-restored indices
         await self._schedule(record)
+
+    async def _no_schedule(self, record: ClusterRecord) -> None:
+        """A cluster without backups has no schedule: its policy says so (an older record, made
+        before its engine's backups were known to be off, still has one), and no alert expects one."""
+        if record.snapshot_policy.every_s <= 0:
+            return
+
+        def change(current: ClusterRecord) -> ClusterRecord:
+            current.snapshot_policy = current.snapshot_policy.model_copy(update={"every_s": 0})
+            return current
+
+        await self._store.mutate(record.id, change)
+        self._log.info("snapshot schedule off: backups are off for this cluster", cluster=record.id,
+                       reason=backups.backups_off(self._settings, record.spec.engine))
 
     # -- delete and undelete ----------------------------------------------------------------
     async def final_snapshot(self, record: ClusterRecord) -> tuple[bool, str | None]:

@@ -1,6 +1,6 @@
 """Backups on Kubernetes against a real API server and a real S3 server (moto_server): a cluster
 created with a bucket set has its keys Secret and its keystore init container, admitted under
-the namespace's restricted profile; and the manager's purge of a deleted cluster, once its
+the namespace's restricted profile (an OpenSearch one only when its image has repository-s3); and the manager's purge of a deleted cluster, once its
 retention is over, empties its prefix of the bucket and nothing else.
 
 No engine runs (none here has the S3 plugin): the objects a repository would hold are written to
@@ -50,7 +50,7 @@ def bucket() -> str:
 @pytest.mark.parametrize("engine_name", ["elasticsearch", "opensearch"])
 async def test_a_cluster_with_a_bucket_has_its_keys_secret_and_keystore_init_container(
         control_plane, manager_token, engine, admin, cluster_id, s3, bucket, engine_name):
-    driver = make_driver(control_plane, manager_token, engine, **s3.overrides(bucket))
+    driver = make_driver(control_plane, manager_token, engine, **s3.overrides(bucket), opensearch_s3_plugin=True)
     cluster = record(cluster_id, engine=engine_name)
     await driver.start(cluster, driver.size_for(cluster.spec))
     await ready_observation(driver, cluster_id, 1)  # the pod passed admission and runs
@@ -78,6 +78,20 @@ async def test_a_cluster_with_a_bucket_has_its_keys_secret_and_keystore_init_con
     sent = requests_of(driver)
     await driver.start(cluster, driver.size_for(cluster.spec))
     assert sent and {method for method, _ in sent} == {"GET"}  # the unchanged Secret is not sent again
+    await driver.remove(cluster_id)
+
+
+async def test_an_opensearch_cluster_without_the_s3_plugin_gets_nothing_of_s3(
+        control_plane, manager_token, engine, admin, cluster_id, s3, bucket):
+    driver = make_driver(control_plane, manager_token, engine, **s3.overrides(bucket))  # the official image
+    cluster = record(cluster_id, engine="opensearch")
+    await driver.start(cluster, driver.size_for(cluster.spec))
+    await ready_observation(driver, cluster_id, 1)
+    namespace = f"ess-{cluster_id}"
+    assert "engine-s3-keys" not in {s.metadata.name for s in admin.core.list_namespaced_secret(namespace).items}
+    [pod] = admin.core.list_namespaced_pod(namespace).items
+    assert not pod.spec.init_containers
+    assert not [e.name for e in pod.spec.containers[0].env if e.name.startswith("s3.")]
     await driver.remove(cluster_id)
 
 

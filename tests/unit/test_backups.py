@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from fastapi import HTTPException
 
 from libs.common.engines.snapshots import parse_snapshot, user_indices
 from libs.common.models import ClusterRecord, ClusterSpec, RestoreState, SnapshotPolicy
 from services.manager import backups
 from services.manager.backups import auto_name, plan_scheduled
+from services.manager.http.snapshots import backups_on
 from services.manager.settings import ManagerSettings
 
 HOUR = SnapshotPolicy(every_s=3600, keep=3)
@@ -62,10 +67,36 @@ def test_the_local_repository_is_a_directory_of_its_own_outside_the_engine_data(
     assert backups.repository_body(settings, "c0123456789ab", readonly=True)["settings"]["readonly"] is True
 
 
-def test_backups_are_off_on_kubernetes_until_a_bucket_is_set():
-    assert backups.backups_on(ManagerSettings(driver="local"))
-    assert not backups.backups_on(ManagerSettings(driver="kubernetes"))
-    assert backups.backups_on(ManagerSettings(driver="kubernetes", snapshot_bucket="backups"))
+@pytest.mark.parametrize("engine", ["elasticsearch", "opensearch"])
+def test_backups_are_off_on_kubernetes_until_a_bucket_is_set(engine):
+    assert backups.backups_on(ManagerSettings(driver="local"), engine)
+    assert backups.backups_on(ManagerSettings(driver="local", opensearch_s3_plugin=False), engine)
+    off = backups.backups_off(ManagerSettings(driver="kubernetes", opensearch_s3_plugin=True), engine)
+    assert off.setting == "ESS_SNAPSHOT_BUCKET" and "ESS_SNAPSHOT_BUCKET" in off.fix
+    assert backups.backups_on(ManagerSettings(driver="kubernetes", snapshot_bucket="backups",
+                                              opensearch_s3_plugin=True), engine)
+
+
+def test_opensearch_on_kubernetes_has_backups_only_with_the_s3_plugin():
+    bucket = ManagerSettings(driver="kubernetes", snapshot_bucket="backups")
+    assert backups.backups_on(bucket, "elasticsearch")  # bundles repository-s3
+    off = backups.backups_off(bucket, "opensearch")
+    assert off.setting == "ESS_OPENSEARCH_S3_PLUGIN"
+    for named in ("deploy/docker/opensearch-s3.Dockerfile", "ESS_OPENSEARCH_REPOSITORY",
+                  "ESS_OPENSEARCH_IMAGE_TAG", "ESS_OPENSEARCH_S3_PLUGIN=true"):
+        assert named in off.fix and named in str(off)
+    with_plugin = bucket.model_copy(update={"opensearch_s3_plugin": True})
+    assert backups.backups_on(with_plugin, "opensearch")
+    assert backups.engines_reach_the_bucket(with_plugin, "opensearch")
+    assert not backups.engines_reach_the_bucket(bucket, "opensearch")
+    assert not backups.engines_reach_the_bucket(ManagerSettings(opensearch_s3_plugin=True), "opensearch")
+
+
+def test_a_new_cluster_without_backups_has_no_schedule_so_no_age_alert():
+    bucket = ManagerSettings(driver="kubernetes", snapshot_bucket="backups", snapshot_every_s=600, snapshot_keep=5)
+    assert backups.new_policy(bucket, "opensearch") == SnapshotPolicy(every_s=0, keep=5)
+    assert backups.new_policy(bucket, "elasticsearch") == SnapshotPolicy(every_s=600, keep=5)
+    assert backups.new_policy(ManagerSettings(driver="local", snapshot_every_s=600), "opensearch").every_s == 600
 
 
 def test_the_kubernetes_repository_is_a_prefix_of_the_bucket_with_no_secret_in_it():
@@ -119,3 +150,16 @@ def test_the_provisioner_leaves_a_deleted_cluster_kept_for_undelete_alone():
     asked = kept.model_copy(update={"status": ClusterStatus.DELETING, "final_snapshot": None})
     # the final snapshot comes first, in the provisioner's REMOVE step
     assert plan_reconcile(asked, size, EngineObservation(running=True), utcnow(), 180).step == Step.REMOVE
+
+
+def test_the_snapshot_routes_answer_409_naming_the_setting_for_opensearch_without_the_plugin():
+    settings = ManagerSettings(driver="kubernetes", snapshot_bucket="backups")
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(platform=SimpleNamespace(settings=settings))))
+    backups_on(request, "elasticsearch")  # no answer: it goes on
+    with pytest.raises(HTTPException) as refused:
+        backups_on(request, "opensearch")
+    detail = refused.value.detail
+    assert refused.value.status_code == 409 and detail["error"] == "backups_off"
+    [field] = detail["fields"]
+    assert field["field"] == "ESS_OPENSEARCH_S3_PLUGIN" and "ESS_OPENSEARCH_S3_PLUGIN=true" in field["fix"]
+    assert "opensearch-s3.Dockerfile" in detail["message"]

@@ -23,7 +23,8 @@ CONF_ENV = {"elasticsearch": "ES_PATH_CONF", "opensearch": "OPENSEARCH_PATH_CONF
 def with_bucket(**overrides):
     return settings(**{"snapshot_bucket": "snapshots", "snapshot_endpoint": "http://minio.example:9000",
                        "snapshot_region": "eu-west-1", "snapshot_path_style": True,
-                       "snapshot_access_key": ACCESS, "snapshot_secret_key": SECRET, **overrides})
+                       "snapshot_access_key": ACCESS, "snapshot_secret_key": SECRET,
+                       "opensearch_s3_plugin": True, **overrides})
 
 
 def pod_spec(objects):
@@ -109,6 +110,33 @@ def test_without_a_bucket_nothing_of_s3_is_rendered(engine):
     # keys alone change nothing: the objects are those of a platform without backups
     keys_only = settings(snapshot_access_key=ACCESS, snapshot_secret_key=SECRET)
     assert manifests.render_cluster(cluster(engine), keys_only) == manifests.render_cluster(cluster(engine), settings())
+
+
+def test_an_opensearch_image_without_the_s3_plugin_gets_nothing_of_s3():
+    # its nodes would refuse s3.client.* (unknown setting) and never start
+    without = with_bucket(opensearch_s3_plugin=False)
+    objects = manifests.render_for_review(cluster("opensearch"), without)
+    assert "s3.client" not in json.dumps(objects) and "initContainers" not in json.dumps(objects)
+    assert all(o["metadata"]["name"] != S3_KEYS_SECRET for o in objects)
+    assert render_s3_keys_secret(cluster("opensearch"), without) is None
+    assert manifests.render_cluster(cluster("opensearch"), without) == manifests.render_cluster(
+        cluster("opensearch"), settings())
+
+
+@pytest.mark.parametrize("plugin", [False, True])
+def test_elasticsearch_gets_all_of_s3_whatever_the_opensearch_flag(plugin):
+    spec = pod_spec(manifests.render_cluster(cluster("elasticsearch"), with_bucket(opensearch_s3_plugin=plugin)))
+    assert "s3.client.default.region" in env_of(spec["containers"][0])
+    assert [init["name"] for init in spec["initContainers"]] == ["keystore"]
+    assert render_s3_keys_secret(cluster("elasticsearch"), with_bucket(opensearch_s3_plugin=plugin)) is not None
+
+
+def test_an_opensearch_image_with_the_s3_plugin_gets_all_of_s3():
+    objects = manifests.render_for_review(cluster("opensearch"), with_bucket())
+    spec = pod_spec(objects)
+    assert "s3.client.default.endpoint" in env_of(spec["containers"][0])
+    assert [init["name"] for init in spec["initContainers"]] == ["keystore"]
+    assert any(o["metadata"]["name"] == S3_KEYS_SECRET for o in objects)
 
 
 def test_a_bucket_without_keys_leaves_the_engines_to_their_default_credentials():

@@ -2,7 +2,9 @@
 node's S3 client settings (`s3.client.default.*`), the Secret in the cluster's namespace that
 holds the store's keys, and the init container that puts those keys into the engine's keystore.
 
-Only when `ESS_SNAPSHOT_BUCKET` is set; the keys only when both are set (without them the engines'
+Only for a cluster whose engines reach the bucket (`backups.engines_reach_the_bucket`: a bucket
+is set and the engine has repository-s3, which the official OpenSearch image lacks and without
+which its nodes refuse the settings and do not start); the keys only when both are set (without them the engines'
 S3 client uses its default credentials, an instance or pod role). The key values appear in the
 Secret's data and nowhere else: the init container reads them from its environment
 (`secretKeyRef`) and pipes them to the keystore tool's `--stdin`.
@@ -14,8 +16,9 @@ import base64
 from urllib.parse import urlsplit
 
 from libs.common.models import ClusterRecord
-from libs.common.settings import BackupsSection
+from services.manager.backups import engines_reach_the_bucket
 from services.manager.drivers.kubernetes_rules import FLAVOURS, EngineFlavour, Manifest, object_metadata
+from services.manager.settings import KubernetesDriverSettings
 
 S3_KEYS_SECRET = "engine-s3-keys"
 CONFIG_VOLUME = "engine-config"
@@ -29,9 +32,9 @@ KEYSTORE_ENTRIES = {
 }
 
 
-def s3_client_settings(settings: BackupsSection) -> dict[str, str]:
+def s3_client_settings(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> dict[str, str]:
     """The engines' `default` S3 client: where the store is, how it is addressed and signed."""
-    if not settings.snapshot_bucket:
+    if not engines_reach_the_bucket(settings, cluster.spec.engine):
         return {}
     found = {"s3.client.default.region": settings.snapshot_region,
              "s3.client.default.path_style_access": str(settings.snapshot_path_style).lower()}
@@ -44,14 +47,15 @@ def s3_client_settings(settings: BackupsSection) -> dict[str, str]:
     return found
 
 
-def keys_in_keystore(settings: BackupsSection) -> bool:
-    return bool(settings.snapshot_bucket and settings.snapshot_access_key and settings.snapshot_secret_key)
+def keys_in_keystore(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> bool:
+    return bool(engines_reach_the_bucket(settings, cluster.spec.engine)
+                and settings.snapshot_access_key and settings.snapshot_secret_key)
 
 
-def render_s3_keys_secret(cluster: ClusterRecord, settings: BackupsSection) -> Manifest | None:
+def render_s3_keys_secret(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> Manifest | None:
     """The store's keys, copied from the manager's settings into the cluster's namespace (pods
     read only their own namespace's Secrets); None when the engines get no keys."""
-    if not keys_in_keystore(settings):
+    if not keys_in_keystore(cluster, settings):
         return None
     values = {"access_key": settings.snapshot_access_key.get_secret_value(),
               "secret_key": settings.snapshot_secret_key.get_secret_value()}
@@ -74,13 +78,14 @@ def _keystore_script(flavour: EngineFlavour) -> str:
     return "\n".join(lines)
 
 
-def add_s3_client(pod_spec: Manifest, container: Manifest, cluster: ClusterRecord, settings: BackupsSection) -> None:
+def add_s3_client(pod_spec: Manifest, container: Manifest, cluster: ClusterRecord,
+                  settings: KubernetesDriverSettings) -> None:
     """Give the engine container its S3 client settings and, with keys, the keystore holding them."""
-    client = s3_client_settings(settings)
+    client = s3_client_settings(cluster, settings)
     if not client:
         return
     container["env"].extend({"name": name, "value": value} for name, value in client.items())
-    if not keys_in_keystore(settings):
+    if not keys_in_keystore(cluster, settings):
         return
     flavour = FLAVOURS[cluster.spec.engine]
     # the keystore lives in the config dir, which the engine writes to as well: the whole dir

@@ -15,14 +15,15 @@ from fastapi.responses import JSONResponse
 
 from libs.common import subjects
 from libs.common.engines import EngineError
-from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus, SnapshotPolicy, utcnow
+from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus, utcnow
 from libs.common.store import AlreadyExists, RecordGone
 from libs.common.streams import read_subject
+from services.manager.backups import new_policy
 from services.manager.drivers import EngineUnavailable, NoCredentials
 from services.manager.http.deps import (
     ClusterId, announce, caller, load_cluster, keyed_router, log, problem, quota_problem,
 )
-from services.manager.http.snapshots import clone_restore
+from services.manager.http.snapshots import backups_on, clone_restore
 from services.manager.quotas import QuotaRefused
 from services.manager.transitions import NotNow, request_hibernation
 from services.manager.schemas import DNS_LABEL, ClusterList, ClusterView, CreateClusterRequest, UpdateClusterRequest
@@ -58,7 +59,7 @@ async def create_cluster(
     if version not in available[engine]:
         raise problem(422, "invalid_request", f"{engine} {version} is not available on this platform",
                       "version", f"use one of {available[engine]} or leave version out")
-    restore = await clone_restore(request, body.source, body.tenant_org_id)
+    restore = await clone_restore(request, body.source, body.tenant_org_id, engine)
     tenant = await platform.tenants.ensure(body.tenant_org_id)
     record = ClusterRecord(
         id="c" + uuid.uuid4().hex[:12],
@@ -68,7 +69,7 @@ async def create_cluster(
         request_id=request.state.request_id, engine_lacks=sorted(platform.driver.engine_lacks.get(engine, ())),
         hibernate_after_s=platform.settings.hibernate_after_s if body.hibernate_after_s is None
         else body.hibernate_after_s,
-        snapshot_policy=SnapshotPolicy(every_s=platform.settings.snapshot_every_s, keep=platform.settings.snapshot_keep),
+        snapshot_policy=new_policy(platform.settings, engine),
         restore=restore,
     )
     try:
@@ -116,6 +117,8 @@ async def update_cluster(cluster_id: ClusterId, body: UpdateClusterRequest, requ
     current = await load_cluster(request, cluster_id)
     if current.delete_requested:
         raise problem(409, "conflict", f"cluster {cluster_id} is being deleted")
+    if body.policy_changes().get("every_s", 0) > 0:
+        backups_on(request, current.spec.engine)  # a schedule nothing would follow
 
     def change(record: ClusterRecord) -> ClusterRecord | None:
         spec = record.spec.model_copy(update=body.spec_changes())

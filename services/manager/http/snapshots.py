@@ -54,16 +54,17 @@ def _engine_problem(exc: EngineError, what: str) -> HTTPException:
     return problem(503, "engine_unavailable", f"{what}: the cluster's engine did not answer ({exc}); retry shortly")
 
 
-def _backups_on(request: Request) -> None:
-    if not request.app.state.platform.backups.enabled:
-        raise problem(409, "backups_off", "backups are off on this platform: the Kubernetes driver needs "
-                      "ESS_SNAPSHOT_BUCKET (and the engines' S3 keys); ask the operator")
+def backups_on(request: Request, engine: str) -> None:
+    """409 `backups_off` for a cluster of `engine` without backups; the fix names the setting."""
+    off = backups.backups_off(request.app.state.platform.settings, engine)
+    if off is not None:
+        raise problem(409, "backups_off", f"{off}; ask the operator", off.setting, off.fix)
 
 
 async def _serving(request: Request, cluster_id: str) -> tuple[ClusterRecord, Snapshots]:
     """The cluster and its registered repository; 409 with the reason when it cannot snapshot now."""
     record = await load_cluster(request, cluster_id)
-    _backups_on(request)
+    backups_on(request, record.spec.engine)
     if record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING):
         raise problem(409, "hibernated", f"cluster {cluster_id} is hibernated: its data has not changed since "
                       "it went to sleep, so its latest snapshot still holds it; wake it (POST "
@@ -164,6 +165,8 @@ async def undelete(cluster_id: ClusterId, request: Request):
         raise problem(409, "conflict", f"cluster {cluster_id} is {found.status}, not deleted"
                       + ("; wait until its final snapshot is taken" if found.delete_requested else ""))
     record = await load_cluster(request, cluster_id, deleted=True)
+    if record.final_snapshot:
+        backups_on(request, record.spec.engine)  # its final snapshot could not be restored
     platform = request.app.state.platform
     tenant = await platform.tenants.ensure(record.tenant_org_id)
     try:
@@ -199,12 +202,15 @@ async def undelete(cluster_id: ClusterId, request: Request):
     return view(request, record)
 
 
-async def clone_restore(request: Request, source: CloneSource | None, tenant_org_id: str) -> RestoreState | None:
-    """The restore a new cluster starts with when it is a clone (`from`); 4xx if it may not be."""
+async def clone_restore(request: Request, source: CloneSource | None, tenant_org_id: str,
+                        engine: str) -> RestoreState | None:
+    """The restore a new cluster of `engine` starts with when it is a clone (`from`); 4xx if it
+    may not be (both it and its source need backups)."""
     if source is None:
         return None
-    _backups_on(request)
+    backups_on(request, engine)
     origin = await load_cluster(request, source.cluster_id)  # another tenant's looks absent to a tenant key
+    backups_on(request, origin.spec.engine)
     if origin.tenant_org_id != tenant_org_id and not caller(request).is_operator:
         raise problem(403, "forbidden", "only the operator clones across tenants", "from.cluster_id",
                       "clone a cluster of the new cluster's tenant")
