@@ -35,6 +35,10 @@ def kube_api(control_plane: ControlPlane, manager_token: str, tmp_path_factory) 
         # its own prefix: the other tests' namespaces are no orphans of this manager
         "ESS_KUBE_NAMESPACE_PREFIX": "e2e-",
         "ESS_RECONCILE_INTERVAL_S": "1", "ESS_LOG_LEVEL": "INFO",
+        # a bucket, on a store nobody listens at, with the official OpenSearch image (no S3 plugin):
+        # OpenSearch clusters have no backups; no retention, so deletes take no final snapshot
+        "ESS_SNAPSHOT_BUCKET": "snapshots", "ESS_SNAPSHOT_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "ESS_DELETED_RETENTION_S": "0",
     }
     nats = NatsServer(env["ESS_NATS_URL"], state / "nats", state / "logs" / "nats.log")
     nats.start()
@@ -89,3 +93,23 @@ def test_post_patch_delete_through_the_api_on_kubernetes(kube_api, control_plane
     assert kube_api.delete(f"/clusters/{cluster_id}").status_code == 202
     wait_for(kube_api, cluster_id, lambda c: c.get("status_code") == 404, "the cluster gone")
     assert namespace not in {n.metadata.name for n in core.list_namespace().items}
+
+
+def test_an_opensearch_cluster_without_the_s3_plugin_answers_409_naming_the_setting(kube_api):
+    body = {"tenant_org_id": f"t{uuid.uuid4().hex[:8]}", "user": "alice", "service_name": "search",
+            "engine": "opensearch", "replicas": 1, "cpu": "500m", "memory": "1Gi", "storage": "5Gi"}
+    created = kube_api.post("/clusters", json=body)
+    assert created.status_code == 202, created.text
+    cluster_id = created.json()["id"]
+    assert created.json()["snapshot_policy"]["every_s"] == 0  # no schedule: no snapshot-age alert
+
+    refused = kube_api.post(f"/clusters/{cluster_id}/snapshots")
+    assert refused.status_code == 409, refused.text
+    problem = refused.json()
+    assert problem["error"] == "backups_off" and "ESS_OPENSEARCH_S3_PLUGIN=true" in problem["message"]
+    assert problem["fields"][0]["field"] == "ESS_OPENSEARCH_S3_PLUGIN"
+    schedule = kube_api.patch(f"/clusters/{cluster_id}", json={"snapshot_policy": {"every_s": 600}})
+    assert schedule.status_code == 409 and schedule.json()["error"] == "backups_off"
+
+    assert kube_api.delete(f"/clusters/{cluster_id}").status_code == 202
+    wait_for(kube_api, cluster_id, lambda c: c.get("status_code") == 404, "the cluster gone")
