@@ -1,12 +1,13 @@
 """Reporting's pure parts: rates over counter resets, metering periods, the Prometheus view."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from libs.common.events import MetricsSample, OperationRates
 from libs.common.metrics import ClusterStats, IndexStats, OperationTotals, parse_cluster_stats
+from libs.common.models import ClusterRecord, ClusterSpec, SnapshotPolicy
 from services.reporting.exposition import FleetCollector, ServiceMetrics
 from services.reporting.metering import meter_sample, period_of
 from services.reporting.rates import counter_growth, derive_rates
@@ -130,3 +131,20 @@ def test_a_cluster_that_stops_answering_keeps_only_up_zero():
     assert 'ess_cluster_up{cluster="c1",tenant="acme"} 0.0' in text
     assert "ess_cluster_health_status{" not in text
     assert "ess_cluster_docs{" not in text
+
+
+def test_a_cluster_without_backups_exposes_no_snapshot_age_so_no_alert():
+    def cluster(cluster_id: str, every_s: int) -> ClusterRecord:
+        return ClusterRecord(id=cluster_id, tenant_org_id="acme", user="alice", service_name=cluster_id,
+                             spec=ClusterSpec(replicas=1, cpu="500m", memory="1Gi", storage="5Gi",
+                                              engine="opensearch", version="2.19.1"),
+                             snapshot_policy=SnapshotPolicy(every_s=every_s),
+                             formed_at=datetime.now(timezone.utc) - timedelta(days=2))
+
+    # `backups.new_policy` gives a cluster whose backups are off every_s 0
+    records = {"c1": cluster("c1", 3600), "c2": cluster("c2", 0)}
+    registry = CollectorRegistry()
+    registry.register(FleetCollector({}, {}, records))
+    ages = [line for line in generate_latest(registry).decode().splitlines()
+            if line.startswith("ess_cluster_snapshot_age_seconds{")]
+    assert len(ages) == 1 and 'cluster="c1"' in ages[0]
