@@ -1,5 +1,7 @@
-"""Pure decisions about a cluster's backups: where its repository is, which scheduled snapshot is
-due, which to prune, whether a restore ran too long, when a deleted cluster's snapshot goes.
+"""Pure decisions about a cluster's backups: whether it has any (`backups_off`, per engine: the
+one place routes, schedule, final snapshot and the Kubernetes renderer ask), where its repository
+is, which scheduled snapshot is due, which to prune, whether a restore ran too long, when a
+deleted cluster's snapshot goes.
 
 No I/O here: every function takes values and returns a value (plans carry a `reason`). The
 snapshotter (services/manager/snapshotter.py) applies them.

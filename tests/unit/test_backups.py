@@ -1,4 +1,5 @@
-"""Backup decisions without NATS or an engine: the repository, the schedule, pruning, retention."""
+"""Backup decisions without NATS or an engine: the repository, the schedule, pruning, retention,
+and which clusters have backups at all (and that every caller follows that)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from libs.common.models import ClusterRecord, ClusterSpec, RestoreState, Snapsho
 from services.manager import backups
 from services.manager.backups import auto_name, plan_scheduled
 from services.manager.http.snapshots import backups_on
+from services.manager.provisioner import Provisioner
 from services.manager.settings import ManagerSettings
+from services.manager.snapshotter import Snapshotter
 
 HOUR = SnapshotPolicy(every_s=3600, keep=3)
 FORMED = datetime(2026, 1, 1, 9, 30, tzinfo=timezone.utc)
@@ -163,3 +166,40 @@ def test_the_snapshot_routes_answer_409_naming_the_setting_for_opensearch_withou
     [field] = detail["fields"]
     assert field["field"] == "ESS_OPENSEARCH_S3_PLUGIN" and "ESS_OPENSEARCH_S3_PLUGIN=true" in field["fix"]
     assert "opensearch-s3.Dockerfile" in detail["message"]
+
+
+def opensearch_cluster() -> ClusterRecord:
+    return ClusterRecord(id="c0123456789ab", tenant_org_id="acme", user="alice", service_name="search",
+                         spec=ClusterSpec(replicas=1, cpu="500m", memory="1Gi", storage="5Gi",
+                                          engine="opensearch", version="2.19.1"),
+                         snapshot_policy=SnapshotPolicy(every_s=3600), formed_at=datetime.now(timezone.utc))
+
+
+class OneRecord:
+    """The store calls of the snapshotter, on one record."""
+
+    def __init__(self, record: ClusterRecord):
+        self.record = record
+
+    async def mutate(self, cluster_id: str, change):
+        self.record = change(self.record.model_copy(deep=True)) or self.record
+        return self.record
+
+
+async def test_the_snapshotter_turns_off_the_schedule_of_a_cluster_without_backups_and_asks_no_engine():
+    def no_engine(record):
+        raise AssertionError("a cluster without backups has no repository to register")
+
+    store = OneRecord(opensearch_cluster())  # made before its backups were known to be off
+    settings = ManagerSettings(driver="kubernetes", snapshot_bucket="backups")
+    await Snapshotter(settings, store, None, no_engine).tend(store.record)
+    assert store.record.snapshot_policy.every_s == 0
+
+
+async def test_a_delete_takes_no_final_snapshot_of_a_cluster_without_backups():
+    async def final_snapshot(record):
+        raise AssertionError("no final snapshot without backups")
+
+    settings = ManagerSettings(driver="kubernetes", snapshot_bucket="backups")
+    provisioner = Provisioner(settings, None, None, None, None, final_snapshot=final_snapshot)
+    assert await provisioner._before_remove(opensearch_cluster(), None, None) == (True, None)

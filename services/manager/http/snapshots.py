@@ -3,6 +3,8 @@
 A snapshot or a restore starts and the route answers 202 at once; the snapshot's status shows
 on the list, the restore's on the cluster (`restore.state`). A hibernated cluster is not woken
 for a backup: its data has not changed since it went to sleep, so the answer is 409 saying so.
+A cluster without backups (`backups.backups_off`) gets 409 `backups_off` naming the setting the
+operator changes.
 """
 
 from __future__ import annotations
