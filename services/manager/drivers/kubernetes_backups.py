@@ -4,8 +4,8 @@ holds the store's keys, and the init container that puts those keys into the eng
 
 Only for a cluster whose engines reach the bucket (`backups.engines_reach_the_bucket`: a bucket
 is set and the engine has repository-s3, which the official OpenSearch image lacks and without
-which its nodes refuse the settings and do not start); the keys only when both are set (without them the engines'
-S3 client uses its default credentials, an instance or pod role). The key values appear in the
+which its nodes refuse the settings and do not start); the keys only when both are set (without
+them the engines' S3 client uses its default credentials, an instance or pod role). The key values appear in the
 Secret's data and nowhere else: the init container reads them from its environment
 (`secretKeyRef`) and pipes them to the keystore tool's `--stdin`.
 """
