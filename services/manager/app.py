@@ -39,7 +39,7 @@ from services.manager.tenants import Tenants
 from services.manager.drivers import build_driver
 from services.manager.provisioner import Provisioner
 from services.manager.snapshotter import Snapshotter
-from services.manager.transitions import NotNow, note_activity, request_wake
+from services.manager.transitions import NotNow, accept_scale, note_activity, request_wake, scale_wanted
 
 LIFECYCLE = JStream(
     subjects.LIFECYCLE_STREAM, subjects=subjects.LIFECYCLE_SUBJECTS, max_age=subjects.LIFECYCLE_MAX_AGE_S,
@@ -165,28 +165,13 @@ def register_handlers(broker: NatsBroker, platform: Platform) -> None:
         title="node count requests", description="The shard controller asks for a cluster's node count.",
     )
     async def on_scale_requested(event: ClusterScaleRequested) -> None:
-        def wanted(record: ClusterRecord) -> bool:
-            # the tenant may have pinned or bounded the cluster since the controller asked
-            allowed = record.scaling.autoscaling and record.scaling.min_nodes <= event.nodes <= record.scaling.max_nodes
-            asleep = record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING)
-            return allowed and not asleep and not record.delete_requested and record.spec.replicas != event.nodes
-
-        def change(record: ClusterRecord) -> ClusterRecord | None:
-            if not wanted(record):
-                return None
-            record.spec = record.spec.model_copy(update={"replicas": event.nodes})
-            record.generation += 1
-            record.status = ClusterStatus.SCALING
-            record.status_reason = f"shard controller: {event.reason}"
-            return record
-
         found = await platform.store.get(event.cluster_id)
-        if found is None or not wanted(found[0]):
+        if found is None or not scale_wanted(found[0], event.nodes):
             return
         tenant = await platform.tenants.ensure(found[0].tenant_org_id)
         try:
             async with platform.quotas.resizing(tenant, found[0], event.nodes):
-                await platform.store.mutate(event.cluster_id, change)
+                await platform.store.mutate(event.cluster_id, lambda r: accept_scale(r, event.nodes, event.reason))
         except QuotaRefused as refused:
             structlog.get_logger("manager").warning("node count request ignored", cluster=event.cluster_id,
                                                     nodes=event.nodes, reason=refused.exceeded.message)

@@ -19,11 +19,12 @@ from typing import TextIO
 import yaml
 from pydantic import ValidationError
 
-from libs.common.models import ClusterRecord, ClusterSpec
+from libs.common.models import ClusterRecord
 from libs.common.settings import Settings
 from services.manager.drivers.kubernetes_manifests import render_for_review
 from services.manager.drivers.kubernetes_rules import ENGINE_VERSIONS
 from services.manager.schemas import DNS_LABEL, CreateClusterRequest, field_of, fix_for
+from services.manager.transitions import EnginesOnOffer, Invalid, NewClusterDefaults, new_record
 
 SPEC_FLAGS = ("tenant_org_id", "user", "service_name", "replicas", "cpu", "memory", "storage", "engine", "version")
 
@@ -50,16 +51,11 @@ def parser() -> argparse.ArgumentParser:
 def cluster_from_request(body: dict, settings: Settings, cluster_id: str) -> ClusterRecord:
     """The record the API would write for this body on the kubernetes driver."""
     request = CreateClusterRequest.model_validate(body)
-    available = ENGINE_VERSIONS
-    engine = request.engine or settings.default_engine or next(iter(available))
-    version = request.version or available[engine][0]
-    if version not in available[engine]:
-        raise ValueError(f"version: {engine} {version} is not available; use one of {available[engine]}")
-    return ClusterRecord(
-        id=cluster_id, tenant_org_id=request.tenant_org_id, user=request.user, service_name=request.service_name,
-        spec=ClusterSpec(replicas=request.replicas, cpu=request.cpu, memory=request.memory,
-                         storage=request.storage, engine=engine, version=version),
-    )
+    try:
+        return new_record(request, cluster_id, EnginesOnOffer("kubernetes", ENGINE_VERSIONS),
+                          NewClusterDefaults.of(settings))
+    except Invalid as exc:
+        raise ValueError(f"{exc.field}: {exc.message}; {exc.fix}") from exc
 
 
 class _PlainDumper(yaml.SafeDumper):

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from libs.common import subjects
 from libs.common.engines import EngineError
-from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus, SnapshotPolicy, utcnow
+from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.store import AlreadyExists, RecordGone
 from libs.common.streams import read_subject
 from services.manager.drivers import EngineUnavailable, NoCredentials
@@ -24,7 +24,9 @@ from services.manager.http.deps import (
 )
 from services.manager.http.snapshots import clone_restore
 from services.manager.quotas import QuotaRefused
-from services.manager.transitions import NotNow, request_hibernation
+from services.manager.transitions import (
+    EnginesOnOffer, Invalid, NewClusterDefaults, NotNow, change_spec, new_record, pick_engine, request_hibernation,
+)
 from services.manager.schemas import DNS_LABEL, ClusterList, ClusterView, CreateClusterRequest, UpdateClusterRequest
 
 router = keyed_router()
@@ -48,29 +50,15 @@ async def create_cluster(
         if idempotency_key else None
     if answer_key and (answer := await platform.store.remembered_answer(answer_key)):
         return JSONResponse(answer, status_code=202)
-    available = platform.driver.engine_versions
-    engine = body.engine or (platform.settings.default_engine if platform.settings.default_engine in available
-                             else next(iter(available)))
-    if engine not in available:
-        raise problem(422, "invalid_request", f"engine {engine!r} cannot run on the {platform.settings.driver} driver",
-                      "engine", f"use one of {sorted(available)}")
-    version = body.version or available[engine][0]
-    if version not in available[engine]:
-        raise problem(422, "invalid_request", f"{engine} {version} is not available on this platform",
-                      "version", f"use one of {available[engine]} or leave version out")
+    offer = EnginesOnOffer(platform.settings.driver, platform.driver.engine_versions, platform.driver.engine_lacks)
+    try:
+        pick_engine(body.engine, body.version, offer, platform.settings.default_engine)  # before looking at a clone
+    except Invalid as exc:
+        raise problem(422, "invalid_request", exc.message, exc.field, exc.fix)
     restore = await clone_restore(request, body.source, body.tenant_org_id)
     tenant = await platform.tenants.ensure(body.tenant_org_id)
-    record = ClusterRecord(
-        id="c" + uuid.uuid4().hex[:12],
-        tenant_org_id=body.tenant_org_id, user=body.user, service_name=body.service_name,
-        spec=ClusterSpec(replicas=body.replicas, cpu=body.cpu, memory=body.memory, storage=body.storage,
-                         engine=engine, version=version),
-        request_id=request.state.request_id, engine_lacks=sorted(platform.driver.engine_lacks.get(engine, ())),
-        hibernate_after_s=platform.settings.hibernate_after_s if body.hibernate_after_s is None
-        else body.hibernate_after_s,
-        snapshot_policy=SnapshotPolicy(every_s=platform.settings.snapshot_every_s, keep=platform.settings.snapshot_keep),
-        restore=restore,
-    )
+    record = new_record(body, "c" + uuid.uuid4().hex[:12], offer, NewClusterDefaults.of(platform.settings),
+                        request.state.request_id, restore)
     try:
         async with platform.quotas.creating(tenant, record):  # the quota first, then the name
             await platform.store.create(record)
@@ -118,26 +106,10 @@ async def update_cluster(cluster_id: ClusterId, body: UpdateClusterRequest, requ
         raise problem(409, "conflict", f"cluster {cluster_id} is being deleted")
 
     def change(record: ClusterRecord) -> ClusterRecord | None:
-        spec = record.spec.model_copy(update=body.spec_changes())
-        scaling = record.scaling.model_copy(update=body.scaling_changes())
-        idle = record.hibernate_after_s if body.hibernate_after_s is None else body.hibernate_after_s
-        policy = record.snapshot_policy.model_copy(update=body.policy_changes())
-        if ((spec, scaling, idle, policy) == (record.spec, record.scaling, record.hibernate_after_s,
-                                              record.snapshot_policy) or record.delete_requested):
-            return None
-        record.hibernate_after_s = idle
-        record.snapshot_policy = policy
-        if scaling.min_nodes > scaling.max_nodes:
-            raise problem(422, "invalid_request", f"min_nodes {scaling.min_nodes} is above max_nodes "
-                          f"{scaling.max_nodes}", "min_nodes", "send both, or keep min_nodes <= max_nodes")
-        record.scaling = scaling
-        record.request_id = request.state.request_id
-        if spec != record.spec:
-            record.spec = spec
-            record.generation += 1
-            record.status = ClusterStatus.SCALING
-            record.status_reason = "spec changed; waiting for the provisioner"
-        return record
+        try:
+            return change_spec(record, body, request.state.request_id)
+        except Invalid as exc:
+            raise problem(422, "invalid_request", exc.message, exc.field, exc.fix)
 
     platform = request.app.state.platform
     try:
