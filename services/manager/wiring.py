@@ -16,7 +16,6 @@ from libs.common.kv import read_model
 from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ControllerState
 from libs.common.settings import Settings
-from libs.common.store import ClusterStore
 from libs.common.streams import ensure_stream
 from services.manager import operations
 from services.manager.auth import ApiKeys, RateLimiter
@@ -27,6 +26,7 @@ from services.manager.outbox import Outbox
 from services.manager.provisioner import Provisioner
 from services.manager.quotas import QuotaLedger
 from services.manager.snapshotter import Snapshotter
+from services.manager.store_index import ManagerStore
 from services.manager.tenants import Tenants
 from services.manager.transitions import EnginesOnOffer, NewClusterDefaults
 
@@ -35,7 +35,7 @@ from services.manager.transitions import EnginesOnOffer, NewClusterDefaults
 class ManagerDeps:
     settings: Settings
     broker: NatsBroker  # connected
-    store: ClusterStore
+    store: ManagerStore
     plans: KeyValue  # the shard controller's KV of plans, read for GET /clusters/{id}/plan
     tenants: Tenants
     quotas: QuotaLedger
@@ -68,7 +68,7 @@ class ManagerDeps:
 async def connect(settings: Settings, broker: NatsBroker, driver: Driver, outbox: Outbox) -> ManagerDeps:
     """Open the manager's KV buckets and the audit stream through the connected broker, and
     build what uses them."""
-    store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
+    store = await ManagerStore.open(broker, settings.idempotency_ttl_s)
     operator_key = settings.operator_key.get_secret_value() if settings.operator_key else None
     await ensure_stream(broker.connection.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_SUBJECTS,
                         subjects.AUDIT_MAX_AGE_S)

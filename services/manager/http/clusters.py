@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 from libs.common import subjects
 from libs.common.engines import EngineError
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
-from libs.common.store import AlreadyExists, RecordGone
+from libs.common.store import RecordGone
+from services.manager.store_index import AlreadyExists
 from libs.common.streams import read_subject
 from services.manager.drivers import EngineUnavailable, NoCredentials
 from services.manager.http.deps import (
