@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-import uuid
 from typing import TextIO
 
 import yaml
@@ -23,8 +21,8 @@ from libs.common.models import ClusterRecord
 from libs.common.settings import Settings
 from services.manager.drivers.kubernetes_manifests import render_for_review
 from services.manager.drivers.kubernetes_rules import ENGINE_VERSIONS
-from services.manager.schemas import DNS_LABEL, CreateClusterRequest, field_of, fix_for
-from services.manager.transitions import EnginesOnOffer, Invalid, NewClusterDefaults, new_record
+from services.manager.schemas import CreateClusterRequest, field_of, fix_for, is_dns_label
+from services.manager.transitions import EnginesOnOffer, Invalid, NewClusterDefaults, new_cluster_id, new_record
 
 SPEC_FLAGS = ("tenant_org_id", "user", "service_name", "replicas", "cpu", "memory", "storage", "engine", "version")
 
@@ -88,12 +86,12 @@ def main(argv: list[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
             return 2
     else:
         body = {name: getattr(args, name) for name in SPEC_FLAGS if getattr(args, name) is not None}
-    if args.cluster_id is not None and not re.fullmatch(DNS_LABEL, args.cluster_id):
+    if args.cluster_id is not None and not is_dns_label(args.cluster_id):
         print(f"render: --cluster-id {args.cluster_id!r}: a DNS-1123 label, like the ids the API gives", file=stderr)
         return 2
     settings = Settings()
     try:
-        cluster = cluster_from_request(body, settings, args.cluster_id or "c" + uuid.uuid4().hex[:12])
+        cluster = cluster_from_request(body, settings, args.cluster_id or new_cluster_id())
     except ValidationError as exc:
         for error in exc.errors():
             loc = tuple(error["loc"])

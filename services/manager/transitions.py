@@ -7,6 +7,7 @@ call changes nothing twice); none reads KV or NATS, so each is tested as a plain
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,6 +66,10 @@ def pick_engine(engine: str | None, version: str | None, offer: EnginesOnOffer,
         raise Invalid("version", f"{engine} {version} is not available on this platform",
                       f"use one of {available[engine]} or leave version out")
     return engine, version
+
+
+def new_cluster_id() -> str:
+    return "c" + uuid.uuid4().hex[:12]  # a DNS label too: it names the cluster's Kubernetes objects
 
 
 def new_record(body: CreateClusterRequest, cluster_id: str, offer: EnginesOnOffer, defaults: NewClusterDefaults,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from typing import Annotated
 
 import structlog
@@ -26,7 +25,7 @@ from services.manager.http.deps import (
 from services.manager.http.snapshots import clone_restore
 from services.manager.quotas import QuotaRefused
 from services.manager.transitions import (
-    Invalid, NotNow, change_spec, new_record, pick_engine, request_hibernation,
+    Invalid, NotNow, change_spec, new_cluster_id, new_record, pick_engine, request_hibernation,
 )
 from services.manager.schemas import DNS_LABEL, ClusterList, ClusterView, CreateClusterRequest, UpdateClusterRequest
 
@@ -57,7 +56,7 @@ async def create_cluster(
         raise problem(422, "invalid_request", exc.message, exc.field, exc.fix)
     restore = await clone_restore(request, body.source, body.tenant_org_id)
     tenant = await deps.tenants.ensure(body.tenant_org_id)
-    record = new_record(body, "c" + uuid.uuid4().hex[:12], deps.offer, deps.new_cluster_defaults,
+    record = new_record(body, new_cluster_id(), deps.offer, deps.new_cluster_defaults,
                         request.state.request_id, restore)
     try:
         async with deps.quotas.creating(tenant, record):  # the quota first, then the name

@@ -15,10 +15,10 @@ from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.api_keys import Principal
 from services.manager.failures import TEMPORARY
 from services.manager.quotas import QuotaExceeded
-from services.manager.schemas import DNS_LABEL, INDEX_NAME
+from services.manager.schemas import CLUSTER_ID, DNS_LABEL, INDEX_NAME
 from services.manager.wiring import ManagerDeps
 
-ClusterId = Annotated[str, Path(pattern=r"^c[0-9a-f]{12}$", description="a cluster id, e.g. c1a2b3c4d5e6f")]
+ClusterId = Annotated[str, Path(pattern=CLUSTER_ID, description="a cluster id, e.g. c1a2b3c4d5e6f")]
 IndexName = Annotated[str, Path(max_length=200, pattern=INDEX_NAME)]
 TenantId = Annotated[str, Path(max_length=63, pattern=DNS_LABEL)]
 KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]

@@ -20,14 +20,14 @@ from services.manager.store_index import AlreadyExists
 from services.manager import backups
 from services.manager.http.deps import ClusterId, Deps, announce, caller, keyed_router, load_cluster, log, manager, problem
 from services.manager.quotas import QuotaRefused
-from services.manager.schemas import INDEX_NAME, CloneSource, ClusterView, Strict
+from services.manager.schemas import INDEX_NAME, SNAPSHOT_NAME, CloneSource, ClusterView, Strict
 
 router = keyed_router()
 
 
 def view(request: Request, record: ClusterRecord) -> ClusterView:
     return ClusterView.of(record, manager(request).settings.public_gateway_url, caller(request).is_operator)
-SnapshotName = Annotated[str, Path(max_length=200, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+SnapshotName = Annotated[str, Path(max_length=200, pattern=SNAPSHOT_NAME)]
 
 
 class SnapshotView(BaseModel):
@@ -45,7 +45,7 @@ class SnapshotList(BaseModel):
 
 
 class RestoreRequest(Strict):
-    snapshot: Annotated[str, Field(max_length=200, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    snapshot: Annotated[str, Field(max_length=200, pattern=SNAPSHOT_NAME)]
     indices: list[Annotated[str, Field(max_length=200, pattern=INDEX_NAME)]] = []  # empty: every index
 
 
