@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+import structlog
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.common import subjects
 from libs.common.kv import all_keys
 from libs.common.models import ClusterRecord, utcnow
+
+log = structlog.get_logger("store")
 
 
 class RecordGone(Exception):
@@ -61,7 +64,9 @@ class ClusterStore:
                     self._watching.cancel()
                     raise
                 # only the watch was cancelled (resync): watch anew
-            except Exception:
+            except Exception as exc:  # NATS away, or a bad entry: never leave the mirror stale
+                if self._mirror_ready:  # once per outage, not every half second of it
+                    log.warning("cluster watch lost; reading from KV until it is back", error=type(exc).__name__)
                 self._mirror_ready = False  # reads go to KV until the watch is back
                 await asyncio.sleep(0.5)
 
