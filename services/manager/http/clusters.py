@@ -16,7 +16,6 @@ from libs.common import subjects
 from libs.common.engines import EngineError
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.store import RecordGone
-from services.manager.store_index import AlreadyExists
 from libs.common.streams import read_subject
 from services.manager.drivers import EngineUnavailable, NoCredentials
 from services.manager.http.deps import (
@@ -28,6 +27,7 @@ from services.manager.transitions import (
     Invalid, NotNow, change_spec, new_cluster_id, new_record, pick_engine, request_hibernation,
 )
 from services.manager.schemas import DNS_LABEL, ClusterList, ClusterView, CreateClusterRequest, UpdateClusterRequest
+from services.manager.store_index import AlreadyExists
 
 router = keyed_router()
 

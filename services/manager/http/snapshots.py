@@ -16,11 +16,13 @@ from libs.common.engines import EngineError
 from libs.common.engines.snapshots import SnapshotExists, SnapshotMissing, Snapshots, resolve
 from libs.common.models import SERVING, ClusterRecord, ClusterStatus, RestoreState, utcnow
 from libs.common.store import RecordGone
-from services.manager.store_index import AlreadyExists
 from services.manager import backups
-from services.manager.http.deps import ClusterId, Deps, announce, caller, keyed_router, load_cluster, log, manager, problem
+from services.manager.http.deps import (
+    ClusterId, Deps, announce, caller, keyed_router, load_cluster, log, manager, problem,
+)
 from services.manager.quotas import QuotaRefused
 from services.manager.schemas import INDEX_NAME, SNAPSHOT_NAME, CloneSource, ClusterView, Strict
+from services.manager.store_index import AlreadyExists
 
 router = keyed_router()
 
