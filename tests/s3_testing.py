@@ -16,7 +16,7 @@ import boto3
 import httpx
 from pydantic import SecretStr
 
-from libs.common.settings import Settings
+from services.manager.settings import ManagerSettings
 
 ALL_OF_S3 = json.dumps({"Version": "2012-10-17",
                         "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})
@@ -67,9 +67,9 @@ class S3Server:
         return {"driver": "kubernetes", "snapshot_bucket": bucket, "snapshot_endpoint": self.url,
                 "snapshot_access_key": SecretStr(self.access_key), "snapshot_secret_key": SecretStr(self.secret_key)}
 
-    def settings(self, bucket: str, **overrides) -> Settings:
+    def settings(self, bucket: str, **overrides) -> ManagerSettings:
         """The manager's settings for this store; retention 0: a deleted cluster is due for purge at once."""
-        return Settings(**{**self.overrides(bucket), "deleted_retention_s": 0, **overrides})
+        return ManagerSettings(**{**self.overrides(bucket), "deleted_retention_s": 0, **overrides})
 
     def client(self):
         """What an operator with the store's own tools sees."""
