@@ -25,7 +25,7 @@ from libs.common.events import (
     ClusterWakeRequested,
     Event,
 )
-from libs.common.streams import ACTIVITY, ensure_stream
+from libs.common.streams import MANAGER_ACTIVITY as ACTIVITY, ensure_stream
 from libs.common.models import ClusterRecord, ClusterStatus, ControllerState, utcnow
 from libs.common.service import add_metrics_route, build_broker, new_registry
 from libs.common.settings import Settings
