@@ -4,7 +4,7 @@
   so JetStream delivers it again once the outage has had time to pass;
 - permanent (an event that does not parse, a cluster that no longer exists): `give_up` terminates
   it, its reason in the log, since a redelivery would fail the same way;
-- anything else is a bug: nothing here catches it; FastStream logs it and the ack policy decides.
+- anything else is a bug: `FailureOutcomes` logs it and lets it go on to the ack policy.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import nats.errors
 import structlog
 from faststream import BaseMiddleware
-from faststream.exceptions import NackMessage, RejectMessage
+from faststream.exceptions import HandlerException, NackMessage, RejectMessage
 from pydantic import ValidationError
 
 # NATS away, reconnecting or slow to answer: every nats-py error (publish, KV, JetStream API)
@@ -39,14 +39,23 @@ def give_up(log, reason: str, **fields: Any) -> RejectMessage:
     return RejectMessage()
 
 
-class TermMalformed(BaseMiddleware):
-    """An event that does not validate against its model never will: terminated, not redelivered
-    (a nak would bring it back forever). FastStream validates before the handler runs, hence here."""
+class FailureOutcomes(BaseMiddleware):
+    """Every subscriber's last word on a failure its handler did not turn into an outcome.
+
+    An event that does not validate against its model never will: terminated, not redelivered
+    (a nak would bring it back forever); FastStream validates before the handler runs, hence here.
+    Any other exception is a bug: logged here, since the broker is built without FastStream's
+    logger, and raised again for the subscriber's ack policy.
+    """
 
     async def consume_scope(self, call_next, msg):
+        subject = getattr(msg.raw_message, "subject", "?")
         try:
             return await call_next(msg)
         except ValidationError as exc:
-            subject = getattr(msg.raw_message, "subject", "?")
-            raise give_up(_log, "malformed event", subject=subject,
-                          error=str(exc).splitlines()[0]) from exc
+            raise give_up(_log, "malformed event", subject=subject, error=str(exc).splitlines()[0]) from exc
+        except HandlerException:
+            raise  # already an outcome: nak, term or ack
+        except Exception:  # a bug: said loudly here, never swallowed
+            _log.exception("handler failed", subject=subject)
+            raise

@@ -12,12 +12,12 @@ from faststream.nats import NatsRouter, PullSub
 
 from libs.common import streams, subjects
 from libs.common.events import ClusterActivity, MetricsSample, UsageRecord
-from libs.common.failures import NATS_FAILURES, TermMalformed, try_again_later
+from libs.common.failures import NATS_FAILURES, FailureOutcomes, try_again_later
 from services.reporting.polling import Poller
 
 POLLER = "poller"  # the context key of the running Poller (set at start-up)
 
-router = NatsRouter(middlewares=[TermMalformed])
+router = NatsRouter(middlewares=[FailureOutcomes])
 log = structlog.get_logger("reporting")
 
 metric_samples = router.publisher(subjects.METRICS_ALL, stream=streams.METRICS, schema=MetricsSample,

@@ -17,12 +17,12 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from libs.common import streams, subjects
 from libs.common.events import ClusterScaleRequested, Event, MetricsSample, ShardActionTaken, ShardPlanChanged
-from libs.common.failures import NATS_FAILURES, TermMalformed, try_again_later
+from libs.common.failures import NATS_FAILURES, FailureOutcomes, try_again_later
 from services.shard_controller.controller import ShardController
 
 CONTROLLER = "shard_controller"  # the context key of the running ShardController (set at start-up)
 
-router = NatsRouter(middlewares=[TermMalformed])
+router = NatsRouter(middlewares=[FailureOutcomes])
 log = structlog.get_logger("shard-controller")
 
 plan_changes = router.publisher(subjects.cluster_plan("*", "*"), stream=streams.LIFECYCLE, schema=ShardPlanChanged,

@@ -77,8 +77,10 @@ def acks(monkeypatch) -> list[tuple[str, dict]]:
     return done
 
 
-async def deliver(message, found: ClusterRecord | None, states: MemoryStates):
+async def deliver(message, found: ClusterRecord | None | Exception, states: MemoryStates):
     async def read_record(cluster_id: str) -> ClusterRecord | None:
+        if isinstance(found, Exception):
+            raise found
         return found
 
     broker = NatsBroker()
@@ -127,3 +129,9 @@ async def test_a_sample_of_a_deleted_cluster_is_acked_and_does_nothing(acks):
     published = await deliver(sample(), None, MemoryStates())
     assert acks == [("ack", {})]
     assert published == [[], [], []]
+
+
+async def test_a_bug_is_raised_not_swallowed_and_the_sample_not_redelivered(acks):
+    with pytest.raises(ZeroDivisionError):
+        await deliver(sample(), ZeroDivisionError("a bug"), MemoryStates())
+    assert acks == [("ack", {})]  # AckPolicy.ACK: the next sample comes anyway

@@ -5,8 +5,6 @@ Engine differences (vector mapping, kNN query shape) live only in this package.
 
 from __future__ import annotations
 
-import asyncio
-
 import elastic_transport
 import opensearchpy.exceptions
 
@@ -24,9 +22,9 @@ from libs.common.engines.base import (
 )
 
 # an engine away, slow or refusing: the adapters' own error, and what the clients raise before
-# an answer exists (a refused connection, a timeout), which the adapters do not translate
+# an answer exists (a refused connection, their own timeout), which the adapters do not translate
 ENGINE_FAILURES: tuple[type[BaseException], ...] = (
-    EngineError, opensearchpy.exceptions.OpenSearchException, elastic_transport.TransportError, asyncio.TimeoutError,
+    EngineError, opensearchpy.exceptions.OpenSearchException, elastic_transport.TransportError,
 )
 
 
