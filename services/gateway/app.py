@@ -35,7 +35,7 @@ wake_requests = publishers.publisher(subjects.WAKE_ALL, stream=streams.LIFECYCLE
                                      title="wake requests", description="A request reached a hibernated cluster.")
 
 
-async def report(activity: ClusterActivity) -> None:
+async def send_activity(activity: ClusterActivity) -> None:
     await activity_reports.publish(activity, subjects.cluster_activity(activity.tenant_org_id, activity.cluster_id))
 
 
@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> web.Application:
             reports = activity.take()
             for number, activity_report in enumerate(reports):
                 try:
-                    await report(activity_report)
+                    await send_activity(activity_report)
                 except NATS_FAILURES as exc:  # NATS away: counted again in the next report
                     activity.put_back(reports[number:])
                     log.warning("activity not reported", error=type(exc).__name__, clusters=len(reports) - number)
@@ -84,7 +84,7 @@ def create_app(settings: Settings) -> web.Application:
         yield
         for activity_report in activity.take():  # the last counts before leaving
             with contextlib.suppress(*NATS_FAILURES):  # NATS away as it stops: those counts are lost
-                await report(activity_report)
+                await send_activity(activity_report)
         for task in tasks:
             task.cancel()
         await session.close()
