@@ -74,10 +74,10 @@ async def bind_stream(js, stream: JStream) -> None:
             pass
 
 
-async def ensure_stream(js, name: str, subjects: list[str], max_age_s: float,
-                        duplicate_window_s: float = 120) -> None:
+async def ensure_stream(js, name: str, subject_list: list[str], max_age_s: float,
+                        duplicate_window_s: float = subjects.DUPLICATE_WINDOW_S) -> None:
     """The manager's audit declaration, kept until its wiring calls `declare_stream(js, AUDIT)`."""
-    await declare_stream(js, _define(name, subjects, max_age_s, duplicate_window_s))
+    await declare_stream(js, _define(name, subject_list, max_age_s, duplicate_window_s))
 
 
 def declared_by_faststream(stream: JStream) -> JStream:
