@@ -22,6 +22,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from libs.common import subjects
+
 ENGINE_VERSION = "2.19.1"  # must match deploy/engine/pom.xml (a test checks it)
 ELASTICSEARCH_VERSION = "8.15.3"  # the kubernetes driver's image; deploy/engine/elasticsearch/pom.xml locally
 
@@ -142,13 +144,13 @@ class LeaseSection(Section):
 
 
 class ReportingSection(Section):
-    """Reporting; the shard controller reads `metrics_max_age_s` (it declares the metrics stream too)."""
+    """Reporting: its polling, the metrics stream's retention (it owns that stream) and metering."""
 
     # reporting: polling, metric events, metering
     reporting_port: int = 9108
     poll_interval_s: float = Field(default=10.0, gt=0)
     poll_timeout_s: float = Field(default=5.0, gt=0)
-    metrics_max_age_s: float = Field(default=3600.0, gt=0)
+    metrics_max_age_s: float = Field(default=subjects.METRICS_MAX_AGE_S, gt=0)
     metering_period_s: int = Field(default=3600, gt=0)  # shorter only for tests and demos
 
 

@@ -13,15 +13,13 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import structlog
 from faststream import AckPolicy, Context
-from faststream.exceptions import NackMessage
-from faststream.nats import NatsBroker, PullSub
+from faststream.nats import NatsBroker, NatsRouter, PullSub
 
 from libs.common import subjects
 from libs.common.events import ClusterActivity, ClusterDesiredStateChanged, ClusterScaleRequested, ClusterWakeRequested
 from libs.common.store import RecordGone
-from libs.common.streams import ACTIVITY
-from services.manager.failures import RETRY_DELAY_S, TEMPORARY
-from services.manager.outbox import LIFECYCLE
+from libs.common.streams import ACTIVITY, LIFECYCLE
+from libs.common.failures import NATS_FAILURES, FailureOutcomes, try_again_later
 from services.manager.quotas import QuotaRefused
 from services.manager.transitions import accept_scale, note_activity, scale_wanted
 from services.manager.wiring import ManagerDeps
@@ -29,6 +27,7 @@ from services.manager.wiring import ManagerDeps
 CONTEXT_KEY = "manager"  # where `app.py` puts the ManagerDeps in the broker's context
 Deps = Annotated[ManagerDeps, Context(CONTEXT_KEY)]
 log = structlog.get_logger("manager")
+RETRY_DELAY_S = 2.0  # shorter than the shared 5 s: a request held at a gateway waits on a wake
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,10 +40,8 @@ def nak_temporary(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await handler(*args, **kwargs)
-        except TEMPORARY as exc:
-            log.warning("event not handled; it comes again", handler=handler.__name__, error=type(exc).__name__,
-                        retry_in_s=RETRY_DELAY_S)
-            raise NackMessage(delay=RETRY_DELAY_S) from exc
+        except NATS_FAILURES as exc:
+            raise try_again_later(log, "NATS away", exc, RETRY_DELAY_S, handler=handler.__name__) from exc
 
     return guarded
 
@@ -89,8 +86,11 @@ async def on_activity(event: ClusterActivity, deps: Deps) -> None:
 
 def subscribe(broker: NatsBroker) -> None:
     """Declare the manager's subscribers on `broker` (before it starts; AsyncAPI lists them)."""
+    # a malformed event is terminated with its reason, a bug logged (as in every service)
+    router = NatsRouter(middlewares=[FailureOutcomes])
+
     def durable(subject: str, stream, name: str, batch: int, timeout: float, title: str, description: str):
-        return broker.subscriber(subject, stream=stream, durable=name, pull_sub=PullSub(batch_size=batch,
+        return router.subscriber(subject, stream=stream, durable=name, pull_sub=PullSub(batch_size=batch,
                                  timeout=timeout), ack_policy=AckPolicy.NACK_ON_ERROR, title=title,
                                  description=description)
 
@@ -102,3 +102,4 @@ def subscribe(broker: NatsBroker) -> None:
             "A request reached a hibernated cluster at a gateway.")(on_wake_requested)
     durable(subjects.ACTIVITY_ALL, ACTIVITY, subjects.MANAGER_ACTIVITY_DURABLE, 64, 1.0, "cluster activity",
             "A gateway's request counts for a cluster; they keep it awake.")(on_activity)
+    broker.include_router(router)

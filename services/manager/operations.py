@@ -10,7 +10,7 @@ import structlog
 
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.store import ClusterStore, RecordGone
-from services.manager.failures import TEMPORARY
+from libs.common.failures import NATS_FAILURES
 from services.manager.provisioner import Provisioner
 from services.manager.transitions import NotNow, note_activity, request_wake
 
@@ -60,5 +60,5 @@ class ActivityBatch:
                 await self._store.mutate(cluster_id, lambda r, at=at: note_activity(r, at))
             except RecordGone:
                 pass  # deleted meanwhile: nothing to keep awake
-            except TEMPORARY as exc:  # NATS away: the next call counts again
+            except NATS_FAILURES as exc:  # NATS away: the next call counts again
                 log.warning("activity not recorded", cluster=cluster_id, error=type(exc).__name__)

@@ -1,4 +1,4 @@
-"""What the manager publishes, declared once: the lifecycle stream and its status publisher
+"""What the manager publishes, declared once: the status publisher on the lifecycle stream
 (so the AsyncAPI document lists them), lifecycle events and the audit trail of API changes.
 
 Built from the broker before it connects: the audit middleware and the AsyncAPI route need it
@@ -7,16 +7,13 @@ from the start; publishing itself happens only once the broker is connected."""
 from __future__ import annotations
 
 from faststream import AsyncAPI
-from faststream.nats import JStream, NatsBroker
+from faststream.nats import NatsBroker
 
 from libs.common import subjects
 from libs.common.api_keys import Principal
 from libs.common.events import AuditEvent, ClusterStatusChanged, Event
+from libs.common.streams import LIFECYCLE
 
-LIFECYCLE = JStream(
-    subjects.LIFECYCLE_STREAM, subjects=subjects.LIFECYCLE_SUBJECTS, max_age=subjects.LIFECYCLE_MAX_AGE_S,
-    duplicate_window=120,
-)
 
 
 class Outbox:

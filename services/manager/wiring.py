@@ -15,7 +15,7 @@ from libs.common import subjects
 from libs.common.kv import read_model
 from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ControllerState
-from libs.common.streams import ensure_stream
+from libs.common.streams import ACTIVITY, AUDIT, LIFECYCLE, bind_stream, declare_stream
 from services.manager import operations
 from services.manager.auth import ApiKeys, RateLimiter
 from services.manager.drivers import Driver
@@ -67,12 +67,16 @@ class ManagerDeps:
 
 
 async def connect(settings: ManagerSettings, broker: NatsBroker, driver: Driver, outbox: Outbox) -> ManagerDeps:
-    """Open the manager's KV buckets and the audit stream through the connected broker, and
+    """Declare the manager's streams, open its KV buckets through the connected broker, and
     build what uses them."""
     store = await ManagerStore.open(broker, settings.idempotency_ttl_s)
     operator_key = settings.operator_key.get_secret_value() if settings.operator_key else None
-    await ensure_stream(broker.connection.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_SUBJECTS,
-                        subjects.AUDIT_MAX_AGE_S)
+    js = broker.connection.jetstream()
+    # the manager owns the lifecycle and audit streams; activity is the gateway's, bound here
+    # since the manager's subscriber may start first (before `broker.start` makes its consumers)
+    for owned in (LIFECYCLE, AUDIT):
+        await declare_stream(js, owned)
+    await bind_stream(js, ACTIVITY)
     # a stable holder: a manager restarted in place takes its clusters back at once
     holder = settings.instance_id or f"{socket.gethostname()}:{settings.api_port}"
     leases = Leases(await broker.key_value(subjects.KV_PROVISIONER_LEASES, ttl=settings.lease_ttl_s), holder)

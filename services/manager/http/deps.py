@@ -13,7 +13,7 @@ from libs.common import subjects
 from libs.common.events import ClusterDesiredStateChanged
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.api_keys import Principal
-from services.manager.failures import TEMPORARY
+from libs.common.failures import NATS_FAILURES
 from services.manager.quotas import QuotaExceeded
 from services.manager.schemas import CLUSTER_ID, DNS_LABEL, INDEX_NAME
 from services.manager.wiring import ManagerDeps
@@ -106,6 +106,6 @@ async def announce(request: Request, record: ClusterRecord, change: str) -> None
     )
     try:
         await manager(request).outbox.lifecycle(event, subjects.cluster_desired(record.tenant_org_id, record.id))
-    except TEMPORARY:
+    except NATS_FAILURES:
         # the desired state is already in KV: the periodic reconcile picks it up
         log.warning("desired-state event not published; the reconcile pass will catch up", cluster=record.id)

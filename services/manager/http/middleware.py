@@ -9,7 +9,7 @@ import uuid
 
 import structlog
 
-from services.manager.failures import TEMPORARY
+from libs.common.failures import NATS_FAILURES
 from services.manager.http.deps import is_mutation
 
 
@@ -77,7 +77,7 @@ class RequestContext:
             principal = scope.get("state", {}).get("principal")
             try:
                 await self.audit(principal, scope["method"], scope["path"], status, request_id)
-            except TEMPORARY:  # NATS away: the change is made; its audit event is lost, and said so
+            except NATS_FAILURES:  # NATS away: the change is made; its audit event is lost, and said so
                 self.log.error("audit event not published", method=scope["method"], path=scope["path"])
         if scope["path"] not in self.QUIET:
             # reads are many and cheap: logged at debug so they do not cost the latency they measure
