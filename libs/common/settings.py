@@ -40,7 +40,6 @@ class NatsSection(Section):
     # NATS: the spine and the store
     nats_url: str = "nats://127.0.0.1:4222"
     nats_connect_timeout_s: float = 2.0
-    idempotency_ttl_s: float = 24 * 3600  # the store's idempotency cache (request ids of the API)
 
 
 class BindSection(Section):
@@ -57,6 +56,7 @@ class ApiSection(Section):
     rate_limit_per_minute: int = Field(default=120, gt=0)  # mutating calls per key
     rate_limit_burst: int = Field(default=30, gt=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    idempotency_ttl_s: float = 24 * 3600  # how long an Idempotency-Key's answer is kept
 
 
 class AccessSection(Section):

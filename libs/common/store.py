@@ -35,10 +35,8 @@ class ClusterStore:
         self._watching: asyncio.Task | None = None
 
     @classmethod
-    async def open(cls, broker, idempotency_ttl_s: float | None = None) -> "ClusterStore":
-        """Open (declaring if needed) the records bucket through a connected FastStream NatsBroker.
-
-        `idempotency_ttl_s` is unused (the manager's bucket): callers still pass it until they change."""
+    async def open(cls, broker) -> "ClusterStore":
+        """Open (declaring if needed) the records bucket through a connected FastStream NatsBroker."""
         return cls(await records_bucket(broker))
 
     async def get(self, cluster_id: str) -> tuple[ClusterRecord, int] | None:

@@ -72,7 +72,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         await broker.start()
         # the activity stream is the gateway's: declared here, bound by the manager and reporting
         await streams.declare_stream(broker.connection.jetstream(), streams.ACTIVITY)
-        store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
+        store = await ClusterStore.open(broker)
         keys = KeyCache(await broker.key_value(subjects.KV_API_KEYS), _secret(settings), settings.key_cache_s)
         # headers are the client's own: none added (an added Accept-Encoding once sent gzip to curl)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),

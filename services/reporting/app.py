@@ -52,7 +52,7 @@ def create_app(settings: ReportingSettings) -> FastAPI:
         broker.context.set_global(POLLER, poller)
         registry.register(FleetCollector(poller.latest, poller.up, poller.tracked))
         running["poller"] = poller
-        running["store"] = await ClusterStore.open(broker, settings.idempotency_ttl_s)
+        running["store"] = await ClusterStore.open(broker)
 
     async def on_start() -> None:
         poller, store = running["poller"], running["store"]

@@ -30,7 +30,7 @@ def create_app(settings: ShardControllerSettings):
         # (reporting's, bound here whichever started first) and the handler its controller
         await broker.connect()
         await streams.bind_stream(broker.connection.jetstream(), streams.METRICS)
-        store = running["store"] = await ClusterStore.open(broker, settings.idempotency_ttl_s)
+        store = running["store"] = await ClusterStore.open(broker)
         broker.context.set_global(CONTROLLER, ShardController(
             settings,  # its policy: the settings are a ShardPolicySection
             ControllerStates(await broker.key_value(subjects.KV_SHARD_PLANS)),
