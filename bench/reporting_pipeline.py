@@ -279,7 +279,7 @@ async def seed_clusters(nats_url: str, endpoint: str, count: int) -> None:
     broker = build_broker(settings)
     await broker.connect()
     try:
-        store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
+        store = await ClusterStore.open(broker)
         spec = ClusterSpec(replicas=1, cpu="500m", memory="512Mi", storage="5Gi", engine="opensearch",
                            version=ENGINE_VERSION)
 

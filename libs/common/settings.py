@@ -22,6 +22,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from libs.common import subjects
+
 ENGINE_VERSION = "2.19.1"  # must match deploy/engine/pom.xml (a test checks it)
 ELASTICSEARCH_VERSION = "8.15.3"  # the kubernetes driver's image; deploy/engine/elasticsearch/pom.xml locally
 
@@ -38,7 +40,6 @@ class NatsSection(Section):
     # NATS: the spine and the store
     nats_url: str = "nats://127.0.0.1:4222"
     nats_connect_timeout_s: float = 2.0
-    idempotency_ttl_s: float = 24 * 3600  # the store's idempotency cache (request ids of the API)
 
 
 class BindSection(Section):
@@ -55,6 +56,7 @@ class ApiSection(Section):
     rate_limit_per_minute: int = Field(default=120, gt=0)  # mutating calls per key
     rate_limit_burst: int = Field(default=30, gt=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    idempotency_ttl_s: float = 24 * 3600  # how long an Idempotency-Key's answer is kept
 
 
 class AccessSection(Section):
@@ -142,13 +144,13 @@ class LeaseSection(Section):
 
 
 class ReportingSection(Section):
-    """Reporting; the shard controller reads `metrics_max_age_s` (it declares the metrics stream too)."""
+    """Reporting: its polling, the metrics stream's retention (it owns that stream) and metering."""
 
     # reporting: polling, metric events, metering
     reporting_port: int = 9108
     poll_interval_s: float = Field(default=10.0, gt=0)
     poll_timeout_s: float = Field(default=5.0, gt=0)
-    metrics_max_age_s: float = Field(default=3600.0, gt=0)
+    metrics_max_age_s: float = Field(default=subjects.METRICS_MAX_AGE_S, gt=0)
     metering_period_s: int = Field(default=3600, gt=0)  # shorter only for tests and demos
 
 

@@ -1,25 +1,25 @@
-"""Cluster records in JetStream KV, with optimistic concurrency by entry revision.
+"""Cluster records in JetStream KV, the contract every service reads: optimistic concurrency
+by entry revision, and an in-memory mirror fed by a KV watch for fast reads.
 
-Also the name index (one cluster per tenant and service name) and the idempotency answers.
+What only the manager keeps beside the records (the name index, one cluster per tenant and
+service name, and the idempotency answers) is in `services/manager/store_index.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable
 
+import structlog
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.common import subjects
-from libs.common.kv import all_keys, read_value
+from libs.common.kv import all_keys
 from libs.common.models import ClusterRecord, utcnow
 
-
-class AlreadyExists(Exception):
-    """The key is taken: another cluster has this tenant and service name."""
+log = structlog.get_logger("store")
 
 
 class RecordGone(Exception):
@@ -27,23 +27,17 @@ class RecordGone(Exception):
 
 
 class ClusterStore:
-    def __init__(self, records: KeyValue, names: KeyValue, idempotency: KeyValue):
+    def __init__(self, records: KeyValue):
         self._records = records
-        self._names = names
-        self._idempotency = idempotency
         # an in-memory mirror of the records bucket, fed by a KV watch, for the API's reads
         self._mirror: dict[str, tuple[ClusterRecord, int]] = {}
         self._mirror_ready = False
         self._watching: asyncio.Task | None = None
 
     @classmethod
-    async def open(cls, broker, idempotency_ttl_s: float) -> "ClusterStore":
-        """Open (declaring if needed) the buckets through a connected FastStream NatsBroker."""
-        return cls(
-            await broker.key_value(subjects.KV_CLUSTERS, history=5),
-            await broker.key_value(subjects.KV_CLUSTER_NAMES),
-            await broker.key_value(subjects.KV_IDEMPOTENCY, ttl=idempotency_ttl_s),
-        )
+    async def open(cls, broker) -> "ClusterStore":
+        """Open (declaring if needed) the records bucket through a connected FastStream NatsBroker."""
+        return cls(await records_bucket(broker))
 
     async def get(self, cluster_id: str) -> tuple[ClusterRecord, int] | None:
         try:
@@ -68,7 +62,9 @@ class ClusterStore:
                     self._watching.cancel()
                     raise
                 # only the watch was cancelled (resync): watch anew
-            except Exception:
+            except Exception as exc:  # NATS away, or a bad entry: never leave the mirror stale
+                if self._mirror_ready:  # once per outage, not every half second of it
+                    log.warning("cluster watch lost; reading from KV until it is back", error=type(exc).__name__)
                 self._mirror_ready = False  # reads go to KV until the watch is back
                 await asyncio.sleep(0.5)
 
@@ -131,17 +127,8 @@ class ClusterStore:
         return [record for record, _ in filter(None, found)]
 
     async def create(self, record: ClusterRecord) -> None:
-        """Reserve the tenant's service name, then write the record; undo the name on failure."""
-        name_key = subjects.cluster_name_key(record.tenant_org_id, record.service_name)
-        try:
-            await self._names.create(name_key, record.id.encode())
-        except KeyWrongLastSequenceError as exc:
-            raise AlreadyExists(name_key) from exc
-        try:
-            revision = await self._records.create(record.id, record.model_dump_json().encode())
-        except BaseException:
-            await self._names.delete(name_key)
-            raise
+        """Write a new record (its id must be new)."""
+        revision = await self._records.create(record.id, record.model_dump_json().encode())
         self._remember(record, revision)  # read-your-writes before the watch catches up
 
     async def mutate(
@@ -168,31 +155,10 @@ class ClusterStore:
                 continue
 
     async def remove(self, record: ClusterRecord) -> None:
-        """Forget a deleted cluster: its name becomes free again."""
-        await self.release_name(record)
+        """Forget a deleted cluster's record."""
         await self._records.delete(record.id)
         self._mirror.pop(record.id, None)
 
-    async def release_name(self, record: ClusterRecord) -> None:
-        """Free the cluster's service name, unless another cluster holds it by now (a deleted
-        cluster kept for undelete gives its name up at once, and a new one may take it)."""
-        key = subjects.cluster_name_key(record.tenant_org_id, record.service_name)
-        if await read_value(self._names, key) in (None, record.id.encode()):
-            await self._names.delete(key)
 
-    async def reserve_name(self, record: ClusterRecord) -> None:
-        """Take the service name back for an undeleted cluster; AlreadyExists if another has it."""
-        key = subjects.cluster_name_key(record.tenant_org_id, record.service_name)
-        if await read_value(self._names, key) == record.id.encode():
-            return
-        try:
-            await self._names.create(key, record.id.encode())
-        except KeyWrongLastSequenceError as exc:
-            raise AlreadyExists(key) from exc
-
-    async def remembered_answer(self, key: str) -> dict | None:
-        value = await read_value(self._idempotency, key)
-        return json.loads(value) if value else None
-
-    async def remember_answer(self, key: str, answer: dict) -> None:
-        await self._idempotency.put(key, json.dumps(answer).encode())
+async def records_bucket(broker) -> KeyValue:
+    return await broker.key_value(subjects.KV_CLUSTERS, history=5)

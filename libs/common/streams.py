@@ -1,7 +1,15 @@
-"""JetStream streams: declared idempotently with their retention, and read back by subject."""
+"""JetStream streams: each one defined once here (name, subjects, retention, duplicate window),
+declared only by the service that owns it, bound by its consumers; and read back by subject.
+
+The definitions say `declare=False`: FastStream never declares a stream on its own when a
+subscriber or publisher names it. The owner calls `declare_stream` at start-up; a consumer calls
+`bind_stream`, which creates a missing stream from this same definition and otherwise leaves it
+as its owner made it, so start-up order does not matter and nobody but the owner changes one.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from faststream.nats import JStream
@@ -13,15 +21,57 @@ from nats.js.errors import BadRequestError, NotFoundError
 from libs.common import subjects
 
 
-async def ensure_stream(js, name: str, subjects: list[str], max_age_s: float, duplicate_window_s: float = 120) -> None:
-    config = StreamConfig(
-        name=name, subjects=subjects, max_age=max_age_s, duplicate_window=duplicate_window_s,
-        storage=StorageType.FILE,
-    )
+def _define(name: str, subject_list: list[str], max_age_s: float,
+            duplicate_window_s: float = subjects.DUPLICATE_WINDOW_S) -> JStream:
+    return JStream(name, subjects=list(subject_list), max_age=max_age_s, duplicate_window=duplicate_window_s,
+                   storage=StorageType.FILE, declare=False)
+
+
+# owner: the manager (desired state in, status out); the shard controller and the gateway publish
+# plans, actions, node-count and wake requests into it
+LIFECYCLE = _define(subjects.LIFECYCLE_STREAM, subjects.LIFECYCLE_SUBJECTS, subjects.LIFECYCLE_MAX_AGE_S)
+# owner: reporting, its producer (retention from ESS_METRICS_MAX_AGE_S); the shard controller binds
+METRICS = _define(subjects.METRICS_STREAM, subjects.METRICS_SUBJECTS, subjects.METRICS_MAX_AGE_S)
+# owner: reporting, its producer; the manager reads it by subject
+USAGE = _define(subjects.USAGE_STREAM, subjects.USAGE_SUBJECTS, subjects.USAGE_MAX_AGE_S,
+                subjects.USAGE_DUPLICATE_WINDOW_S)
+# owner: the gateway, its producer; the manager and reporting bind
+ACTIVITY = _define(subjects.ACTIVITY_STREAM, subjects.ACTIVITY_SUBJECTS, subjects.ACTIVITY_MAX_AGE_S)
+# owner: the manager (every mutating API call); it reads it back by subject
+AUDIT = _define(subjects.AUDIT_STREAM, subjects.AUDIT_SUBJECTS, subjects.AUDIT_MAX_AGE_S)
+
+
+def _config(stream: JStream, max_age_s: float | None = None) -> StreamConfig:
+    config = dataclasses.replace(stream.config, subjects=list(stream.subjects))
+    if max_age_s is not None:
+        config.max_age = max_age_s
+    return config
+
+
+async def declare_stream(js, stream: JStream, max_age_s: float | None = None) -> None:
+    """The owner, at start-up: create the stream, or bring an existing one in line with the
+    definition (`max_age_s`: a retention the owner's settings tune)."""
+    config = _config(stream, max_age_s)
     try:
         await js.add_stream(config)
-    except BadRequestError:  # it exists with other settings: bring them in line
+    except BadRequestError:  # it exists with other settings: the owner brings them in line
         await js.update_stream(config)
+
+
+async def bind_stream(js, stream: JStream) -> None:
+    """A consumer, at start-up, before its durable consumer is made on the stream.
+
+    A missing stream is created from the same definition rather than waited for: a consumer
+    then starts whatever ran first, and its owner brings a tuned retention in line when it
+    starts. An existing stream is never changed here: only its owner does that.
+    """
+    try:
+        await js.stream_info(stream.name)
+    except NotFoundError:
+        try:
+            await js.add_stream(_config(stream))
+        except BadRequestError:  # the owner made it just now, with its own settings: kept
+            pass
 
 
 async def read_subject(js, stream: str, subject: str, since: datetime | None = None) -> list[Msg]:
@@ -43,9 +93,3 @@ async def read_subject(js, stream: str, subject: str, since: datetime | None = N
     finally:
         await subscription.unsubscribe()
     return messages
-
-
-# the activity stream, defined once: the gateway publishes into it, the manager and reporting
-# consume it; whichever starts first declares it, with this one configuration
-ACTIVITY = JStream(subjects.ACTIVITY_STREAM, subjects=subjects.ACTIVITY_SUBJECTS,
-                   max_age=subjects.ACTIVITY_MAX_AGE_S, duplicate_window=120)

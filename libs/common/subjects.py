@@ -5,6 +5,8 @@ Nothing else spells a subject string.
 
 from __future__ import annotations
 
+DUPLICATE_WINDOW_S = 120.0  # a stream drops a message re-sent with the same Nats-Msg-Id within this
+
 # JetStream KV buckets: control-plane state
 KV_CLUSTERS = "ess_clusters"  # cluster id -> ClusterRecord
 KV_CLUSTER_NAMES = "ess_cluster_names"  # "<tenant>.<service_name>" -> cluster id
@@ -37,6 +39,7 @@ def cluster_name_key(tenant_org_id: str, service_name: str) -> str:
 # metrics: one sample per poll, per tenant and cluster; kept briefly
 METRICS_STREAM = "ESS_METRICS"
 METRICS_SUBJECTS = ["ess.metrics.>"]
+METRICS_MAX_AGE_S = 3600.0  # reporting may keep them longer or shorter (ESS_METRICS_MAX_AGE_S)
 METRICS_ALL = "ess.metrics.*.*"
 
 

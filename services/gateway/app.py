@@ -12,18 +12,32 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from libs.common import subjects
+from faststream.nats import NatsRouter
+
+from libs.common import streams, subjects
 from libs.common.events import ClusterActivity, ClusterWakeRequested
+from libs.common.failures import NATS_FAILURES
 from libs.common.models import ClusterRecord
 from libs.common.service import build_broker, new_registry
 from libs.common.settings import AccessSection
 from libs.common.store import ClusterStore
-from libs.common.streams import ACTIVITY
 from services.gateway.activity import Activity, ActivityCollector
 from services.gateway.cors import add_cors
 from services.gateway.handler import Gateway
 from services.gateway.keys import KeyCache
 from services.gateway.settings import GatewaySettings
+
+# what the gateway sends, declared once: each event goes to its own cluster's subject
+publishers = NatsRouter()
+activity_reports = publishers.publisher(
+    subjects.ACTIVITY_ALL, stream=streams.ACTIVITY, schema=ClusterActivity, title="cluster activity",
+    description="What one gateway forwarded to one cluster since its last report.")
+wake_requests = publishers.publisher(subjects.WAKE_ALL, stream=streams.LIFECYCLE, schema=ClusterWakeRequested,
+                                     title="wake requests", description="A request reached a hibernated cluster.")
+
+
+async def send_activity(activity: ClusterActivity) -> None:
+    await activity_reports.publish(activity, subjects.cluster_activity(activity.tenant_org_id, activity.cluster_id))
 
 
 def create_app(settings: GatewaySettings) -> web.Application:
@@ -33,27 +47,21 @@ def create_app(settings: GatewaySettings) -> web.Application:
     registry = new_registry()
     registry.register(ActivityCollector(activity))
     broker = build_broker(settings, on_reconnect=lambda: _resync(app))
-    # declares the activity stream it owns (the one definition in libs/common), and documents it
-    broker.publisher(subjects.ACTIVITY_ALL, stream=ACTIVITY, schema=ClusterActivity, title="cluster activity",
-                     description="What one gateway forwarded to one cluster since its last report.")
-    broker.publisher(subjects.WAKE_ALL, schema=ClusterWakeRequested, title="wake requests",
-                     description="A request reached a hibernated cluster.")
+    broker.include_router(publishers)
 
     async def request_wake(record: ClusterRecord, reason: str) -> None:
         event = ClusterWakeRequested(cluster_id=record.id, tenant_org_id=record.tenant_org_id, reason=reason)
-        await broker.publish(event, subjects.cluster_wake(record.tenant_org_id, record.id),
-                             stream=subjects.LIFECYCLE_STREAM)
+        await wake_requests.publish(event, subjects.cluster_wake(record.tenant_org_id, record.id))
         log.info("wake requested", cluster=record.id, reason=reason)
 
     async def report_activity() -> None:
         while True:
             await asyncio.sleep(settings.activity_flush_s)
             reports = activity.take()
-            for number, report in enumerate(reports):
+            for number, activity_report in enumerate(reports):
                 try:
-                    await broker.publish(report, subjects.cluster_activity(report.tenant_org_id, report.cluster_id),
-                                         stream=subjects.ACTIVITY_STREAM)
-                except Exception as exc:  # NATS away: counted again in the next report
+                    await send_activity(activity_report)
+                except NATS_FAILURES as exc:  # NATS away: counted again in the next report
                     activity.put_back(reports[number:])
                     log.warning("activity not reported", error=type(exc).__name__, clusters=len(reports) - number)
                     break
@@ -62,7 +70,9 @@ def create_app(settings: GatewaySettings) -> web.Application:
         # a cleanup context: it ends after the server has let in-flight requests finish, so a
         # request held while its cluster wakes still sees the wake through a graceful stop
         await broker.start()
-        store = await ClusterStore.open(broker, settings.idempotency_ttl_s)
+        # the activity stream is the gateway's: declared here, bound by the manager and reporting
+        await streams.declare_stream(broker.connection.jetstream(), streams.ACTIVITY)
+        store = await ClusterStore.open(broker)
         keys = KeyCache(await broker.key_value(subjects.KV_API_KEYS), _secret(settings), settings.key_cache_s)
         # headers are the client's own: none added (an added Accept-Encoding once sent gzip to curl)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
@@ -73,10 +83,9 @@ def create_app(settings: GatewaySettings) -> web.Application:
         log.info("gateway started", listen=f"http://{settings.gateway_host}:{settings.gateway_port}",
                  endpoint=settings.public_gateway_url, nats=settings.nats_url)
         yield
-        for report in activity.take():  # the last counts before leaving
-            with contextlib.suppress(Exception):
-                await broker.publish(report, subjects.cluster_activity(report.tenant_org_id, report.cluster_id),
-                                     stream=subjects.ACTIVITY_STREAM)
+        for activity_report in activity.take():  # the last counts before leaving
+            with contextlib.suppress(*NATS_FAILURES):  # NATS away as it stops: those counts are lost
+                await send_activity(activity_report)
         for task in tasks:
             task.cancel()
         await session.close()

@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from libs.common.api_keys import Principal, api_key_of
+from libs.common.failures import NATS_FAILURES
 from libs.common.models import ClusterRecord
 from libs.common.store import ClusterStore
 from services.gateway.activity import Activity
@@ -127,7 +128,7 @@ class Gateway:
         try:
             await self._request_wake(record, reason)
             self._activity.wakes += 1
-        except Exception as exc:  # NATS away: the held request asks again shortly
+        except NATS_FAILURES as exc:  # NATS away: the held request asks again shortly
             self._log.warning("wake request not sent", cluster=record.id, error=type(exc).__name__)
 
     async def _wait_for_change(self, cluster_id: str, timeout_s: float) -> None:

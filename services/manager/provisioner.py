@@ -18,10 +18,11 @@ from libs.common.engines import EngineError
 from libs.common.events import ClusterStatusChanged, Event
 from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
-from libs.common.store import ClusterStore, RecordGone
+from libs.common.store import RecordGone
 from services.manager import backups
 from services.manager.drivers import Driver, EngineUnavailable, ResizeAbandoned, ResizeInProgress
 from services.manager.settings import ManagerSettings
+from services.manager.store_index import ManagerStore
 from services.manager.transitions import idle_s, request_hibernation
 from services.manager.planning import (
     HEALTHY,
@@ -39,7 +40,7 @@ FinalSnapshot = Callable[[ClusterRecord], Awaitable[tuple[bool, str | None]]]
 
 
 class Provisioner:
-    def __init__(self, settings: ManagerSettings, store: ClusterStore, driver: Driver, publish: Publish, leases: Leases,
+    def __init__(self, settings: ManagerSettings, store: ManagerStore, driver: Driver, publish: Publish, leases: Leases,
                  final_snapshot: FinalSnapshot | None = None):
         self._settings = settings
         self._final_snapshot = final_snapshot  # None: a delete removes everything at once

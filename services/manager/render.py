@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-import uuid
 from typing import TextIO
 
 import yaml
 from pydantic import ValidationError
 
-from libs.common.models import ClusterRecord, ClusterSpec
-from libs.common.settings import KubernetesSection, ProvisionerSection
+from libs.common.models import ClusterRecord
 from services.manager.drivers.kubernetes_manifests import render_for_review
 from services.manager.drivers.kubernetes_rules import ENGINE_VERSIONS
-from services.manager.schemas import DNS_LABEL, CreateClusterRequest, field_of, fix_for
-from services.manager.settings import ManagerSettings
+from services.manager.schemas import CreateClusterRequest, field_of, fix_for, is_dns_label
+from services.manager.settings import KubernetesDriverSettings, ManagerSettings
+from services.manager.transitions import EnginesOnOffer, Invalid, NewClusterDefaults, new_cluster_id, new_record
 
 SPEC_FLAGS = ("tenant_org_id", "user", "service_name", "replicas", "cpu", "memory", "storage", "engine", "version")
 
@@ -48,19 +46,14 @@ def parser() -> argparse.ArgumentParser:
     return parse
 
 
-def cluster_from_request(body: dict, settings: ProvisionerSection, cluster_id: str) -> ClusterRecord:
+def cluster_from_request(body: dict, settings: ManagerSettings, cluster_id: str) -> ClusterRecord:
     """The record the API would write for this body on the kubernetes driver."""
     request = CreateClusterRequest.model_validate(body)
-    available = ENGINE_VERSIONS
-    engine = request.engine or settings.default_engine or next(iter(available))
-    version = request.version or available[engine][0]
-    if version not in available[engine]:
-        raise ValueError(f"version: {engine} {version} is not available; use one of {available[engine]}")
-    return ClusterRecord(
-        id=cluster_id, tenant_org_id=request.tenant_org_id, user=request.user, service_name=request.service_name,
-        spec=ClusterSpec(replicas=request.replicas, cpu=request.cpu, memory=request.memory,
-                         storage=request.storage, engine=engine, version=version),
-    )
+    try:
+        return new_record(request, cluster_id, EnginesOnOffer("kubernetes", ENGINE_VERSIONS),
+                          NewClusterDefaults.of(settings))
+    except Invalid as exc:
+        raise ValueError(f"{exc.field}: {exc.message}; {exc.fix}") from exc
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -70,7 +63,7 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-def render_yaml(cluster: ClusterRecord, settings: KubernetesSection) -> str:
+def render_yaml(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> str:
     header = (f"# es-serverless cluster {cluster.id}: tenant {cluster.tenant_org_id}, service "
               f"{cluster.service_name}, {cluster.spec.engine} {cluster.spec.version}\n"
               "# Secret values are placeholders or made for this output; the driver generates its own when it applies.\n")
@@ -93,12 +86,12 @@ def main(argv: list[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
             return 2
     else:
         body = {name: getattr(args, name) for name in SPEC_FLAGS if getattr(args, name) is not None}
-    if args.cluster_id is not None and not re.fullmatch(DNS_LABEL, args.cluster_id):
+    if args.cluster_id is not None and not is_dns_label(args.cluster_id):
         print(f"render: --cluster-id {args.cluster_id!r}: a DNS-1123 label, like the ids the API gives", file=stderr)
         return 2
     settings = ManagerSettings()
     try:
-        cluster = cluster_from_request(body, settings, args.cluster_id or "c" + uuid.uuid4().hex[:12])
+        cluster = cluster_from_request(body, settings, args.cluster_id or new_cluster_id())
     except ValidationError as exc:
         for error in exc.errors():
             loc = tuple(error["loc"])

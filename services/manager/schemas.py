@@ -1,7 +1,12 @@
-"""Request and response bodies of the manager API; every bound is stated in the schema."""
+"""Request and response bodies of the manager API; every bound is stated in the schema, and
+each name pattern is written once, here.
+
+Names: `replicas` in a request or a view is the cluster's node count (the seed's request named it
+so and the API keeps it); index copies are called replicas only in the shard controller's plans."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -10,7 +15,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, 
 from libs.common.models import SERVING, ClusterRecord, ClusterStatus, EngineCredentials, RestoreState, SnapshotPolicy
 from libs.common.quantities import QuantityError, parse_bytes, parse_cpu_millis
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# each pattern written once, here; a path, query or body field of that kind uses it
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # RFC 1123, at most 63 long (DnsName, is_dns_label)
+CLUSTER_ID = r"^c[0-9a-f]{12}$"  # as `transitions.new_cluster_id` makes them
+SNAPSHOT_NAME = r"^[a-z0-9][a-z0-9_.-]*$"
 FIELD_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 INDEX_NAME = r"^[a-z0-9][a-z0-9_-]*$"
 
@@ -39,6 +47,10 @@ def _check_cpu(value: str) -> str:
 
 
 DnsName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+
+
+def is_dns_label(value: str) -> bool:
+    return len(value) <= 63 and re.fullmatch(DNS_LABEL, value) is not None
 Cpu = Annotated[str, Field(max_length=16, examples=["500m", "1", "2"]), AfterValidator(_check_cpu)]
 Memory = Annotated[str, Field(max_length=16, examples=["1Gi"]), _bounded_bytes("256Mi", "64Gi")]
 Storage = Annotated[str, Field(max_length=16, examples=["5Gi"]), _bounded_bytes("1Gi", "16Ti")]
@@ -92,8 +104,8 @@ class SnapshotPolicyRequest(Strict):
 class CloneSource(Strict):
     """`from` of a new cluster: it starts with this snapshot of that cluster restored."""
 
-    cluster_id: Annotated[str, Field(pattern=r"^c[0-9a-f]{12}$")]
-    snapshot: Annotated[str, Field(max_length=200, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    cluster_id: Annotated[str, Field(pattern=CLUSTER_ID)]
+    snapshot: Annotated[str, Field(max_length=200, pattern=SNAPSHOT_NAME)]
 
 
 class CreateClusterRequest(Strict):

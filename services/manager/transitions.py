@@ -1,16 +1,137 @@
-"""Pure transitions of a cluster record that the API and the NATS handlers both make: asked to
-hibernate, asked to wake, activity seen. Each returns the changed record, or None to leave it
-(a redelivered event or a repeated call changes nothing twice)."""
+"""Pure transitions of a cluster record, the one place each is written: a new record from a
+validated request (the API and `render`), a changed spec (PATCH), a node count the shard
+controller asks for (its NATS handler), asked to hibernate, asked to wake, activity seen.
+
+Each change returns the changed record, or None to leave it (a redelivered event or a repeated
+call changes nothing twice); none reads KV or NATS, so each is tested as a plain function."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import get_args
 from datetime import datetime
 
-from libs.common.models import ClusterRecord, ClusterStatus
+from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus, EngineKind, RestoreState, SnapshotPolicy
+from services.manager import backups
+from services.manager.settings import ManagerSettings
+from services.manager.schemas import CreateClusterRequest, UpdateClusterRequest
 
 
 class NotNow(Exception):
     """The transition does not apply to the cluster as it is; the message says why."""
+
+
+class Invalid(ValueError):
+    """The request cannot be applied as asked: which field, why, and what to send instead."""
+
+    def __init__(self, field: str, message: str, fix: str):
+        super().__init__(message)
+        self.field, self.message, self.fix = field, message, fix
+
+
+@dataclass(frozen=True)
+class NewClusterDefaults:
+    """What the platform fills in where a create request is silent."""
+
+    engine: str | None  # None: the first engine the driver runs
+    hibernate_after_s: int
+    snapshot_policies: Mapping[str, SnapshotPolicy]  # by engine: no schedule where its backups are off
+
+    @classmethod
+    def of(cls, settings: ManagerSettings) -> "NewClusterDefaults":
+        return cls(settings.default_engine, settings.hibernate_after_s,
+                   {engine: backups.new_policy(settings, engine) for engine in get_args(EngineKind)})
+
+
+@dataclass(frozen=True)
+class EnginesOnOffer:
+    """The engines a driver runs: versions by engine (newest first) and what each one lacks."""
+
+    driver: str
+    versions: Mapping[str, Sequence[str]]
+    lacks: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+def pick_engine(engine: str | None, version: str | None, offer: EnginesOnOffer,
+                default_engine: str | None) -> tuple[str, str]:
+    """The engine and version a new cluster runs: the asked ones, else the platform's default
+    engine if the driver runs it (else the driver's first), at its first (newest) version."""
+    available = offer.versions
+    engine = engine or (default_engine if default_engine in available else next(iter(available)))
+    if engine not in available:
+        raise Invalid("engine", f"engine {engine!r} cannot run on the {offer.driver} driver",
+                      f"use one of {sorted(available)}")
+    version = version or available[engine][0]
+    if version not in available[engine]:
+        raise Invalid("version", f"{engine} {version} is not available on this platform",
+                      f"use one of {available[engine]} or leave version out")
+    return engine, version
+
+
+def new_cluster_id() -> str:
+    return "c" + uuid.uuid4().hex[:12]  # a DNS label too: it names the cluster's Kubernetes objects
+
+
+def new_record(body: CreateClusterRequest, cluster_id: str, offer: EnginesOnOffer, defaults: NewClusterDefaults,
+               request_id: str | None = None, restore: RestoreState | None = None) -> ClusterRecord:
+    """The record a create request makes; Invalid if the driver cannot run the engine asked."""
+    engine, version = pick_engine(body.engine, body.version, offer, defaults.engine)
+    return ClusterRecord(
+        id=cluster_id, tenant_org_id=body.tenant_org_id, user=body.user, service_name=body.service_name,
+        spec=ClusterSpec(replicas=body.replicas, cpu=body.cpu, memory=body.memory, storage=body.storage,
+                         engine=engine, version=version),
+        request_id=request_id, engine_lacks=sorted(offer.lacks.get(engine, ())),
+        hibernate_after_s=defaults.hibernate_after_s if body.hibernate_after_s is None else body.hibernate_after_s,
+        snapshot_policy=defaults.snapshot_policies[engine].model_copy(), restore=restore,
+    )
+
+
+def change_spec(record: ClusterRecord, body: UpdateClusterRequest, request_id: str | None) -> ClusterRecord | None:
+    """A PATCH: a changed node count or memory is a new generation for the provisioner; bounds,
+    idle time and snapshot policy change in place. None: nothing differs, or it is being deleted."""
+    spec = record.spec.model_copy(update=body.spec_changes())
+    scaling = record.scaling.model_copy(update=body.scaling_changes())
+    idle = record.hibernate_after_s if body.hibernate_after_s is None else body.hibernate_after_s
+    policy = record.snapshot_policy.model_copy(update=body.policy_changes())
+    if ((spec, scaling, idle, policy) == (record.spec, record.scaling, record.hibernate_after_s,
+                                          record.snapshot_policy) or record.delete_requested):
+        return None
+    if scaling.min_nodes > scaling.max_nodes:
+        # one bound sent, checked against the other as stored
+        raise Invalid("min_nodes", f"min_nodes {scaling.min_nodes} is above max_nodes {scaling.max_nodes}",
+                      "send both, or keep min_nodes <= max_nodes")
+    record.hibernate_after_s = idle
+    record.snapshot_policy = policy
+    record.scaling = scaling
+    record.request_id = request_id
+    if spec != record.spec:
+        record.spec = spec
+        record.generation += 1
+        record.status = ClusterStatus.SCALING
+        record.status_reason = "spec changed; waiting for the provisioner"
+    return record
+
+
+def scale_wanted(record: ClusterRecord, nodes: int) -> bool:
+    """Whether the shard controller's ask still applies: the tenant may have pinned or bounded
+    the cluster since, or it sleeps, is going, or has that many nodes already."""
+    scaling = record.scaling
+    allowed = scaling.autoscaling and scaling.min_nodes <= nodes <= scaling.max_nodes
+    asleep = record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING)
+    return allowed and not asleep and not record.delete_requested and record.spec.replicas != nodes
+
+
+def accept_scale(record: ClusterRecord, nodes: int, reason: str) -> ClusterRecord | None:
+    """The shard controller's node count as the cluster's new spec, if it still applies."""
+    if not scale_wanted(record, nodes):
+        return None
+    record.spec = record.spec.model_copy(update={"replicas": nodes})
+    record.generation += 1
+    record.status = ClusterStatus.SCALING
+    record.status_reason = f"shard controller: {reason}"
+    return record
 
 
 def request_hibernation(record: ClusterRecord, reason: str) -> ClusterRecord | None:

@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
-from libs.common import subjects
-from libs.common.engines import SearchEngine, connect_engine
-from libs.common.events import ClusterActivity, Event, MetricsSample, UsageRecord
+from libs.common.engines import ENGINE_FAILURES, SearchEngine, connect_engine
+from libs.common.events import ClusterActivity, MetricsSample, UsageRecord
+from libs.common.failures import NATS_FAILURES
 from libs.common.kv import all_keys, read_model
 from libs.common.metrics import OperationTotals
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
@@ -27,8 +28,12 @@ from services.reporting.exposition import ServiceMetrics
 from services.reporting.metering import UsageMeter, add_activity, close_period, meter_sample, meter_storage_only
 from services.reporting.rates import derive_rates
 
-# publish(event, subject, message id or None)
-Publish = Callable[[Event, str, str | None], Awaitable[None]]
+# the declared publishers (`handlers.py`): each event to its cluster's subject
+PublishSample = Callable[[MetricsSample], Awaitable[None]]
+PublishUsage = Callable[[UsageRecord], Awaitable[None]]
+# what a poll may meet besides an engine away: no answer within poll_timeout_s, or an answer
+# missing a section (an engine still starting)
+NO_ANSWER = (asyncio.TimeoutError, KeyError, ValidationError)
 
 
 class UsageMeters:
@@ -55,10 +60,12 @@ def asleep(record: ClusterRecord) -> bool:
 
 
 class Poller:
-    def __init__(self, settings: ReportingSection, publish: Publish, meters: UsageMeters, metrics: ServiceMetrics,
+    def __init__(self, settings: ReportingSection, publish_sample: PublishSample, publish_usage: PublishUsage,
+                 meters: UsageMeters, metrics: ServiceMetrics,
                  engine_for: Callable[[ClusterRecord], SearchEngine] | None = None):
         self._settings = settings
-        self._publish = publish
+        self._send_sample = publish_sample
+        self._send_usage = publish_usage
         self._meters = meters
         self._metrics = metrics
         self._engine_for = engine_for or (lambda r: connect_engine(r.spec.engine, r.endpoint))
@@ -94,7 +101,14 @@ class Poller:
         if wanted:
             self._records[record.id] = record
             loop = self._storage_loop(record) if asleep(record) else self._poll_loop(record)
-            self._tasks[record.id] = asyncio.create_task(loop)
+            self._tasks[record.id] = task = asyncio.create_task(loop)
+            task.add_done_callback(lambda done, cluster_id=record.id: self._ended(cluster_id, done))
+
+    def _ended(self, cluster_id: str, task: asyncio.Task) -> None:
+        # a loop ends only when cancelled; anything else is a bug, said loudly (the task is kept,
+        # so asyncio would never report it), and the next write of the record starts it again
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("polling loop crashed", cluster=cluster_id, exc_info=task.exception())
 
     def forget(self, cluster_id: str) -> None:
         task = self._tasks.pop(cluster_id, None)
@@ -122,7 +136,7 @@ class Poller:
                     if closed:
                         await self._publish_usage(closed)
                     await self._meters.put(meter)
-            except Exception as exc:  # NATS away: this interval is not billed, the loop goes on
+            except NATS_FAILURES as exc:  # NATS away: this interval is not billed, the loop goes on
                 self._log.warning("storage not metered", cluster=record.id, error=type(exc).__name__)
 
     async def _poll_loop(self, record: ClusterRecord) -> None:
@@ -148,10 +162,10 @@ class Poller:
                 previous = (sample.stats, now)
                 index_previous.update({i.name: (i, now) for i in sample.stats.per_index})
                 try:
-                    await self._publish(sample, subjects.cluster_metrics(sample.tenant_org_id, record.id), None)
+                    await self._send_sample(sample)
                     self._metrics.events_published.labels("metrics").inc()
                     await self._meter(sample, now)
-                except Exception as exc:  # NATS busy or away: this sample is lost, polling goes on
+                except NATS_FAILURES as exc:  # NATS busy or away: this sample is lost, polling goes on
                     self._metrics.poll_errors.labels(sample.tenant_org_id, record.id).inc()
                     self._log.warning("sample not published", cluster=record.id, error=type(exc).__name__)
         finally:
@@ -165,7 +179,7 @@ class Poller:
         started = time.perf_counter()
         try:
             stats = await asyncio.wait_for(engine.stats(), self._settings.poll_timeout_s)
-        except Exception as exc:
+        except (*ENGINE_FAILURES, *NO_ANSWER) as exc:  # the cluster shows as down until it answers
             self._metrics.poll_errors.labels(record.tenant_org_id, cluster_id).inc()
             self.up[cluster_id] = (record.tenant_org_id, False)
             self.latest.pop(cluster_id, None)  # no stale gauges for a cluster that does not answer
@@ -212,9 +226,7 @@ class Poller:
             await self._meters.put(meter)
 
     async def _publish_usage(self, usage: UsageRecord) -> None:
-        # the same id for the same cluster and period: JetStream drops a second copy
-        message_id = subjects.usage_message_id(usage.cluster_id, int(usage.period_start.timestamp()))
-        await self._publish(usage, subjects.cluster_usage(usage.tenant_org_id, usage.cluster_id), message_id)
+        await self._send_usage(usage)
         self._metrics.events_published.labels("usage").inc()
         self._log.info("usage recorded", cluster=usage.cluster_id, tenant=usage.tenant_org_id,
                        period_start=usage.period_start.isoformat(), documents=usage.documents_indexed)

@@ -1,8 +1,7 @@
 """The shard controller's settings: the sections it reads (libs/common/settings.py declares them).
 
-Its policy (`ShardPolicySection`, which planning uses as `ShardPolicy`), its port and leases,
-and reporting's section for `metrics_max_age_s`: it declares the metrics stream as well as
-reporting, its owner, so that either can start first (issue 14 item 2 leaves that to the owner).
+Its policy (`ShardPolicySection`, which planning uses as `ShardPolicy`), its port and leases.
+It only binds the metrics stream (reporting, its owner, declares it and its retention).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from libs.common.settings import (
     LeaseSection,
     LoggingSection,
     NatsSection,
-    ReportingSection,
     ShardControllerSection,
     ShardPolicySection,
 )
@@ -20,6 +18,5 @@ from libs.common.settings import (
 
 class ShardControllerSettings(
     NatsSection, LoggingSection, BindSection, ShardControllerSection, LeaseSection, ShardPolicySection,
-    ReportingSection,
 ):
     pass

@@ -157,7 +157,7 @@ def test_the_provisioner_leaves_a_deleted_cluster_kept_for_undelete_alone():
 
 def test_the_snapshot_routes_answer_409_naming_the_setting_for_opensearch_without_the_plugin():
     settings = ManagerSettings(driver="kubernetes", snapshot_bucket="backups")
-    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(platform=SimpleNamespace(settings=settings))))
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(deps=SimpleNamespace(settings=settings))))
     backups_on(request, "elasticsearch")  # no answer: it goes on
     with pytest.raises(HTTPException) as refused:
         backups_on(request, "opensearch")

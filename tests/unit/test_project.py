@@ -43,7 +43,7 @@ def test_asyncapi_document_lists_the_lifecycle_subjects():
     from services.manager.settings import ManagerSettings
 
     app = create_app(ManagerSettings())
-    document = json.loads(app.state.platform.asyncapi_json())
+    document = json.loads(app.state.outbox.asyncapi_json())
     addresses = json.dumps(document["channels"])
     assert "ess.cluster.*.*.desired" in addresses
     assert "ess.cluster.*.*.status" in addresses

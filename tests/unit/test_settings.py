@@ -39,7 +39,7 @@ SERVICES = {
                                   ServerlessSection, BackupsSection, ProvisionerSection, LeaseSection,
                                   LocalDriverSection, KubernetesSection}),
     "shard_controller": (ShardControllerSettings, {NatsSection, LoggingSection, BindSection, ShardControllerSection,
-                                                   LeaseSection, ShardPolicySection, ReportingSection}),
+                                                   LeaseSection, ShardPolicySection}),
     "reporting": (ReportingSettings, {NatsSection, LoggingSection, BindSection, ReportingSection}),
     "gateway": (GatewaySettings, {NatsSection, LoggingSection, AccessSection, GatewaySection, ServerlessSection}),
 }

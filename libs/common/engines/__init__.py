@@ -5,6 +5,9 @@ Engine differences (vector mapping, kNN query shape) live only in this package.
 
 from __future__ import annotations
 
+import elastic_transport
+import opensearchpy.exceptions
+
 from libs.common.engines.base import (
     ClusterHealth,
     EngineError,
@@ -16,6 +19,12 @@ from libs.common.engines.base import (
     VectorDocument,
     VectorIndexSpec,
     VectorQuery,
+)
+
+# an engine away, slow or refusing: the adapters' own error, and what the clients raise before
+# an answer exists (a refused connection, their own timeout), which the adapters do not translate
+ENGINE_FAILURES: tuple[type[BaseException], ...] = (
+    EngineError, opensearchpy.exceptions.OpenSearchException, elastic_transport.TransportError,
 )
 
 
@@ -34,6 +43,7 @@ def connect_engine(kind: str, endpoint: str, username: str | None = None, passwo
 
 __all__ = [
     "ClusterHealth",
+    "ENGINE_FAILURES",
     "EngineError",
     "IndexAlreadyExists",
     "IndexNotFound",

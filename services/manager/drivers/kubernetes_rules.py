@@ -131,9 +131,9 @@ def node_heap_mb(memory: str) -> int:
     return min(MAX_HEAP_MB, parse_bytes(memory) // 2**20 // 2)
 
 
-def pod_size(replicas: int, cpu: str, memory: str) -> EngineSize:
+def pod_size(nodes: int, cpu: str, memory: str) -> EngineSize:
     """The size a spec runs at on Kubernetes: per node, unlike the local driver's one JVM."""
-    return EngineSize(nodes=replicas, heap_mb=node_heap_mb(memory), processors=math.ceil(parse_cpu_millis(cpu) / 1000))
+    return EngineSize(nodes=nodes, heap_mb=node_heap_mb(memory), processors=math.ceil(parse_cpu_millis(cpu) / 1000))
 
 
 def size_of_statefulset(statefulset: Manifest) -> EngineSize | None:
@@ -152,9 +152,9 @@ def size_of_statefulset(statefulset: Manifest) -> EngineSize | None:
         return None
 
 
-def node_names(replicas: int) -> list[str]:
+def node_names(nodes: int) -> list[str]:
     """Pod names, which are also the engine's node names."""
-    return [f"{ENGINE}-{i}" for i in range(replicas)]
+    return [f"{ENGINE}-{i}" for i in range(nodes)]
 
 
 def node_domains(cluster_id: str, settings: KubernetesSection) -> list[str]:

@@ -9,6 +9,7 @@ import uuid
 
 import structlog
 
+from libs.common.failures import NATS_FAILURES
 from services.manager.http.deps import is_mutation
 
 
@@ -76,7 +77,7 @@ class RequestContext:
             principal = scope.get("state", {}).get("principal")
             try:
                 await self.audit(principal, scope["method"], scope["path"], status, request_id)
-            except Exception:
+            except NATS_FAILURES:  # NATS away: the change is made; its audit event is lost, and said so
                 self.log.error("audit event not published", method=scope["method"], path=scope["path"])
         if scope["path"] not in self.QUIET:
             # reads are many and cheap: logged at debug so they do not cost the latency they measure

@@ -17,18 +17,21 @@ from pydantic import BaseModel, Field
 from libs.common.engines import EngineError
 from libs.common.engines.snapshots import SnapshotExists, SnapshotMissing, Snapshots, resolve
 from libs.common.models import SERVING, ClusterRecord, ClusterStatus, RestoreState, utcnow
-from libs.common.store import AlreadyExists, RecordGone
+from libs.common.store import RecordGone
 from services.manager import backups
-from services.manager.http.deps import ClusterId, announce, caller, keyed_router, load_cluster, log, problem
+from services.manager.http.deps import (
+    ClusterId, Deps, announce, caller, keyed_router, load_cluster, log, manager, problem,
+)
 from services.manager.quotas import QuotaRefused
-from services.manager.schemas import INDEX_NAME, CloneSource, ClusterView, Strict
+from services.manager.schemas import INDEX_NAME, SNAPSHOT_NAME, CloneSource, ClusterView, Strict
+from services.manager.store_index import AlreadyExists
 
 router = keyed_router()
 
 
 def view(request: Request, record: ClusterRecord) -> ClusterView:
-    return ClusterView.of(record, request.app.state.platform.settings.public_gateway_url, caller(request).is_operator)
-SnapshotName = Annotated[str, Path(max_length=200, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    return ClusterView.of(record, manager(request).settings.public_gateway_url, caller(request).is_operator)
+SnapshotName = Annotated[str, Path(max_length=200, pattern=SNAPSHOT_NAME)]
 
 
 class SnapshotView(BaseModel):
@@ -46,7 +49,7 @@ class SnapshotList(BaseModel):
 
 
 class RestoreRequest(Strict):
-    snapshot: Annotated[str, Field(max_length=200, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    snapshot: Annotated[str, Field(max_length=200, pattern=SNAPSHOT_NAME)]
     indices: list[Annotated[str, Field(max_length=200, pattern=INDEX_NAME)]] = []  # empty: every index
 
 
@@ -58,7 +61,7 @@ def _engine_problem(exc: EngineError, what: str) -> HTTPException:
 
 def backups_on(request: Request, engine: str) -> None:
     """409 `backups_off` for a cluster of `engine` without backups; the fix names the setting."""
-    off = backups.backups_off(request.app.state.platform.settings, engine)
+    off = backups.backups_off(manager(request).settings, engine)
     if off is not None:
         raise problem(409, "backups_off", f"{off}; ask the operator", off.setting, off.fix)
 
@@ -73,7 +76,7 @@ async def _serving(request: Request, cluster_id: str) -> tuple[ClusterRecord, Sn
                       f"/clusters/{cluster_id}/wake) to snapshot or restore")
     if record.delete_requested or record.status not in SERVING or not record.endpoint:
         raise problem(409, "not_ready", f"cluster {cluster_id} is {record.status}; retry once it is ready")
-    backup = request.app.state.platform.backups
+    backup = manager(request).backups
     try:
         await backup.ensure_repository(record)
     except EngineError as exc:
@@ -123,7 +126,7 @@ async def delete_snapshot(cluster_id: ClusterId, name: SnapshotName, request: Re
 
 
 @router.post("/clusters/{cluster_id}/restore", status_code=202, response_model=ClusterView, tags=["backups"])
-async def restore(cluster_id: ClusterId, body: RestoreRequest, request: Request):
+async def restore(cluster_id: ClusterId, body: RestoreRequest, request: Request, deps: Deps):
     """Replace the named indices (none named: every index in the snapshot) with their copies in
     the snapshot; the cluster's `restore.state` turns `done` (or `failed`, with a reason)."""
     record, snapshots = await _serving(request, cluster_id)
@@ -146,22 +149,21 @@ async def restore(cluster_id: ClusterId, body: RestoreRequest, request: Request)
         current.request_id = request.state.request_id
         return current
 
-    platform = request.app.state.platform
     try:
-        record = await platform.store.mutate(cluster_id, change)
+        record = await deps.store.mutate(cluster_id, change)
     except RecordGone:
         raise problem(404, "not_found", f"no cluster {cluster_id}")
-    platform.backups.kick(record)  # start now rather than at the next pass
+    deps.backups.kick(record)  # start now rather than at the next pass
     await announce(request, record, "updated")
     log.info("restore requested", cluster=record.id, snapshot=body.snapshot, indices=body.indices)
     return view(request, record)
 
 
 @router.post("/clusters/{cluster_id}/undelete", status_code=202, response_model=ClusterView, tags=["backups"])
-async def undelete(cluster_id: ClusterId, request: Request):
+async def undelete(cluster_id: ClusterId, request: Request, deps: Deps):
     """Bring a deleted cluster back within its retention: a new engine with its final snapshot
     restored; the status turns ready, then `restore.state` done."""
-    found = await request.app.state.platform.store.read(cluster_id)
+    found = await deps.store.read(cluster_id)
     if found is not None and found.status != ClusterStatus.DELETED:
         await load_cluster(request, cluster_id)  # 404 unless the caller may see it
         raise problem(409, "conflict", f"cluster {cluster_id} is {found.status}, not deleted"
@@ -169,10 +171,9 @@ async def undelete(cluster_id: ClusterId, request: Request):
     record = await load_cluster(request, cluster_id, deleted=True)
     if record.final_snapshot:
         backups_on(request, record.spec.engine)  # its final snapshot could not be restored
-    platform = request.app.state.platform
-    tenant = await platform.tenants.ensure(record.tenant_org_id)
+    tenant = await deps.tenants.ensure(record.tenant_org_id)
     try:
-        await platform.store.reserve_name(record)
+        await deps.store.reserve_name(record)
     except AlreadyExists:
         raise problem(409, "conflict", f"service name {record.service_name!r} belongs to another cluster now",
                       "service_name", "delete or rename that cluster, or clone this one's snapshot into a new one")
@@ -192,10 +193,10 @@ async def undelete(cluster_id: ClusterId, request: Request):
         return fresh
 
     try:
-        async with platform.quotas.creating(tenant, record):
-            record = await platform.store.mutate(cluster_id, change)
+        async with deps.quotas.creating(tenant, record):
+            record = await deps.store.mutate(cluster_id, change)
     except QuotaRefused as refused:
-        await platform.store.release_name(record)
+        await deps.store.release_name(record)
         raise problem(403, "quota_exceeded", refused.exceeded.message)
     except RecordGone:
         raise problem(404, "not_found", f"no cluster {cluster_id}: its retention is over")

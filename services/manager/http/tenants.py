@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from libs.common import subjects
 from libs.common.models import TenantQuotas, TenantRecord, utcnow
 from libs.common.streams import read_subject
-from services.manager.http.deps import KeyId, TenantId, caller, keyed_router, operator_only, problem
+from services.manager.http.deps import Deps, KeyId, TenantId, caller, keyed_router, manager, operator_only, problem
 from services.manager.usage import TenantUsage, read_usage, total
 from services.manager.auth import new_key
 from services.manager.schemas import DNS_LABEL, DnsName, Strict
@@ -52,17 +52,17 @@ class NewKeyView(KeyView):
 
 
 async def _tenant(request: Request, tenant_org_id: str) -> TenantRecord:
-    found = await request.app.state.platform.tenants.get(tenant_org_id)
+    found = await manager(request).tenants.get(tenant_org_id)
     if found is None or not caller(request).may_see(tenant_org_id):
         raise problem(404, "not_found", f"no tenant {tenant_org_id}")
     return found
 
 
 @router.post("/tenants", status_code=201, response_model=TenantRecord)
-async def create_tenant(body: CreateTenantRequest, request: Request):
+async def create_tenant(body: CreateTenantRequest, request: Request, deps: Deps):
     operator_only(request)
     tenant = TenantRecord(tenant_org_id=body.tenant_org_id, quotas=TenantQuotas(**body.quotas.model_dump()))
-    if not await request.app.state.platform.tenants.create(tenant):
+    if not await deps.tenants.create(tenant):
         raise problem(409, "conflict", f"tenant {body.tenant_org_id} exists", "tenant_org_id", "choose another id")
     return tenant
 
@@ -75,8 +75,8 @@ async def whoami(request: Request):
 
 
 @router.get("/tenants", response_model=list[TenantRecord])
-async def list_tenants(request: Request):
-    tenants = await request.app.state.platform.tenants.all()
+async def list_tenants(request: Request, deps: Deps):
+    tenants = await deps.tenants.all()
     return [t for t in tenants if caller(request).may_see(t.tenant_org_id)]
 
 
@@ -86,38 +86,37 @@ async def get_tenant(tenant_org_id: TenantId, request: Request):
 
 
 @router.patch("/tenants/{tenant_org_id}", response_model=TenantRecord)
-async def update_tenant(tenant_org_id: TenantId, body: UpdateTenantRequest, request: Request):
+async def update_tenant(tenant_org_id: TenantId, body: UpdateTenantRequest, request: Request, deps: Deps):
     operator_only(request)
     tenant = await _tenant(request, tenant_org_id)
     tenant.quotas = TenantQuotas(**body.quotas.model_dump())
-    await request.app.state.platform.tenants.put(tenant)
+    await deps.tenants.put(tenant)
     return tenant
 
 
 @router.post("/tenants/{tenant_org_id}/keys", status_code=201, response_model=NewKeyView)
-async def create_key(tenant_org_id: TenantId, request: Request, body: CreateKeyRequest | None = None):
+async def create_key(tenant_org_id: TenantId, request: Request, deps: Deps, body: CreateKeyRequest | None = None):
     """A new API key of the tenant. The key is in this answer only: store it now."""
-    platform = request.app.state.platform
     if caller(request).is_operator:
-        await platform.tenants.ensure(tenant_org_id)
+        await deps.tenants.ensure(tenant_org_id)
     await _tenant(request, tenant_org_id)
     key, record = new_key(tenant_org_id, body.expires_in_s if body else None)
-    await platform.keys.put(record)
+    await deps.keys.put(record)
     return NewKeyView(key=key, **record.model_dump(include=set(KeyView.model_fields)))
 
 
 @router.get("/tenants/{tenant_org_id}/keys", response_model=list[KeyView])
-async def list_keys(tenant_org_id: TenantId, request: Request):
+async def list_keys(tenant_org_id: TenantId, request: Request, deps: Deps):
     await _tenant(request, tenant_org_id)
-    keys = await request.app.state.platform.keys.of_tenant(tenant_org_id)
+    keys = await deps.keys.of_tenant(tenant_org_id)
     return [KeyView(**k.model_dump(include=set(KeyView.model_fields))) for k in keys]
 
 
 @router.delete("/tenants/{tenant_org_id}/keys/{key_id}", status_code=204)
-async def revoke_key(tenant_org_id: TenantId, key_id: KeyId, request: Request):
+async def revoke_key(tenant_org_id: TenantId, key_id: KeyId, request: Request, deps: Deps):
     """Revoke a key: its next request is refused."""
     await _tenant(request, tenant_org_id)
-    keys = request.app.state.platform.keys
+    keys = deps.keys
     record = await keys.get(key_id)
     if record is None or record.tenant_org_id != tenant_org_id:
         raise problem(404, "not_found", f"no key {key_id}")
@@ -127,14 +126,14 @@ async def revoke_key(tenant_org_id: TenantId, key_id: KeyId, request: Request):
 
 
 @router.get("/audit")
-async def audit(request: Request, tenant_org_id: Annotated[str | None, Query(max_length=63,
+async def audit(request: Request, deps: Deps, tenant_org_id: Annotated[str | None, Query(max_length=63,
                 pattern=DNS_LABEL)] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200):
     """Every mutating call (who, what, when, result), oldest first; the operator's view."""
     operator_only(request)
     subject = subjects.tenant_audit(tenant_org_id) if tenant_org_id else subjects.AUDIT_ALL
     try:
-        messages = await read_subject(request.app.state.platform.jetstream(), subjects.AUDIT_STREAM, subject)
+        messages = await read_subject(deps.jetstream(), subjects.AUDIT_STREAM, subject)
     except TimeoutError:  # a long trail on a busy NATS: say so, rather than a 500
         raise problem(503, "audit_busy", "the audit trail did not come back in time; retry, or narrow it with "
                       "tenant_org_id")
@@ -143,6 +142,7 @@ async def audit(request: Request, tenant_org_id: Annotated[str | None, Query(max
 async def tenant_usage(
     tenant_org_id: TenantId,
     request: Request,
+    deps: Deps,
     start: Annotated[datetime, Query(alias="from", description="ISO 8601, e.g. 2026-11-24T00:00:00Z")],
     end: Annotated[datetime, Query(alias="to", description="ISO 8601, after from")],
 ):
@@ -153,7 +153,7 @@ async def tenant_usage(
         raise problem(422, "invalid_request", "times need a zone", "from", "write times like 2026-11-24T00:00:00Z")
     if end <= start:
         raise problem(422, "invalid_request", "to must be after from", "to", "send a to later than from")
-    records = await read_usage(request.app.state.platform.jetstream(), tenant_org_id, start, end)
+    records = await read_usage(deps.jetstream(), tenant_org_id, start, end)
     return TenantUsage(tenant_org_id=tenant_org_id, start=start, end=end, records=records, totals=total(records))
 
 

@@ -8,7 +8,7 @@ from libs.common.engines import (
     EngineError, IndexAlreadyExists, IndexNotFound, SearchEngine, VectorDocument, VectorIndexSpec, VectorQuery,
 )
 from libs.common.models import SERVING, ClusterStatus
-from services.manager.http.deps import ClusterId, IndexName, load_cluster, problem, keyed_router
+from services.manager.http.deps import ClusterId, IndexName, load_cluster, manager, problem, keyed_router
 from services.manager.schemas import (
     DocumentsRequest, DocumentsResult, SearchHitView, SearchRequest, SearchResult, VectorIndexRequest, VectorIndexView,
 )
@@ -16,13 +16,13 @@ from services.manager.schemas import (
 async def _engine(request: Request, cluster_id: ClusterId) -> SearchEngine:
     record = await load_cluster(request, cluster_id)
     if record.hibernate_requested or record.status == ClusterStatus.WAKING:
-        await request.app.state.platform.wake(cluster_id, "a vector-index call")
+        await manager(request).wake(cluster_id, "a vector-index call")
         raise HTTPException(503, {"error": "waking", "message": f"cluster {cluster_id} was hibernated and is "
                                   "waking; retry in a few seconds"}, headers={"Retry-After": "5"})
     if record.status not in SERVING or not record.endpoint:
         raise problem(409, "not_ready", f"cluster {cluster_id} is {record.status}; retry once it is ready")
-    request.app.state.platform.used(cluster_id)
-    return request.app.state.platform.engine_for(record)
+    manager(request).activity.used(cluster_id)
+    return manager(request).engines.engine_for(record)
 
 router = keyed_router()
 
