@@ -69,7 +69,8 @@ def activity(requests: int = 3) -> ClusterActivity:
 
 
 def poller_with(meters: MemoryMeters) -> Poller:
-    return Poller(ReportingSettings(), handlers.publish_sample, handlers.publish_usage, meters,
+    # explicit, not from the environment: the suite's platform fixture exports ESS_METERING_PERIOD_S=8
+    return Poller(ReportingSettings(metering_period_s=3600), handlers.publish_sample, handlers.publish_usage, meters,
                   ServiceMetrics(CollectorRegistry()))
 
 
