@@ -12,6 +12,7 @@ from services.manager.drivers.kubernetes import KubernetesDriver
 from tests.deployment import kustomize_build
 from tests.kube_cluster import ControlPlane
 from tests.kube_testing import Admin, FakeEngine, make_driver
+from tests.s3_testing import S3Server
 
 MANAGER_ACCOUNT = ("es-serverless", "manager")
 
@@ -55,3 +56,16 @@ def driver(control_plane, manager_token, engine) -> KubernetesDriver:
 @pytest.fixture(scope="session")
 def admin(control_plane) -> Admin:
     return Admin(control_plane)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory) -> S3Server:
+    """A real S3 API (moto's server) for the modules that test our S3 code."""
+    server = S3Server.start(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket() -> str:
+    return f"snapshots-{uuid.uuid4().hex[:8]}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -30,21 +29,8 @@ from tests.kube_testing import (
     requests_of,
     until,
 )
-from tests.s3_testing import S3Server
 
 TOOLS = {"elasticsearch": "bin/elasticsearch-keystore", "opensearch": "bin/opensearch-keystore"}
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server.start(tmp_path_factory.mktemp("s3"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bucket() -> str:
-    return f"snapshots-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.mark.parametrize("engine_name", ["elasticsearch", "opensearch"])

@@ -6,7 +6,6 @@ What an operator sees in the store is read back with a client of their own."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,18 +18,6 @@ from services.manager import snapshotter as snapshotter_module
 from services.manager.snapshotter import Snapshotter
 from tests.kube_testing import RecordsInMemory, record, until
 from tests.s3_testing import S3Server, free_port
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server.start(tmp_path_factory.mktemp("s3"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bucket() -> str:
-    return f"snapshots-{uuid.uuid4().hex[:8]}"
 
 
 def put(s3: S3Server, bucket: str, keys: list[str]) -> None:
