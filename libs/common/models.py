@@ -21,6 +21,7 @@ class ClusterStatus(StrEnum):
     PROVISIONING = "provisioning"
     READY = "ready"
     SCALING = "scaling"
+    HIBERNATING = "hibernating"  # the engine is being flushed and stopped; this stop always completes
     HIBERNATED = "hibernated"  # no engine runs, data kept; the next request wakes it
     WAKING = "waking"
     DELETING = "deleting"
@@ -30,6 +31,8 @@ class ClusterStatus(StrEnum):
 
 # a scaling cluster's engine serves throughout: the API and the shard controller treat it as ready
 SERVING = (ClusterStatus.READY, ClusterStatus.SCALING)
+# on the way down, down, or on the way up again: nothing to serve, poll, snapshot or resize
+ASLEEP = (ClusterStatus.HIBERNATING, ClusterStatus.HIBERNATED, ClusterStatus.WAKING)
 
 
 class ClusterSpec(BaseModel):
@@ -94,7 +97,8 @@ class ClusterRecord(BaseModel):
     delete_requested: bool = False
     # serverless: hibernate after this many idle seconds (0: never); the gateway's activity
     # reports move `last_active_at`; `hibernate_requested` is the desired state, set idle or by
-    # the API and cleared by a wake; the status says where the engine is
+    # the API and cleared by a wake; the status says where the engine is (a wake while it is
+    # `hibernating` lets that stop complete, then starts it again)
     hibernate_after_s: int = 0
     hibernate_requested: bool = False
     last_active_at: datetime | None = None
@@ -117,6 +121,11 @@ class ClusterRecord(BaseModel):
     request_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def asleep(self) -> bool:
+        """Hibernation asked, under way, done or being undone: no engine serves it now."""
+        return self.hibernate_requested or self.status in ASLEEP
 
 
 class TenantQuotas(BaseModel):

@@ -81,8 +81,8 @@ def decide(record: ClusterRecord | None, principal: Principal, cluster_id: str) 
         return Refuse(404, "cluster_not_found", f"cluster {cluster_id} is being deleted")
     if record.hibernate_requested or record.status == ClusterStatus.HIBERNATED:
         return Hold(f"a request for cluster {cluster_id} ({record.status})")
-    if record.status == ClusterStatus.WAKING:
-        return Hold(f"cluster {cluster_id} is waking", ask_to_wake=False)
+    if record.status in (ClusterStatus.WAKING, ClusterStatus.HIBERNATING):
+        return Hold(f"cluster {cluster_id} is {record.status}; held until it is ready", ask_to_wake=False)
     if record.status in SERVING and record.endpoint:
         return Forward(record.endpoint)
     if record.status == ClusterStatus.FAILED:

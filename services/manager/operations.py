@@ -1,5 +1,5 @@
 """What the API and the NATS handlers both do to a running cluster beyond one record change:
-wake it (record, announce, reconcile), and count the API's own engine calls as activity."""
+hibernate or wake it (record, announce, reconcile), and count the API's own engine calls as activity."""
 
 from __future__ import annotations
 
@@ -12,9 +12,25 @@ from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.store import ClusterStore, RecordGone
 from libs.common.failures import NATS_FAILURES
 from services.manager.provisioner import Provisioner
-from services.manager.transitions import NotNow, note_activity, request_wake
+from services.manager.transitions import NotNow, note_activity, request_hibernation, request_wake
 
 log = structlog.get_logger("manager")
+
+
+async def hibernate(store: ClusterStore, provisioner: Provisioner, cluster_id: str, reason: str) -> ClusterRecord:
+    """Mark the cluster `hibernating`: its stop is decided now and completes even if a request
+    comes meanwhile (that one waits, then wakes it). Raises NotNow or RecordGone."""
+    marked: list[ClusterRecord] = []
+
+    def change(record: ClusterRecord) -> ClusterRecord | None:
+        marked[:] = [changed] if (changed := request_hibernation(record, reason)) else []
+        return changed
+
+    record = await store.mutate(cluster_id, change)
+    if marked:  # asked twice: one status event
+        await provisioner.announce(record)
+        provisioner.kick(cluster_id)
+    return record
 
 
 async def wake(store: ClusterStore, provisioner: Provisioner, cluster_id: str, reason: str) -> ClusterRecord | None:

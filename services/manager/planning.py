@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from libs.common.models import ClusterRecord, ClusterStatus, EngineCredentials
+from libs.common.models import ASLEEP, ClusterRecord, ClusterStatus, EngineCredentials
 from libs.common.quantities import parse_bytes, parse_cpu_millis
 from services.manager.transitions import idle_s
 
@@ -84,7 +84,9 @@ def plan_reconcile(
         return ReconcilePlan(Step.REMOVE, "delete requested", ClusterStatus.DELETING)
     if record.status == ClusterStatus.FAILED and record.observed_generation == record.generation:
         return ReconcilePlan(Step.NOTHING, f"failed: {record.status_reason}; change the spec to retry")
-    if record.hibernate_requested:
+    # a begun stop completes, even when a wake came meanwhile (then the engine starts below)
+    stopping = record.status == ClusterStatus.HIBERNATING and observed.running
+    if record.hibernate_requested or stopping:
         if observed.running:
             return ReconcilePlan(Step.HIBERNATE, record.status_reason)
         if record.status != ClusterStatus.HIBERNATED:
@@ -106,7 +108,7 @@ def plan_reconcile(
             ClusterStatus.FAILED,
         )
     if not observed.running:
-        if record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING):
+        if record.status in ASLEEP:
             return ReconcilePlan(Step.START, "waking: starting the engine on its data", ClusterStatus.WAKING)
         if record.status == ClusterStatus.READY:
             return ReconcilePlan(Step.START, "engine exited; restarting it", ClusterStatus.PROVISIONING)

@@ -221,9 +221,13 @@ class Provisioner:
             return False, None
 
     async def _hibernate(self, record: ClusterRecord, plan: ReconcilePlan) -> bool:
-        """Idle (or asked): mark it, let the gateways' in-flight requests finish, then flush and stop."""
-        if not record.hibernate_requested:
+        """Idle (or asked): mark it, let the gateways' in-flight requests finish, then flush and stop.
+        Once marked `hibernating` the stop completes; a wake meanwhile starts it again after."""
+        if record.status != ClusterStatus.HIBERNATING:
             def still_idle(current: ClusterRecord) -> ClusterRecord | None:
+                if current.hibernate_requested and current.status == ClusterStatus.READY:
+                    current.status = ClusterStatus.HIBERNATING  # marked by a manager before `hibernating`
+                    return current
                 idle = idle_s(current, utcnow())  # a request may have come in since we looked
                 if (current.status != ClusterStatus.READY or not current.hibernate_after_s or idle is None
                         or idle < current.hibernate_after_s):
@@ -231,8 +235,9 @@ class Provisioner:
                 return request_hibernation(current, plan.reason)
 
             record = await self._store.mutate(record.id, still_idle)
-            if not record.hibernate_requested:
+            if record.status != ClusterStatus.HIBERNATING:
                 return False
+            await self.announce(record)
         # gateways see the mark within milliseconds and hold new requests (each wakes it again)
         await asyncio.sleep(self._settings.hibernate_grace_s)
         stored = await self._driver.hibernate(record)

@@ -119,8 +119,7 @@ def scale_wanted(record: ClusterRecord, nodes: int) -> bool:
     the cluster since, or it sleeps, is going, or has that many nodes already."""
     scaling = record.scaling
     allowed = scaling.autoscaling and scaling.min_nodes <= nodes <= scaling.max_nodes
-    asleep = record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING)
-    return allowed and not asleep and not record.delete_requested and record.spec.replicas != nodes
+    return allowed and not record.asleep and not record.delete_requested and record.spec.replicas != nodes
 
 
 def accept_scale(record: ClusterRecord, nodes: int, reason: str) -> ClusterRecord | None:
@@ -139,7 +138,9 @@ def request_hibernation(record: ClusterRecord, reason: str) -> ClusterRecord | N
         return None
     if record.delete_requested or record.status != ClusterStatus.READY:
         raise NotNow(f"cluster {record.id} is {record.status}; hibernate it once it is ready")
+    # the stop is decided here, once: a request arriving after this waits for it, then wakes it
     record.hibernate_requested = True
+    record.status = ClusterStatus.HIBERNATING
     record.status_reason = f"hibernating: {reason}"
     return record
 
@@ -152,9 +153,11 @@ def request_wake(record: ClusterRecord, now: datetime, reason: str) -> ClusterRe
         return None  # awake, or already waking
     record.hibernate_requested = False
     record.last_active_at = now
-    # also mid-hibernation: the stop under way completes, and `waking` makes the provisioner start
-    # it again (and the gateways hold requests) rather than see an engine that exited
-    record.status = ClusterStatus.WAKING
+    if record.status == ClusterStatus.HIBERNATING:
+        # the stop under way completes first; the provisioner then starts it as a wake
+        record.status_reason = f"hibernating, then waking: {reason}"
+        return record
+    record.status = ClusterStatus.WAKING  # the gateways hold requests until it is ready
     record.status_reason = f"waking: {reason}"
     return record
 

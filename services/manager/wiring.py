@@ -51,6 +51,9 @@ class ManagerDeps:
     offer: EnginesOnOffer  # what a create request may ask of this driver
     new_cluster_defaults: NewClusterDefaults
 
+    async def hibernate(self, cluster_id: str, reason: str) -> ClusterRecord:
+        return await operations.hibernate(self.store, self.provisioner, cluster_id, reason)
+
     async def wake(self, cluster_id: str, reason: str) -> ClusterRecord | None:
         return await operations.wake(self.store, self.provisioner, cluster_id, reason)
 

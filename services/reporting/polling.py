@@ -21,7 +21,7 @@ from libs.common.events import ClusterActivity, MetricsSample, UsageRecord
 from libs.common.failures import NATS_FAILURES
 from libs.common.kv import all_keys, read_model
 from libs.common.metrics import OperationTotals
-from libs.common.models import ClusterRecord, ClusterStatus, utcnow
+from libs.common.models import ClusterRecord, utcnow
 from libs.common.quantities import parse_bytes
 from libs.common.settings import ReportingSection
 from services.reporting.exposition import ServiceMetrics
@@ -53,10 +53,6 @@ class UsageMeters:
 
     async def all(self) -> list[UsageMeter]:
         return [m for m in [await self.get(k) for k in await all_keys(self._kv)] if m]
-
-
-def asleep(record: ClusterRecord) -> bool:
-    return record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING)
 
 
 class Poller:
@@ -94,13 +90,13 @@ class Poller:
         wanted = bool(record.endpoint) and record.observed_generation > 0 and not record.delete_requested
         current = self._records.get(record.id)
         running = record.id in self._tasks and not self._tasks[record.id].done()
-        if wanted and current and (current.endpoint, asleep(current)) == (record.endpoint, asleep(record)) and running:
+        if wanted and current and (current.endpoint, current.asleep) == (record.endpoint, record.asleep) and running:
             self._records[record.id] = record
             return
         self.forget(record.id)
         if wanted:
             self._records[record.id] = record
-            loop = self._storage_loop(record) if asleep(record) else self._poll_loop(record)
+            loop = self._storage_loop(record) if record.asleep else self._poll_loop(record)
             self._tasks[record.id] = task = asyncio.create_task(loop)
             task.add_done_callback(lambda done, cluster_id=record.id: self._ended(cluster_id, done))
 

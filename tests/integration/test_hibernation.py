@@ -45,7 +45,7 @@ def test_an_idle_cluster_hibernates_and_the_next_search_wakes_it_with_every_docu
     assert client.count(index="kept")["count"] == DOCS  # held while it woke, then answered
     assert api.get(f"/clusters/{cluster['id']}").json()["status"] == "ready"
     statuses = [e.status for e in asyncio.run(status_events(settings, cluster))]
-    assert statuses[-3:] == ["hibernated", "waking", "ready"], statuses
+    assert statuses[-4:] == ["hibernating", "hibernated", "waking", "ready"], statuses
     api.delete(f"/clusters/{cluster['id']}")
 
 
@@ -86,14 +86,18 @@ def test_writes_while_hibernation_begins_are_served_or_refused_never_lost(api, s
         for worker in range(3):
             pool.submit(write, worker)
         time.sleep(1)
-        assert api.post(f"/clusters/{cluster['id']}/hibernate").status_code == 202
-        time.sleep(4)  # hibernation begins while they write; each write then wakes it again
+        asked = api.post(f"/clusters/{cluster['id']}/hibernate")
+        assert asked.status_code == 202 and asked.json()["status"] == "hibernating", asked.text
+        time.sleep(4)  # the stop goes on while they write; the writes held meanwhile then wake it
         stop.set()
     assert all(status == 503 for _, status in refused), refused
     wait_for_status(api, cluster["id"], "ready", timeout_s=90)
     statuses = [e.status for e in asyncio.run(status_events(settings, cluster))]
-    assert "waking" in statuses and statuses[-1] == "ready", statuses  # the writes woke it...
-    assert before.isdisjoint(n.pid for n in engines_of(settings, cluster["id"]))  # ...from a stopped engine
+    # the stop asked for completes although writes came at once, then the writes held meanwhile
+    # woke it (`hibernated` shows only if no write reached the gateway before the stop ended)
+    after = statuses[statuses.index("hibernating"):]
+    assert after in (["hibernating", "waking", "ready"], ["hibernating", "hibernated", "waking", "ready"]), statuses
+    assert before.isdisjoint(n.pid for n in engines_of(settings, cluster["id"]))  # a new engine process
     client.indices.refresh(index="racing")
     found = {h["_id"] for h in client.search(index="racing", body={"size": 10000})["hits"]["hits"]}
     lost = {doc_id for doc_id, _ in acknowledged} - found

@@ -32,7 +32,8 @@ def test_an_idle_cluster_hibernates_after_its_idle_time_and_not_before():
 
 
 def test_asked_to_hibernate_stops_then_marks_then_rests():
-    asked = ready(hibernate_requested=True)
+    asked = request_hibernation(ready(), "asked")
+    assert (asked.status, asked.hibernate_requested) == (ClusterStatus.HIBERNATING, True)
     assert plan(asked, RUNNING).step == Step.HIBERNATE
     stopped = plan(asked, EngineObservation(running=False))
     assert (stopped.step, stopped.status) == (Step.MARK_HIBERNATED, ClusterStatus.HIBERNATED)
@@ -60,17 +61,32 @@ def test_wake_clears_the_request_once_and_refuses_a_deleting_cluster():
         request_wake(record(ClusterStatus.HIBERNATED, hibernate_requested=True, delete_requested=True), utcnow(), "x")
 
 
-def test_a_wake_during_the_stop_starts_the_engine_again_as_a_wake_not_as_a_crash():
-    stopping = request_wake(ready(hibernate_requested=True), utcnow(), "a request while it stopped")
-    assert stopping.status == ClusterStatus.WAKING  # the gateways hold requests meanwhile
+def test_a_wake_during_the_stop_lets_it_complete_then_starts_the_engine_as_a_wake_not_as_a_crash():
+    stopping = request_wake(request_hibernation(ready(), "asked"), utcnow(), "a request while it stopped")
+    assert (stopping.status, stopping.hibernate_requested) == (ClusterStatus.HIBERNATING, False)
+    assert plan(stopping, RUNNING).step == Step.HIBERNATE  # decided once: not undone halfway
+    held = decide(stopping, TENANT, "c1")
+    assert isinstance(held, Hold) and not held.ask_to_wake  # woken already: only wait
+    assert request_wake(stopping, utcnow(), "another request") is None
     start = plan(stopping, EngineObservation(running=False))
+    assert (start.step, start.status) == (Step.START, ClusterStatus.WAKING)
+
+
+def test_a_cluster_marked_by_an_older_manager_still_stops_and_wakes():
+    marked = ready(hibernate_requested=True)  # before `hibernating` existed: ready and asked
+    assert plan(marked, RUNNING).step == Step.HIBERNATE
+    woken = request_wake(marked, utcnow(), "a request")
+    assert woken.status == ClusterStatus.WAKING
+    start = plan(woken, EngineObservation(running=False))
     assert (start.step, start.status) == (Step.START, ClusterStatus.WAKING)
 
 
 def test_hibernation_is_asked_of_a_ready_cluster_only_and_activity_only_moves_forward():
     with pytest.raises(NotNow):
         request_hibernation(record(ClusterStatus.PROVISIONING), "asked")
-    assert request_hibernation(ready(), "asked").hibernate_requested
+    asked = request_hibernation(ready(), "asked")
+    assert asked.hibernate_requested and asked.asleep
+    assert request_hibernation(asked, "again") is None
     now = utcnow()
     assert note_activity(ready(last_active_at=now), now - timedelta(seconds=5)) is None  # a late report
     assert note_activity(ready(last_active_at=now), now + timedelta(seconds=5)).last_active_at > now

@@ -24,7 +24,7 @@ from services.manager.http.deps import (
 from services.manager.http.snapshots import backups_on, clone_restore
 from services.manager.quotas import QuotaRefused
 from services.manager.transitions import (
-    Invalid, NotNow, change_spec, new_cluster_id, new_record, pick_engine, request_hibernation,
+    Invalid, NotNow, change_spec, new_cluster_id, new_record, pick_engine,
 )
 from services.manager.schemas import DNS_LABEL, ClusterList, ClusterView, CreateClusterRequest, UpdateClusterRequest
 from services.manager.store_index import AlreadyExists
@@ -154,11 +154,12 @@ async def delete_cluster(cluster_id: ClusterId, request: Request, deps: Deps):
 
 @router.post("/clusters/{cluster_id}/hibernate", status_code=202, response_model=ClusterView, tags=["serverless"])
 async def hibernate_cluster(cluster_id: ClusterId, request: Request, deps: Deps):
-    """Stop the cluster's engine now, keeping its data; the next request through the gateway wakes it."""
+    """Stop the cluster's engine now, keeping its data (status `hibernating`, then `hibernated`).
+    The stop completes even if requests come meanwhile: the gateway holds them and wakes it after."""
     await load_cluster(request, cluster_id)
     reason = f"asked by {caller(request).actor}"
     try:
-        record = await deps.store.mutate(cluster_id, lambda r: request_hibernation(r, reason))
+        record = await deps.hibernate(cluster_id, reason)
     except NotNow as exc:
         raise problem(409, "not_ready", str(exc))
     except RecordGone:

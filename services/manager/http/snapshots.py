@@ -70,7 +70,7 @@ async def _serving(request: Request, cluster_id: str) -> tuple[ClusterRecord, Sn
     """The cluster and its registered repository; 409 with the reason when it cannot snapshot now."""
     record = await load_cluster(request, cluster_id)
     backups_on(request, record.spec.engine)
-    if record.hibernate_requested or record.status in (ClusterStatus.HIBERNATED, ClusterStatus.WAKING):
+    if record.asleep:
         raise problem(409, "hibernated", f"cluster {cluster_id} is hibernated: its data has not changed since "
                       "it went to sleep, so its latest snapshot still holds it; wake it (POST "
                       f"/clusters/{cluster_id}/wake) to snapshot or restore")

@@ -7,7 +7,7 @@ from fastapi import HTTPException, Request
 from libs.common.engines import (
     EngineError, IndexAlreadyExists, IndexNotFound, SearchEngine, VectorDocument, VectorIndexSpec, VectorQuery,
 )
-from libs.common.models import SERVING, ClusterStatus
+from libs.common.models import SERVING
 from services.manager.http.deps import ClusterId, IndexName, load_cluster, manager, problem, keyed_router
 from services.manager.schemas import (
     DocumentsRequest, DocumentsResult, SearchHitView, SearchRequest, SearchResult, VectorIndexRequest, VectorIndexView,
@@ -15,7 +15,7 @@ from services.manager.schemas import (
 
 async def _engine(request: Request, cluster_id: ClusterId) -> SearchEngine:
     record = await load_cluster(request, cluster_id)
-    if record.hibernate_requested or record.status == ClusterStatus.WAKING:
+    if record.asleep:
         await manager(request).wake(cluster_id, "a vector-index call")
         raise HTTPException(503, {"error": "waking", "message": f"cluster {cluster_id} was hibernated and is "
                                   "waking; retry in a few seconds"}, headers={"Retry-After": "5"})
