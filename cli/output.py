@@ -78,7 +78,7 @@ def table(title: str | None, columns: list[str], rows: list[list]) -> None:
     out.print(shown)
 
 
-STATUS_STYLE = {"ready": "green", "failed": "red", "deleting": "red", "hibernated": "blue"}
+STATUS_STYLE = {"ready": "green", "failed": "red", "deleting": "red", "hibernating": "blue", "hibernated": "blue"}
 HEALTH_STYLE = {"green": "green", "yellow": "yellow", "red": "red"}
 
 
