@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from libs.common import subjects
-from libs.common.engines import EngineError
+from libs.common.engines import ENGINE_NO_ANSWER, EngineError
+from libs.common.failures import NATS_FAILURES
 from libs.common.events import ClusterStatusChanged, Event
 from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ClusterStatus, utcnow
@@ -71,7 +72,7 @@ class Provisioner:
                     return  # another manager replica provisions this cluster
                 async with self._leases.kept(cluster_id, self._settings.lease_ttl_s / 3):
                     settle = await self.reconcile(cluster_id)
-            except Exception:
+            except Exception:  # a bug or an unforeseen failure: said with its traceback, never swallowed
                 self._log.exception("reconcile failed; retrying on the next pass", cluster=cluster_id)
                 return
             if settle:
@@ -85,7 +86,7 @@ class Provisioner:
         while True:
             try:
                 await self.reconcile_all()
-            except Exception:
+            except Exception:  # the same: the loop must outlive one bad pass
                 self._log.exception("periodic reconcile failed")
             await asyncio.sleep(self._settings.reconcile_interval_s)
 
@@ -216,7 +217,7 @@ class Provisioner:
             # it answered and refused (a repository outside an old engine's path.repo): no retry helps
             self._log.warning("final snapshot refused; deleting without", cluster=record.id, error=str(exc))
             return True, None
-        except Exception as exc:  # temporary: the engine answers again on a later step, or the timeout ends it
+        except (*ENGINE_NO_ANSWER, *NATS_FAILURES) as exc:  # temporary: a later step, or the timeout ends it
             self._log.warning("final snapshot step failed", cluster=record.id, error=f"{type(exc).__name__}: {exc}")
             return False, None
 

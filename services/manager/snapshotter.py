@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import structlog
 
-from libs.common.engines import SearchEngine
+from libs.common.engines import ENGINE_NO_ANSWER, SearchEngine
+from libs.common.failures import NATS_FAILURES
 from libs.common.engines.snapshots import SnapshotExists, SnapshotInfo, SnapshotMissing, Snapshots
 from libs.common.leases import Leases
 from libs.common.models import SERVING, ClusterRecord, ClusterStatus, utcnow
@@ -62,7 +63,7 @@ class Snapshotter:
             try:
                 await self.ensure_bucket()
                 await self.pass_all()
-            except Exception:
+            except Exception:  # a bug or an unforeseen failure: said with its traceback, never swallowed
                 self._log.exception("backup pass failed")
             await asyncio.sleep(self._settings.reconcile_interval_s)
 
@@ -105,9 +106,11 @@ class Snapshotter:
                 await self.tend(found[0])
         except RecordGone:
             pass
-        except Exception as exc:
+        except (*ENGINE_NO_ANSWER, *NATS_FAILURES, ObjectStoreError) as exc:
             self._log.warning("backup step failed; retrying on the next pass", cluster=cluster_id,
                               error=f"{type(exc).__name__}: {exc}")
+        except Exception:  # a bug: said with its traceback (this is a task no one awaits)
+            self._log.exception("backup step failed; retrying on the next pass", cluster=cluster_id)
         finally:
             self._busy.discard(cluster_id)
 

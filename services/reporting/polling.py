@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from nats.js.kv import KeyValue
-from pydantic import ValidationError
 
-from libs.common.engines import ENGINE_FAILURES, SearchEngine, connect_engine
+from libs.common.engines import ENGINE_NO_ANSWER, SearchEngine, connect_engine
 from libs.common.events import ClusterActivity, MetricsSample, UsageRecord
 from libs.common.failures import NATS_FAILURES
 from libs.common.kv import all_keys, read_model
@@ -31,9 +30,6 @@ from services.reporting.rates import derive_rates
 # the declared publishers (`handlers.py`): each event to its cluster's subject
 PublishSample = Callable[[MetricsSample], Awaitable[None]]
 PublishUsage = Callable[[UsageRecord], Awaitable[None]]
-# what a poll may meet besides an engine away: no answer within poll_timeout_s, or an answer
-# missing a section (an engine still starting)
-NO_ANSWER = (asyncio.TimeoutError, KeyError, ValidationError)
 
 
 class UsageMeters:
@@ -175,7 +171,7 @@ class Poller:
         started = time.perf_counter()
         try:
             stats = await asyncio.wait_for(engine.stats(), self._settings.poll_timeout_s)
-        except (*ENGINE_FAILURES, *NO_ANSWER) as exc:  # the cluster shows as down until it answers
+        except ENGINE_NO_ANSWER as exc:  # the cluster shows as down until it answers
             self._metrics.poll_errors.labels(record.tenant_org_id, cluster_id).inc()
             self.up[cluster_id] = (record.tenant_org_id, False)
             self.latest.pop(cluster_id, None)  # no stale gauges for a cluster that does not answer

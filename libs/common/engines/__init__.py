@@ -5,8 +5,11 @@ Engine differences (vector mapping, kNN query shape) live only in this package.
 
 from __future__ import annotations
 
+import asyncio
+
 import elastic_transport
 import opensearchpy.exceptions
+from pydantic import ValidationError
 
 from libs.common.engines.base import (
     ClusterHealth,
@@ -26,6 +29,9 @@ from libs.common.engines.base import (
 ENGINE_FAILURES: tuple[type[BaseException], ...] = (
     EngineError, opensearchpy.exceptions.OpenSearchException, elastic_transport.TransportError,
 )
+# what a caller that waits with its own timeout meets besides: no answer in time, or an answer
+# missing a section (an engine still starting, or another process on its port)
+ENGINE_NO_ANSWER: tuple[type[BaseException], ...] = (*ENGINE_FAILURES, asyncio.TimeoutError, KeyError, ValidationError)
 
 
 def connect_engine(kind: str, endpoint: str, username: str | None = None, password: str | None = None) -> SearchEngine:
@@ -44,6 +50,7 @@ def connect_engine(kind: str, endpoint: str, username: str | None = None, passwo
 __all__ = [
     "ClusterHealth",
     "ENGINE_FAILURES",
+    "ENGINE_NO_ANSWER",
     "EngineError",
     "IndexAlreadyExists",
     "IndexNotFound",

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import structlog
 
-from libs.common.engines import SearchEngine
+from libs.common.engines import ENGINE_NO_ANSWER, SearchEngine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
 from services.manager.planning import EngineObservation, EngineSize
 from services.manager.settings import ManagerSettings
@@ -64,7 +64,7 @@ async def flush_and_measure(engine: SearchEngine, timeout_s: float = 30.0) -> in
     try:
         await asyncio.wait_for(engine.admin().flush(), timeout_s)
         return (await asyncio.wait_for(engine.stats(), timeout_s)).store_bytes
-    except Exception as exc:
+    except ENGINE_NO_ANSWER as exc:
         structlog.get_logger("drivers").warning("flush before hibernation failed", error=str(exc))
         return 0
     finally:

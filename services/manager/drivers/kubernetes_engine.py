@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from libs.common.engines import SearchEngine
+from libs.common.engines import ENGINE_NO_ANSWER, SearchEngine
 from libs.common.models import EngineCredentials
 from libs.common.settings import KubernetesSection
 from services.manager.drivers import ResizeAbandoned, ResizeInProgress
@@ -67,7 +67,7 @@ class EngineCalls:
         try:
             answer = await asyncio.wait_for(search.health(), timeout=self._settings.kube_engine_timeout_s)
             return Health(answer.status)
-        except Exception as exc:
+        except ENGINE_NO_ANSWER as exc:
             return Health(None, f"{pods} pod(s) ready, but the engine does not answer the manager at {endpoint} "
                                 f"({_why(exc)}); run the manager where it reaches cluster "
                                 "Services (its pod does), or set ESS_KUBE_ENGINES_REACHABLE=false to rely on "
@@ -91,7 +91,7 @@ class EngineCalls:
         try:
             await asyncio.wait_for(search.admin().exclude_nodes(leaving), timeout)
             pending = await asyncio.wait_for(search.admin().drain_pending(leaving, remaining), timeout)
-        except Exception as exc:
+        except ENGINE_NO_ANSWER as exc:
             pending, problem = None, f"the engine does not answer the manager at {endpoint} ({_why(exc)})"
             fix = "run the manager where it reaches cluster Services (its pod does)"
         else:
@@ -124,7 +124,7 @@ class EngineCalls:
         search = self._dial(engine, endpoint, credentials)
         try:
             await asyncio.wait_for(search.admin().clear_exclusions(), self._settings.kube_engine_timeout_s)
-        except Exception as exc:
+        except ENGINE_NO_ANSWER as exc:
             # exclusions exist only after a drain reached the engine; without it there are none to lift
             self._log.warning("could not lift node exclusions", cluster=cluster_id, error=str(exc))
         finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from libs.common.engines import SearchEngine, connect_engine
+from libs.common.engines import ENGINE_NO_ANSWER, SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
 from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, LocalDriverSection
 from services.manager.drivers import (
@@ -132,7 +132,7 @@ class LocalDriver:
         endpoint, client = self.endpoint(some.http_base), connect_engine(some.engine, self.endpoint(some.http_base))
         try:
             health = await asyncio.wait_for(client.health(), timeout=2.0)
-        except Exception:
+        except ENGINE_NO_ANSWER:
             health = None
         finally:
             await client.close()
@@ -242,7 +242,7 @@ class LocalDriver:
                     members: set[int], new: EngineSize) -> None:
         try:
             health = await asyncio.wait_for(engine.health(), timeout=5.0)
-        except Exception as exc:
+        except ENGINE_NO_ANSWER as exc:
             raise ResizeInProgress(f"waiting for the engine to answer ({type(exc).__name__})") from exc
         if health.nodes < len(running):
             raise ResizeInProgress(f"waiting for {len(running)} nodes to form the cluster ({health.nodes} joined)")
