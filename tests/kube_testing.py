@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
+import elastic_transport
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from libs.common.engines import ClusterHealth
+from libs.common.metrics import ClusterStats
 from libs.common.models import ClusterRecord, ClusterSpec
 from libs.common.store import RecordGone
 from services.manager.drivers.kubernetes import KubernetesDriver
@@ -19,19 +21,23 @@ from tests.kube_cluster import ControlPlane
 
 
 class FakeEngine:
-    """Answers the engine calls the manager makes: health, drain, lifting a drain."""
+    """Answers the engine calls the manager makes: health, drain, lifting a drain, the flush and
+    store size before a hibernation. Unreachable, it fails as the real client does."""
 
     def __init__(self):
         self.status, self.shards_left, self.reachable = "green", 0, True
         self.excluded: list[list[str]] = []
-        self.lifted = 0
+        self.lifted = self.flushed = 0
+        self.store_bytes = 4096
 
     def connect(self, engine: str, endpoint: str, username: str | None, password: str | None) -> FakeEngine:
         return self
 
     def _answer(self) -> None:
         if not self.reachable:
-            raise ConnectionError("[Errno -2] Name or service not known")
+            # as the real client says it: "Connection error caused by: OSError([Errno -2] Name or ...)"
+            raise elastic_transport.ConnectionError("Cannot connect to host",
+                                                    errors=(OSError(-2, "Name or service not known"),))
 
     async def health(self) -> ClusterHealth:
         self._answer()
@@ -48,6 +54,14 @@ class FakeEngine:
     async def clear_exclusions(self) -> None:
         self._answer()
         self.lifted += 1
+
+    async def flush(self) -> None:
+        self._answer()
+        self.flushed += 1
+
+    async def stats(self) -> ClusterStats:
+        self._answer()
+        return ClusterStats(health=self.status, nodes=1, store_bytes=self.store_bytes)
 
     def admin(self) -> FakeEngine:
         return self

@@ -9,7 +9,7 @@ from services.manager.transitions import request_hibernation, request_wake
 from tests.kube_testing import RecordsInMemory, publish_nowhere, reconcile_until, record, until
 
 
-async def test_a_hibernated_cluster_runs_no_pod_keeps_its_claim_and_wakes_on_it(driver, admin, cluster_id):
+async def test_a_hibernated_cluster_runs_no_pod_keeps_its_claim_and_wakes_on_it(driver, admin, engine, cluster_id):
     namespace = f"ess-{cluster_id}"
     store = RecordsInMemory(record(cluster_id))
     provisioner = Provisioner(driver._settings.model_copy(update={"hibernate_grace_s": 0}), store, driver,
@@ -21,6 +21,8 @@ async def test_a_hibernated_cluster_runs_no_pod_keeps_its_claim_and_wakes_on_it(
     asleep = await reconcile_until(provisioner, store, cluster_id, lambda r: r.status == ClusterStatus.HIBERNATED,
                                    "hibernated")
     assert asleep.nodes == 0 and admin.statefulset(namespace).spec.replicas == 0
+    # flushed first (the wake replays no translog), and its store's size kept to meter it asleep
+    assert engine.flushed == 1 and asleep.stored_bytes == engine.store_bytes
     await until(lambda: not admin.core.list_namespaced_pod(namespace).items, "no pod left")
     kept = admin.core.read_namespaced_persistent_volume_claim("data-engine-0", namespace)
     assert (kept.metadata.uid, kept.status.phase) == (claim.metadata.uid, "Bound")
