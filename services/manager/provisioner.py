@@ -242,7 +242,8 @@ class Provisioner:
         # gateways see the mark within milliseconds and hold new requests (each wakes it again)
         await asyncio.sleep(self._settings.hibernate_grace_s)
         stored = await self._driver.hibernate(record)
-        await self._record(record.id, None, None, stored_bytes=stored)
+        if stored is not None:  # unknown keeps what an earlier pass read
+            await self._record(record.id, None, None, stored_bytes=stored)
         return True  # look again: the stopped engine is marked hibernated, or woken if asked meanwhile
 
     async def _give_up_resize(self, record: ClusterRecord, observed: EngineObservation, why: str) -> None:

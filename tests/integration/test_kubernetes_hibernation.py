@@ -22,7 +22,7 @@ async def test_a_hibernated_cluster_runs_no_pod_keeps_its_claim_and_wakes_on_it(
                                    "hibernated")
     assert asleep.nodes == 0 and admin.statefulset(namespace).spec.replicas == 0
     # flushed first (the wake replays no translog), and its store's size kept to meter it asleep
-    assert engine.flushed == 1 and asleep.stored_bytes == engine.store_bytes
+    assert engine.flushed >= 1 and asleep.stored_bytes == engine.store_bytes  # a pass may see the pod still
     await until(lambda: not admin.core.list_namespaced_pod(namespace).items, "no pod left")
     kept = admin.core.read_namespaced_persistent_volume_claim("data-engine-0", namespace)
     assert (kept.metadata.uid, kept.status.phase) == (claim.metadata.uid, "Bound")

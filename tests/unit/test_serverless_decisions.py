@@ -3,11 +3,14 @@ activity change its record, what the gateway does with a request, and how the me
 
 from datetime import timedelta
 
+import elastic_transport
 import pytest
 
 from libs.common.api_keys import Principal
 from libs.common.models import ClusterStatus, EngineCredentials, utcnow
+from libs.common.metrics import ClusterStats
 from services.gateway.routing import Forward, Hold, Refuse, basic_credentials, decide, engine_user, split_path
+from services.manager.drivers import flush_and_measure
 from services.manager.planning import EngineObservation, Step
 from services.manager.transitions import NotNow, note_activity, request_hibernation, request_wake
 from services.reporting.metering import add_activity, close_period, meter_storage_only
@@ -130,3 +133,32 @@ def test_gateway_counts_go_into_the_open_period_and_a_sleeping_cluster_pays_stor
     assert (closed.requests, closed.bytes_in, closed.bytes_out) == (5, 110, 990)
     assert closed.node_hours == 0 and closed.storage_gb_hours == pytest.approx(3400 / 3600)
     assert close_period(meter, 3600).requests == 0  # the next period starts from nothing
+
+
+class StoppingEngine:
+    """An engine for the flush before a hibernation: answering, or already on its way down."""
+
+    def __init__(self, answers: bool):
+        self.answers, self.flushed, self.closed = answers, 0, False
+
+    def admin(self):
+        return self
+
+    async def flush(self) -> None:
+        if not self.answers:
+            raise elastic_transport.ConnectionError("Cannot connect to host", errors=(OSError(111, "refused"),))
+        self.flushed += 1
+
+    async def stats(self) -> ClusterStats:
+        return ClusterStats(health="green", nodes=1, store_bytes=5_000_000)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_the_flush_before_a_stop_reads_the_size_or_says_it_is_unknown_never_zero():
+    answering, stopping = StoppingEngine(answers=True), StoppingEngine(answers=False)
+    assert await flush_and_measure(answering) == 5_000_000 and answering.flushed == 1
+    # a second pass at an engine already going down must not wipe the size the first one read
+    assert await flush_and_measure(stopping) is None
+    assert answering.closed and stopping.closed

@@ -52,21 +52,22 @@ class Driver(Protocol):
     async def resize(self, cluster: ClusterRecord, old: EngineSize | None, new: EngineSize) -> str: ...
     async def remove(self, cluster_id: str) -> None: ...
     # flush and stop every node, keeping the data (start wakes it); returns the store's bytes
-    async def hibernate(self, cluster: ClusterRecord) -> int: ...
+    async def hibernate(self, cluster: ClusterRecord) -> int | None: ...  # the store's size, if read
     async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials: ...
     async def orphans(self, known_ids: set[str]) -> set[str]: ...
 
 
-async def flush_and_measure(engine: SearchEngine, timeout_s: float = 30.0) -> int:
+async def flush_and_measure(engine: SearchEngine, timeout_s: float = 30.0) -> int | None:
     """Before a hibernation stops an engine: flush it (the wake replays no translog) and read the
     store's size (metered while it sleeps). Best effort: an acknowledged write is in the translog
-    already, so a failed flush loses nothing; the size is then 0."""
+    already, so a failed flush loses nothing; the size is then None, unknown (not 0: a second pass
+    at an engine already stopping must not wipe the size the first one read)."""
     try:
         await asyncio.wait_for(engine.admin().flush(), timeout_s)
         return (await asyncio.wait_for(engine.stats(), timeout_s)).store_bytes
     except ENGINE_NO_ANSWER as exc:
         structlog.get_logger("drivers").warning("flush before hibernation failed", error=str(exc))
-        return 0
+        return None
     finally:
         await engine.close()
 

@@ -332,7 +332,7 @@ class KubernetesDriver:
         await self._engines.lift_exclusions(cluster.id, cluster.spec.engine, endpoint_of(cluster.id, self._settings),
                                             credentials)
 
-    async def hibernate(self, cluster: ClusterRecord) -> int:
+    async def hibernate(self, cluster: ClusterRecord) -> int | None:
         """Flush, then scale the StatefulSet to 0: the claims stay, and `start` scales it back."""
         credentials = await self._api("read the credentials", self._read_credentials, cluster.id)
         user, password = (credentials.username, credentials.password) if credentials else (None, None)

@@ -287,11 +287,11 @@ class LocalDriver:
     async def stop(self, cluster_id: str) -> None:
         await self._stop_nodes(list(self._running(cluster_id).values()))
 
-    async def hibernate(self, cluster: ClusterRecord) -> int:
+    async def hibernate(self, cluster: ClusterRecord) -> int | None:
         """Flush, then stop every node; the data directories stay for the wake."""
         running = self._running(cluster.id)
         endpoint = self.endpoint(self._http_base(cluster.id))
-        stored = await flush_and_measure(connect_engine(cluster.spec.engine, endpoint)) if running else 0
+        stored = await flush_and_measure(connect_engine(cluster.spec.engine, endpoint)) if running else None
         await self._stop_nodes(list(running.values()))
         return stored
 
