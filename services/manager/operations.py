@@ -4,6 +4,7 @@ hibernate or wake it (record, announce, reconcile), and count the API's own engi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 
 import structlog
@@ -17,17 +18,27 @@ from services.manager.transitions import NotNow, note_activity, request_hibernat
 log = structlog.get_logger("manager")
 
 
+async def _transition(store: ClusterStore, cluster_id: str,
+                      transition: Callable[[ClusterRecord], ClusterRecord | None]) -> tuple[ClusterRecord, bool]:
+    """The record after `transition` (redone on a revision conflict), and whether this call changed
+    it: a second ask, or another replica's first, changes nothing and announces nothing."""
+    changed = False
+
+    def change(record: ClusterRecord) -> ClusterRecord | None:
+        nonlocal changed
+        result = transition(record)
+        changed = result is not None
+        return result
+
+    record = await store.mutate(cluster_id, change)
+    return record, changed
+
+
 async def hibernate(store: ClusterStore, provisioner: Provisioner, cluster_id: str, reason: str) -> ClusterRecord:
     """Mark the cluster `hibernating`: its stop is decided now and completes even if a request
     comes meanwhile (that one waits, then wakes it). Raises NotNow or RecordGone."""
-    marked: list[ClusterRecord] = []
-
-    def change(record: ClusterRecord) -> ClusterRecord | None:
-        marked[:] = [changed] if (changed := request_hibernation(record, reason)) else []
-        return changed
-
-    record = await store.mutate(cluster_id, change)
-    if marked:  # asked twice: one status event
+    record, marked = await _transition(store, cluster_id, lambda r: request_hibernation(r, reason))
+    if marked:
         await provisioner.announce(record)
         provisioner.kick(cluster_id)
     return record
@@ -35,22 +46,16 @@ async def hibernate(store: ClusterStore, provisioner: Provisioner, cluster_id: s
 
 async def wake(store: ClusterStore, provisioner: Provisioner, cluster_id: str, reason: str) -> ClusterRecord | None:
     """Clear the cluster's hibernation; the provisioner starts its engine. None: nothing to wake."""
-    woken: list[ClusterRecord] = []
-
-    def change(record: ClusterRecord) -> ClusterRecord | None:
-        woken[:] = [changed] if (changed := request_wake(record, utcnow(), reason)) else []
-        return changed
-
     try:
-        await store.mutate(cluster_id, change)
+        record, woken = await _transition(store, cluster_id, lambda r: request_wake(r, utcnow(), reason))
     except (RecordGone, NotNow):
         return None
     if not woken:
         return None  # awake already, or another wake was first: one status event per wake
-    if woken[0].status == ClusterStatus.WAKING:
-        await provisioner.announce(woken[0])
+    if record.status == ClusterStatus.WAKING:
+        await provisioner.announce(record)
     provisioner.kick(cluster_id)
-    return woken[0]
+    return record
 
 
 class ActivityBatch:
