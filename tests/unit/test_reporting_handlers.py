@@ -10,7 +10,6 @@ import nats.errors
 import pytest
 from faststream.nats import NatsBroker, TestNatsBroker
 from faststream.nats.annotations import NatsMessage
-from faststream.nats.testing import PatchedMessage
 from prometheus_client import CollectorRegistry
 
 from libs.common import subjects
@@ -23,6 +22,7 @@ from services.reporting import handlers
 from services.reporting.exposition import ServiceMetrics
 from services.reporting.metering import UsageMeter
 from services.reporting.polling import Poller
+from tests.broker_testing import settled_messages
 
 TENANT, CLUSTER = "acme", "c1"
 
@@ -50,17 +50,7 @@ class MemoryMeters:
 @pytest.fixture
 def acks(monkeypatch) -> list[tuple[str, dict]]:
     """What became of the activity message: ack, nak (with its delay) or term."""
-    done: list[tuple[str, dict]] = []
-
-    def answer(name: str):
-        async def record(message, **options) -> None:
-            if message.subject.startswith("ess.activity."):
-                done.append((name, options))
-        return record
-
-    for name in ("ack", "nak", "term"):
-        monkeypatch.setattr(PatchedMessage, name, answer(name))
-    return done
+    return settled_messages(monkeypatch, "ess.activity.")
 
 
 def activity(requests: int = 3) -> ClusterActivity:

@@ -8,7 +8,6 @@ from unittest.mock import AsyncMock
 import nats.errors
 import pytest
 from faststream.nats import NatsBroker, TestNatsBroker
-from faststream.nats.testing import PatchedMessage
 
 from libs.common import subjects
 from libs.common.events import MetricsSample, OperationRates
@@ -18,6 +17,7 @@ from libs.common.models import ClusterRecord, ClusterSpec, ClusterStatus, Contro
 from services.shard_controller import handlers
 from services.shard_controller.controller import ShardController
 from services.shard_controller.planning import ShardPolicy
+from tests.broker_testing import settled_messages
 
 TENANT, CLUSTER = "acme", "c1"
 
@@ -64,17 +64,7 @@ def sample(nodes: int = 1) -> MetricsSample:
 @pytest.fixture
 def acks(monkeypatch) -> list[tuple[str, dict]]:
     """What became of the sample (ack, nak with its delay, term); not of the events sent on."""
-    done: list[tuple[str, dict]] = []
-
-    def answer(name: str):
-        async def record(message, **options) -> None:
-            if message.subject.startswith("ess.metrics."):
-                done.append((name, options))
-        return record
-
-    for name in ("ack", "nak", "term"):
-        monkeypatch.setattr(PatchedMessage, name, answer(name))
-    return done
+    return settled_messages(monkeypatch, "ess.metrics.")
 
 
 async def deliver(message, found: ClusterRecord | None | Exception, states: MemoryStates):
