@@ -15,7 +15,6 @@ from libs.common.events import AuditEvent, ClusterStatusChanged, Event
 from libs.common.streams import LIFECYCLE
 
 
-
 class Outbox:
     def __init__(self, broker: NatsBroker):
         self._broker = broker
