@@ -108,7 +108,7 @@ def new_commands(settings: LocalDriverSection, nodes: int, home: Path, http_base
     classpath = engine_classpath(settings.engine_home)
     commands = []
     for node in range(1, nodes + 1):
-        write_node_config(home, node, "127.0.0.1", http_base, bootstrap=(node == 1))
+        write_node_config(home, node, "127.0.0.1", http_base, bootstrap=(node == 1), repos=[home.parent / "snapshots"])
         commands.append(engine_command(settings.java_bin, classpath, "bench-new", node, size, home, http_base))
     return commands, size.heap_mb
 

@@ -47,7 +47,7 @@ def floor_once() -> float:
     work = Path(tempfile.mkdtemp(prefix="ess-bench-floor-"))
     home = work / "floor" / "nodes"
     base = _free_http_base()
-    write_node_config(home, 1, "127.0.0.1", base, bootstrap=True)
+    write_node_config(home, 1, "127.0.0.1", base, bootstrap=True, repos=[work / "snapshots"])
     command = engine_command(settings.java_bin, engine_classpath(settings.engine_home), "floor", 1, size, home, base)
     url = f"http://127.0.0.1:{base + 1}/_cluster/health"
     process = None

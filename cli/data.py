@@ -139,13 +139,13 @@ def search(cluster_id: str, index: str, query: str = typer.Argument(None, help="
 
 
 def _backups(call):
-    """A snapshot call; the backups API may not be on this platform yet."""
+    """A snapshot call; a platform older than this `ess` may not have the backups API."""
     try:
         return call()
     except ApiError as exc:
         if exc.route_missing:
-            fail(f"this platform's API has no snapshots yet (answered {exc.status}); they come with the backups "
-                 "API: POST/GET /clusters/{id}/snapshots, POST /clusters/{id}/restore")
+            fail(f"this platform's API is older than this ess and has no snapshots (answered {exc.status}); "
+                 "upgrade the platform: POST/GET /clusters/{id}/snapshots, POST /clusters/{id}/restore")
         raise
 
 

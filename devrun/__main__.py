@@ -98,6 +98,7 @@ def up(settings: DevrunSettings) -> int:
     busy = [f"{name} {port}" for name, port in (
         ("ESS_API_PORT", settings.api_port), ("ESS_SHARD_CONTROLLER_PORT", settings.shard_controller_port),
         ("ESS_REPORTING_PORT", settings.reporting_port), ("ESS_GATEWAY_PORT", settings.gateway_port),
+        ("ESS_GATEWAY_METRICS_PORT", settings.gateway_metrics_port),
         ("ESS_NATS_URL", NatsServer.port_of(settings.nats_url)),
     ) if _listening(settings.api_host, port)]
     if busy:
@@ -117,7 +118,8 @@ def up(settings: DevrunSettings) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     # the services inherit this process's environment (ESS_* and the operator key) and write
     # to this terminal; NATS logs to <state>/logs/nats.log
-    supervisor = Supervisor(state, {"ESS_NATS_URL": settings.nats_url, "ESS_GATEWAY_URL": settings.public_gateway_url},
+    supervisor = Supervisor(state, {"ESS_NATS_URL": settings.nats_url, "ESS_GATEWAY_URL": settings.public_gateway_url,
+                                    "ESS_GATEWAY_METRICS_PORT": str(settings.gateway_metrics_port)},
                             ports=_ports(settings), service_logs=False)
     try:
         supervisor.nats.start()

@@ -152,7 +152,8 @@ class Supervisor:
     def __init__(self, state: Path, env: dict[str, str], managers: int = 1,
                  ports: dict[str, int] | None = None, service_logs: bool = True):
         """`env`: the ESS_* settings every service shares (ESS_NATS_URL and ESS_STATE_DIR at least).
-        `ports`: by kind (`make up`'s fixed ones); else free ports are chosen here.
+        `ports`: by kind (`make up`'s fixed ones); else free ports are chosen here (the gateway's
+        metrics port too, unless `env` names one).
         `service_logs` False: the services write to this terminal instead of `<state>/logs`."""
         self.state = state
         self.logs = state / "logs"
@@ -162,6 +163,8 @@ class Supervisor:
         ports = ports or {}
         gateway_port = ports.get("gateway") or free_port()
         self.env.setdefault("ESS_GATEWAY_URL", f"http://127.0.0.1:{gateway_port}")  # the endpoint the API shows
+        # two platforms on one machine cannot both take the default 9201
+        self.env.setdefault("ESS_GATEWAY_METRICS_PORT", str(free_port()))
         log_dir = self.logs if service_logs else None
         names = ["manager"] if managers == 1 else [f"manager-{chr(ord('a') + i)}" for i in range(managers)]
         self.services: dict[str, ServiceProcess] = {

@@ -53,6 +53,7 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         "ESS_SHARD_CONTROLLER_PORT": str(free_port()),
         "ESS_REPORTING_PORT": str(free_port()),
         "ESS_GATEWAY_PORT": str(free_port()),
+        "ESS_GATEWAY_METRICS_PORT": str(free_port()),
         "ESS_ACTIVITY_FLUSH_S": "2",
         # away from a developer's `make up` (19200...) and, at random, from another test run's
         # engines (below the ephemeral ports, 32768 on)

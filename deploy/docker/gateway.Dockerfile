@@ -28,10 +28,11 @@ ENV PYTHONUNBUFFERED=1 \
     ESS_API_HOST=0.0.0.0 \
     ESS_GATEWAY_HOST=0.0.0.0 \
     ESS_GATEWAY_PORT=9200 \
+    ESS_GATEWAY_METRICS_PORT=9201 \
     ESS_NATS_URL=nats://nats:4222 \
     ESS_LOG_FORMAT=json
 USER 10001:10001
-EXPOSE 9200
+EXPOSE 9200 9201
 # the process checks itself, inside its own container
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['ESS_GATEWAY_PORT'] + '/health', timeout=4)"]

@@ -80,11 +80,15 @@ class GatewaySection(Section):
     # gateway: the data plane tenants' clients talk to, at <gateway_url>/<cluster id>
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 9200
+    gateway_metrics_port: int = 9201  # /metrics names every tenant: a port of its own, for monitoring only
     gateway_url: str | None = None  # what clients dial, behind a proxy; None: http://host:port
     gateway_instance_id: str | None = None  # names its activity reports; None: host:port
     activity_flush_s: float = Field(default=5.0, gt=0)  # how often each gateway reports activity
     key_cache_s: float = Field(default=5.0, ge=0)  # a revoked key still works this long at a gateway
     upstream_timeout_s: float = Field(default=120.0, gt=0)  # one request to an engine, end to end
+    # refused keys: an address past this many in a minute gets 429 until the minute is over
+    auth_failures_per_minute: int = Field(default=60, ge=1)
+    key_lookups_per_s: float = Field(default=200.0, gt=0)  # KV reads for keys not known good, all addresses
 
     @property
     def public_gateway_url(self) -> str:
@@ -199,6 +203,17 @@ class LocalDriverSection(Section):
         """Local `fs` repositories, one directory per cluster, outside `clusters_dir`: a deleted
         cluster's engine data goes at once, its final snapshot stays for the retention."""
         return self.state_dir.resolve() / "snapshots"
+
+    @property
+    def restores_dir(self) -> Path:
+        """Incoming repositories, one directory per cluster: hard-linked copies of the repositories
+        it restores from (a clone's source), since its nodes may read no other cluster's directory."""
+        return self.state_dir.resolve() / "restores"
+
+    def repository_dirs(self, cluster_id: str) -> list[Path]:
+        """A local node's `path.repo`: its cluster's own repository and incoming directory, nothing
+        else, so a tenant's `fs` repository cannot reach another cluster's snapshots."""
+        return [self.snapshots_dir / cluster_id, self.restores_dir / cluster_id]
 
     @property
     def clusters_dir(self) -> Path:

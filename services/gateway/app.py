@@ -1,5 +1,6 @@
 """Wiring of the gateway: settings, NATS (the cluster mirror, keys, activity and wake events),
-one pooled HTTP client to the engines, and the aiohttp server with /health, /ready, /metrics."""
+one pooled HTTP client to the engines, and its two aiohttp servers: the tenants' endpoint (with
+/health and /ready) on `gateway_port`, and /metrics, /health, /ready on `gateway_metrics_port`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from libs.common.store import ClusterStore
 from services.gateway.activity import Activity, ActivityCollector
 from services.gateway.cors import add_cors
 from services.gateway.handler import Gateway
+from services.gateway.key_guard import KeyGuard
 from services.gateway.keys import KeyCache
 from services.gateway.settings import GatewaySettings
 
@@ -73,7 +75,8 @@ def create_app(settings: GatewaySettings) -> web.Application:
         # the activity stream is the gateway's: declared here, bound by the manager and reporting
         await streams.declare_stream(broker.connection.jetstream(), streams.ACTIVITY)
         store = await ClusterStore.open(broker)
-        keys = KeyCache(await broker.key_value(subjects.KV_API_KEYS), _secret(settings), settings.key_cache_s)
+        guard = KeyGuard(settings.auth_failures_per_minute, settings.key_lookups_per_s, settings.key_cache_s)
+        keys = KeyCache(await broker.key_value(subjects.KV_API_KEYS), _secret(settings), settings.key_cache_s, guard)
         # headers are the client's own: none added (an added Accept-Encoding once sent gzip to curl)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                                         skip_auto_headers=("User-Agent", "Content-Type", "Accept", "Accept-Encoding"))
@@ -81,6 +84,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         app["gateway"], app["store"] = gateway, store
         tasks = [asyncio.create_task(store.follow(gateway.record_changed)), asyncio.create_task(report_activity())]
         log.info("gateway started", listen=f"http://{settings.gateway_host}:{settings.gateway_port}",
+                 metrics=f"http://{settings.gateway_host}:{settings.gateway_metrics_port}/metrics",
                  endpoint=settings.public_gateway_url, nats=settings.nats_url)
         yield
         for activity_report in activity.take():  # the last counts before leaving
@@ -104,12 +108,25 @@ def create_app(settings: GatewaySettings) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def monitoring_server(app: web.Application):
+        # /metrics names every tenant: off the tenants' port, as a NetworkPolicy tells ports apart, not paths
+        monitoring = web.Application()
+        monitoring.router.add_get("/health", health)
+        monitoring.router.add_get("/ready", ready)
+        monitoring.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(monitoring, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.gateway_host, settings.gateway_metrics_port).start()
+        yield
+        await runner.cleanup()
+
     app = web.Application(client_max_size=1 << 20, handler_args={"max_field_size": 65536})
+    app.cleanup_ctx.append(monitoring_server)  # first: up before NATS, down after the last held request
     app.cleanup_ctx.append(lifecycle)
     add_cors(app)  # the web console calls the gateway from the API's origin
+    # probes and devrun's supervisor wait on /ready here, at the port they already dial
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    app.router.add_get("/metrics", metrics)
     app.router.add_route("*", "/{path:.*}", handle)
     return app
 

@@ -16,8 +16,9 @@ from yarl import URL
 BUFFER_LIMIT = 1 << 20  # bodies up to this are read whole; larger ones stream
 CHUNK = 1 << 16
 # hop-by-hop headers (RFC 9110 7.6.1) and what the gateway itself answers for
+# the server inflates a gzip or deflate request body as it reads it, so the engine gets it plain
 DROPPED_REQUEST = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-                   "host", "authorization", "content-length", "proxy-authorization"}
+                   "host", "authorization", "content-length", "proxy-authorization", "content-encoding"}
 DROPPED_RESPONSE = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
                     "content-length"}
 
@@ -40,8 +41,8 @@ def upstream_headers(request: web.Request, authorization: str | None) -> CIMulti
     headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in DROPPED_REQUEST)
     if authorization:
         headers["Authorization"] = authorization  # the engine's own credentials, never the tenant's key
-    if request.content_length is not None:
-        headers["Content-Length"] = str(request.content_length)
+    if request.content_length is not None and "Content-Encoding" not in request.headers:
+        headers["Content-Length"] = str(request.content_length)  # an inflated body's length is not known
     return headers
 
 
@@ -50,6 +51,19 @@ async def read_small_body(request: web.Request) -> bytes | None:
     if request.content_length is None:
         return b"" if not request.body_exists else None
     return await request.read() if request.content_length <= BUFFER_LIMIT else None
+
+
+async def read_checked_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole body of a call the policy must read, however it was sent; None: over `limit`."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def forward(session: aiohttp.ClientSession, request: web.Request, url: str, headers: CIMultiDict,

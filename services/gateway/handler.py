@@ -16,8 +16,11 @@ from libs.common.api_keys import Principal, api_key_of
 from libs.common.failures import NATS_FAILURES
 from libs.common.models import ClusterRecord
 from libs.common.store import ClusterStore
+from services.gateway import api_policy
 from services.gateway.activity import Activity
-from services.gateway.forwarding import NotSent, error_answer, forward, read_small_body, upstream_headers
+from services.gateway.forwarding import (NotSent, error_answer, forward, read_checked_body, read_small_body,
+                                         upstream_headers)
+from services.gateway.key_guard import Throttled
 from services.gateway.keys import KeyCache
 from services.gateway.routing import Forward, Hold, Refuse, basic_credentials, decide, engine_user, split_path
 from services.gateway.settings import GatewaySettings
@@ -54,10 +57,11 @@ class Gateway:
         if event:
             event.set()
 
-    async def _principal(self, authorization: str | None, record: ClusterRecord | None) -> Principal | None:
+    async def _principal(self, request: web.Request, record: ClusterRecord | None) -> Principal | Throttled | None:
+        authorization = request.headers.get("Authorization")
         key = api_key_of(authorization)
         if key:
-            return await self._keys.principal(key)
+            return await self._keys.principal(key, request.remote or "unknown")
         basic = basic_credentials(authorization)
         return engine_user(record, basic) if basic and record else None
 
@@ -68,25 +72,56 @@ class Gateway:
                                 "API says which")
         cluster_id, path = target
         record = await self._store.read(cluster_id)
-        principal = await self._principal(request.headers.get("Authorization"), record)
+        principal = await self._principal(request, record)
+        if isinstance(principal, Throttled):
+            return error_answer(429, "too_many_requests", principal.reason, principal.retry_after_s)
         if principal is None:
             return error_answer(401, "security_exception", "missing or unknown key: send Authorization: ApiKey "
                                 "<key> (or the cluster's engine credentials as HTTP basic)", extra_headers=CHALLENGE)
         decision = decide(record, principal, cluster_id)
         if isinstance(decision, Refuse):
             return error_answer(decision.status, decision.kind, decision.reason, decision.retry_after_s)
+        body: bytes | None = None
+        if principal.is_operator:
+            # the operator's key passes every call; each one is on record
+            self._log.info("operator call", cluster=cluster_id, method=request.method, path=path.partition("?")[0])
+        else:
+            allowed = await self._allowed(request, record, path)
+            if isinstance(allowed, web.Response):
+                return allowed
+            path, body = allowed
         self._activity.started(cluster_id, record.tenant_org_id)
         sizes = (0, 0)
         try:
-            answer, sizes = await self._serve(request, record, decision, path)
+            answer, sizes = await self._serve(request, record, decision, path, body)
             return answer
         finally:
             self._activity.finished(cluster_id, record.tenant_org_id, *sizes)
 
-    async def _serve(self, request: web.Request, record: ClusterRecord, decision, path: str):
+    async def _allowed(self, request: web.Request, record: ClusterRecord,
+                       path: str) -> tuple[str, bytes | None] | web.Response:
+        """The tenant API policy: (the path to forward, the body if it was read to check it), or a refusal."""
+        verdict = api_policy.decide(request.method, path, record.spec.engine)
+        if isinstance(verdict, api_policy.Deny):
+            return error_answer(verdict.status, verdict.kind, verdict.reason)
+        if verdict.check is None:
+            return verdict.path, None
+        body = await read_checked_body(request, api_policy.MAX_CHECKED_BODY)
+        if body is None:
+            return error_answer(400, "illegal_argument_exception", f"this call's body is checked by the gateway "
+                                f"and must be at most {api_policy.MAX_CHECKED_BODY >> 20} MiB")
+        parsed = api_policy.read_json(body, request.headers.get("Content-Type"))
+        refusal = parsed if isinstance(parsed, api_policy.Deny) else api_policy.check_body(
+            verdict.check, request.method, verdict.path.partition("?")[0], parsed)
+        if refusal is not None:
+            return error_answer(refusal.status, refusal.kind, refusal.reason)
+        return verdict.path, body
+
+    async def _serve(self, request: web.Request, record: ClusterRecord, decision, path: str, body: bytes | None):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.wake_timeout_s
-        body = await read_small_body(request)
+        if body is None:
+            body = await read_small_body(request)
         started = time.perf_counter()
         while True:
             if isinstance(decision, Refuse):

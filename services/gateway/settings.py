@@ -1,7 +1,8 @@
 """The gateway's settings: the sections it reads (libs/common/settings.py declares them).
 
-It binds `gateway_host`/`gateway_port` of its own section, accepts the operator key, and holds
-requests for a waking cluster up to the serverless section's `wake_timeout_s`.
+It binds `gateway_host`/`gateway_port` (tenants) and `gateway_metrics_port` (monitoring) of its
+own section, accepts the operator key, and holds requests for a waking cluster up to the
+serverless section's `wake_timeout_s`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Pure decisions about a cluster's backups: whether it has any (`backups_off`, per engine: the
 one place routes, schedule, final snapshot and the Kubernetes renderer ask), where its repository
-is, which scheduled snapshot is due, which to prune, whether a restore ran too long, when a
-deleted cluster's snapshot goes.
+is (and where a clone reads its source's), which scheduled snapshot is due, which to prune,
+whether a restore ran too long, when a deleted cluster's snapshot goes.
 
 No I/O here: every function takes values and returns a value (plans carry a `reason`). The
 snapshotter (services/manager/snapshotter.py) applies them.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from libs.common.models import ClusterRecord, SnapshotPolicy
@@ -94,7 +95,7 @@ def base_path(cluster_id: str) -> str:
 def repository_body(settings: ManagerSettings, cluster_id: str, readonly: bool = False) -> dict[str, Any]:
     """The engine's repository definition for `cluster_id`'s snapshots.
 
-    Local: an `fs` directory under the state dir (inside the nodes' `path.repo`). Kubernetes: a
+    Local: an `fs` directory under the state dir (inside its own nodes' `path.repo`). Kubernetes: a
     prefix of the S3 bucket; endpoint, region and path-style are the engines' `s3.client.default.*`
     node settings and the keys sit in their keystores, so nothing secret is in this body.
     """
@@ -103,6 +104,24 @@ def repository_body(settings: ManagerSettings, cluster_id: str, readonly: bool =
         return {"type": "fs", "settings": {"location": location, "compress": True, "readonly": readonly}}
     return {"type": "s3", "settings": {"bucket": settings.snapshot_bucket, "base_path": base_path(cluster_id),
                                        "client": "default", "readonly": readonly}}
+
+
+def incoming_location(settings: ManagerSettings, target_id: str, source_id: str) -> Path:
+    """Local: where `target_id` reads `source_id`'s repository from, a hard-linked copy in its own
+    incoming directory, since its nodes' `path.repo` holds no other cluster's directory."""
+    return settings.restores_dir / target_id / source_id
+
+
+def source_repository_body(settings: ManagerSettings, target_id: str, source_id: str) -> dict[str, Any]:
+    """The read-only definition under which `target_id` restores from `source_id`'s snapshots.
+
+    Local: `fs` at the incoming copy (`incoming_location`). Kubernetes: the source's own prefix of
+    the bucket, which every engine's S3 client reaches.
+    """
+    if settings.driver == "local":
+        location = str(incoming_location(settings, target_id, source_id))
+        return {"type": "fs", "settings": {"location": location, "compress": True, "readonly": True}}
+    return repository_body(settings, source_id, readonly=True)
 
 
 def manual_name(now: datetime) -> str:

@@ -22,6 +22,7 @@ from libs.common.store import ClusterStore, RecordGone
 from services.manager import backups
 from services.manager.settings import ManagerSettings
 from services.manager.object_store import ObjectStore, ObjectStoreError
+from services.manager.repository_links import link_repository, remove_links
 
 BUCKET_RETRY_S = 30.0
 
@@ -47,11 +48,11 @@ class Snapshotter:
 
     async def ensure_repository(self, record: ClusterRecord, source: str | None = None) -> str:
         """Register the cluster's repository (or, read-only, a clone source's) once per engine."""
-        owner = source or record.id
-        name = backups.source_repository(owner) if source else backups.REPOSITORY
+        name = backups.source_repository(source) if source else backups.REPOSITORY
         key = (record.id, record.endpoint or "", name, str(record.formed_at))  # a new engine has none
         if key not in self._registered:
-            body = backups.repository_body(self._settings, owner, readonly=source is not None)
+            body = (backups.source_repository_body(self._settings, record.id, source) if source
+                    else backups.repository_body(self._settings, record.id))
             await self.snapshots(record).register(name, body)
             self._registered.add(key)
             self._log.info("snapshot repository registered", cluster=record.id, repository=name,
@@ -178,6 +179,7 @@ class Snapshotter:
         """The retention of a deleted cluster is over: its repository data and its record go."""
         if self._settings.driver == "local":
             shutil.rmtree(self._settings.snapshots_dir / record.id, ignore_errors=True)
+            remove_links(self._settings.restores_dir, record.id)
         elif self._objects is not None:
             # a store that fails raises: the record stays, and the next pass tries again
             gone = await self._objects.delete_prefix(f"{backups.base_path(record.id)}/")
@@ -190,24 +192,42 @@ class Snapshotter:
         restore = record.restore
         now = utcnow()
         if backups.restore_overdue(record, now, self._settings.snapshot_timeout_s):
-            await self._restore_state(record.id, "failed", f"not done within {self._settings.snapshot_timeout_s:.0f} s")
+            await self._finish_restore(record, "failed", f"not done within {self._settings.snapshot_timeout_s:.0f} s")
             return
         snapshots = self.snapshots(record)
         if restore.state == "requested":
             source = restore.source_cluster_id if restore.source_cluster_id != record.id else None
+            if source and self._settings.driver == "local":
+                await self._link_source(record.id, source)
             repository = await self.ensure_repository(record, source)
             try:
                 indices = await snapshots.restore(repository, restore.snapshot, restore.indices)
             except SnapshotMissing as exc:
-                await self._restore_state(record.id, "failed", str(exc))
+                await self._finish_restore(record, "failed", str(exc))
                 return
             await self._restore_state(record.id, "running", f"restoring {len(indices)} index(es) from "
                                       f"{restore.snapshot}", indices=indices)
             self._log.info("restore started", cluster=record.id, snapshot=restore.snapshot, indices=indices)
         elif await snapshots.restored(restore.indices):
-            await self._restore_state(record.id, "done", f"restored {len(restore.indices)} index(es) from "
-                                      f"{restore.snapshot}")
+            await self._finish_restore(record, "done", f"restored {len(restore.indices)} index(es) from "
+                                       f"{restore.snapshot}")
             self._log.info("restore done", cluster=record.id, snapshot=restore.snapshot)
+
+    async def _finish_restore(self, record: ClusterRecord, state: str, reason: str) -> None:
+        await self._restore_state(record.id, state, reason)
+        source = record.restore.source_cluster_id
+        if self._settings.driver == "local" and source and source != record.id:
+            # the copy held every snapshot of the source: the target keeps none once it has its one
+            location = backups.incoming_location(self._settings, record.id, source)
+            await asyncio.to_thread(shutil.rmtree, location, True)
+
+    async def _link_source(self, target: str, source: str) -> None:
+        """Local: the source's repository hard-linked afresh into the target's own `path.repo`,
+        the only place its nodes may read it from."""
+        location = backups.incoming_location(self._settings, target, source)
+        made = await asyncio.to_thread(link_repository, self._settings.snapshots_dir / source, location)
+        self._log.info("source repository linked", cluster=target, source=source, location=str(location),
+                       linked=made.linked, copied=made.copied)
 
     async def _restore_state(self, cluster_id: str, state: str, reason: str, indices: list[str] | None = None) -> None:
         def change(record: ClusterRecord) -> ClusterRecord | None:

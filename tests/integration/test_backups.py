@@ -196,7 +196,7 @@ def test_a_deleted_cluster_is_listed_and_comes_back_with_its_data(api):
     api.delete(f"/clusters/{cluster['id']}")
 
 
-def test_a_clone_starts_with_the_snapshot_and_only_the_operator_clones_across_tenants(api):
+def test_a_clone_starts_with_the_snapshot_and_only_the_operator_clones_across_tenants(api, settings):
     source = new_cluster(api, service_name="original")
     before = load_vectors(api, source["id"])
     snapshot = take_snapshot(api, source["id"])
@@ -216,6 +216,8 @@ def test_a_clone_starts_with_the_snapshot_and_only_the_operator_clones_across_te
     assert count(clone) == DOCS
     assert knn_ids(api, clone["id"]) == before
     assert count(source) == DOCS  # the source is untouched
+    # the clone read the source through a copy in its own path.repo, gone once it was restored
+    assert not (settings.restores_dir / clone["id"] / source["id"]).exists()
     for cluster in (clone, source):
         api.delete(f"/clusters/{cluster['id']}")
 

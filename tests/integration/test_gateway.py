@@ -89,10 +89,20 @@ def test_no_key_is_401_with_a_challenge_and_a_wrong_key_too(cluster):
         endpoint_client(cluster["endpoint"], "ess_0123456789abcdef_not-a-secret").info()
 
 
-def test_counts_of_requests_and_bytes_show_on_metrics(cluster, tenants, settings):
+def test_counts_of_requests_and_bytes_show_on_the_metrics_port_alone(cluster, tenants, settings):
     (tenant, key), _ = tenants
     endpoint_client(cluster["endpoint"], key).cluster.health()
-    metrics = httpx.get(f"http://127.0.0.1:{settings.gateway_port}/metrics").text
+    monitoring = f"http://127.0.0.1:{settings.gateway_metrics_port}"
+    metrics = httpx.get(f"{monitoring}/metrics").text
     line = next(l for l in metrics.splitlines()
                 if l.startswith("ess_gateway_requests_total") and cluster["id"] in l)
     assert f'tenant="{tenant}"' in line and float(line.split()[-1]) >= 1
+    assert httpx.get(f"{monitoring}/ready").status_code == httpx.get(f"{monitoring}/health").status_code == 200
+    assert httpx.get(f"{monitoring}/{cluster['id']}/_cluster/health", headers=OPERATOR).status_code == 404
+    # every tenant's name and counts: not on the tenants' port, whatever key comes along
+    tenant_port = f"http://127.0.0.1:{settings.gateway_port}"
+    for headers in ({}, {"Authorization": f"ApiKey {key}"}, OPERATOR):
+        answer = httpx.get(f"{tenant_port}/metrics", headers=headers)
+        assert answer.status_code == 404 and "ess_gateway" not in answer.text, headers
+        assert answer.json()["error"]["type"] == "not_found"  # the gateway's own: no such path
+    assert httpx.get(f"{tenant_port}/ready").status_code == 200  # probes and devrun still wait on it here

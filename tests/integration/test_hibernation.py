@@ -137,6 +137,7 @@ def second_gateway(nats, settings, platform_env, state_dir):
 
     port = free_port()
     process = _service("services.gateway", port, {**platform_env, "ESS_GATEWAY_PORT": str(port),
+                                                  "ESS_GATEWAY_METRICS_PORT": str(free_port()),
                                                   "ESS_GATEWAY_INSTANCE_ID": "second"}, state_dir)
     yield port
     process.stop()

@@ -1,7 +1,8 @@
 """deploy/kubernetes and `render` against a real API server: the control plane's manifests are
-accepted and its pods come up, the manager's ClusterRole is enough for the driver and every
-rule of it is needed, pull secrets need the component that names them, and what `render`
-prints is accepted without a warning.
+accepted and its pods come up, its NetworkPolicies as the server holds them let in only each
+port's callers, the manager's ClusterRole is enough for the driver and every rule of it is
+needed, pull secrets need the component that names them, and what `render` prints is accepted
+without a warning.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from services.manager.drivers.kubernetes_manifests import render_for_review
 from tests.deployment import kustomize_build
 from tests.kube_cluster import ControlPlane
 from tests.kube_testing import FakeEngine, make_driver, record, until
+from tests.network_policies import OUTSIDE, Pod, admits
 
 PLATFORM = "es-serverless"
 
@@ -72,6 +74,39 @@ async def test_the_control_plane_manifests_are_accepted_and_its_pods_come_up(con
         api.server_side_apply(resource, body=obj, name=obj["metadata"]["name"],
                               namespace=obj["metadata"].get("namespace"), field_manager="review",
                               force_conflicts=True, dry_run="All")
+
+
+async def test_the_platforms_network_policies_held_keep_metrics_ports_and_nats_to_their_callers(control_plane):
+    core, api = client.CoreV1Api(control_plane.admin()), client.ApiClient()
+    # list items come without their kind
+    policies = [{**api.sanitize_for_serialization(p), "kind": "NetworkPolicy"} for p in
+                client.NetworkingV1Api(control_plane.admin()).list_namespaced_network_policy(PLATFORM).items]
+    built = [o for o in kustomize_build("deploy/kubernetes") if o["kind"] == "NetworkPolicy"]
+    assert sorted(p["metadata"]["name"] for p in policies) == sorted(o["metadata"]["name"] for o in built)
+
+    def as_pod(namespace: str, labels: dict) -> Pod:
+        return Pod(namespace, labels, core.read_namespace(namespace).metadata.labels or {})
+
+    def pod_of(name: str) -> Pod | None:
+        live = core.list_namespaced_pod(PLATFORM, label_selector=f"app.kubernetes.io/name={name}").items
+        return as_pod(PLATFORM, live[0].metadata.labels) if live else None
+
+    pods = {name: await until(lambda: pod_of(name), f"a {name} pod")
+            for name in ("gateway", "manager", "reporting", "shard-controller", "nats")}
+    monitoring = f"monitoring-{uuid.uuid4().hex[:6]}"
+    control_plane.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": monitoring, "labels": {"es-serverless.io/monitoring": "true"}}}])
+    try:
+        prometheus, elsewhere = as_pod(monitoring, {}), as_pod("default", {})
+        for name, port in (("reporting", 9108), ("shard-controller", 8081)):
+            assert admits(policies, pods[name], port, prometheus), name
+            assert not any(admits(policies, pods[name], port, s) for s in (elsewhere, OUTSIDE, pods["gateway"])), name
+        for name, port in (("gateway", 9200), ("manager", 8080)):
+            assert admits(policies, pods[name], port, elsewhere) and admits(policies, pods[name], port, OUTSIDE)
+        assert admits(policies, pods["nats"], 4222, pods["reporting"])
+        assert not any(admits(policies, pods["nats"], 4222, s) for s in (prometheus, elsewhere, OUTSIDE))
+    finally:
+        core.delete_namespace(monitoring)
 
 
 async def test_every_rule_of_the_managers_cluster_role_is_needed(control_plane):

@@ -19,6 +19,8 @@ from kubernetes.client.exceptions import ApiException
 
 from libs.common.models import ClusterStatus
 from services.manager.drivers import ResizeInProgress
+from services.manager.drivers.kubernetes_manifests import render_namespace
+from services.manager.drivers.kubernetes_rules import ENGINE_CLIENTS, pod_labels
 from services.manager.provisioner import Provisioner
 from tests.kube_testing import (
     Admin,
@@ -31,6 +33,7 @@ from tests.kube_testing import (
     requests_of,
     until,
 )
+from tests.network_policies import OUTSIDE, Pod, admits
 
 EVERY_OBJECT = {
     ("Namespace", None), ("Secret", "engine-credentials"), ("Secret", "engine-transport-tls"),
@@ -68,6 +71,60 @@ async def test_every_object_is_accepted_and_applied_by_es_serverless(driver, adm
     credentials = admin.core.read_namespaced_secret("engine-credentials", namespace).data
     assert base64.b64decode(credentials["username"]).decode() == "elastic"
     assert admin.core.read_namespaced_service("engine", namespace).spec.cluster_ip  # allocated by the server
+
+
+async def test_the_network_policy_held_lets_in_only_the_platforms_engine_clients_and_the_nodes(
+        driver, admin, control_plane, cluster_id):
+    cluster = record(cluster_id)
+    await driver.start(cluster, driver.size_for(cluster.spec))
+    await ready_observation(driver, cluster_id, 1)
+    namespace, platform = f"ess-{cluster_id}", "es-serverless"
+    api, networking = client.ApiClient(), client.NetworkingV1Api(admin.core.api_client)
+    # list items come without their kind
+    policies = [{**api.sanitize_for_serialization(p), "kind": "NetworkPolicy"}
+                for p in networking.list_namespaced_network_policy(namespace).items]
+    assert [p["metadata"]["name"] for p in policies] == ["engine"]
+    platform_rule, nodes_rule = policies[0]["spec"]["ingress"]
+    assert platform_rule == {
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": platform}},
+                  "podSelector": {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                                                        "values": list(ENGINE_CLIENTS)}]}}],
+        "ports": [{"protocol": "TCP", "port": 9200}]}
+    assert nodes_rule == {"from": [{"podSelector": {"matchLabels": {
+        "es-serverless.io/cluster": cluster_id, "app.kubernetes.io/component": "engine"}}}]}
+
+    def as_pod(live) -> Pod:
+        ns = admin.core.read_namespace(live.metadata.namespace).metadata.labels
+        return Pod(live.metadata.namespace, live.metadata.labels or {}, ns)
+
+    def platform_pods():
+        found = {p.metadata.labels.get("app.kubernetes.io/name"): as_pod(p)
+                 for p in admin.core.list_namespaced_pod(platform).items}
+        return found if set(found) >= {*ENGINE_CLIENTS, "nats"} else None
+
+    node = as_pod(admin.core.read_namespaced_pod("engine-0", namespace))
+    pods = await until(platform_pods, "a pod of every platform service")
+    for name in ENGINE_CLIENTS:
+        assert admits(policies, node, 9200, pods[name]), name
+        assert not admits(policies, node, 9300, pods[name]), name
+    assert admits(policies, node, 9300, node)
+
+    # another tenant's namespace, as the server labels it
+    other = record(f"c{cluster_id[1:][::-1]}").model_copy(update={"tenant_org_id": "globex"})
+    control_plane.apply([render_namespace(other, driver._settings)])
+    try:
+        other_labels = admin.core.read_namespace(f"ess-{other.id}").metadata.labels
+        kept_out = {
+            "another tenant's engine": Pod(f"ess-{other.id}", pod_labels(other), other_labels),
+            "a pod elsewhere with this cluster's node labels": Pod(f"ess-{other.id}", node.labels, other_labels),
+            "NATS, of the platform namespace": pods["nats"],
+            "an unlabelled pod of the platform namespace": Pod(platform, {}, pods["nats"].namespace_labels),
+            "a client outside the cluster": OUTSIDE,
+        }
+        for what, source in kept_out.items():
+            assert not any(admits(policies, node, port, source) for port in (9200, 9300)), what
+    finally:
+        admin.core.delete_namespace(f"ess-{other.id}")
 
 
 async def test_reapplying_an_unchanged_spec_writes_nothing(driver, admin, cluster_id, engine):

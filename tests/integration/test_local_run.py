@@ -28,6 +28,7 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
         "ESS_SHARD_CONTROLLER_PORT": str(free_port()),
         "ESS_REPORTING_PORT": str(free_port()),
         "ESS_GATEWAY_PORT": str(free_port()),
+        "ESS_GATEWAY_METRICS_PORT": str(free_port()),
         "ESS_LOCAL_PORT_BASE": "33200",
     }
     output = tmp_path / "up.log"  # a file, not a pipe: nobody has to keep reading it
@@ -59,7 +60,8 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
             except subprocess.TimeoutExpired:
                 up.kill()
     assert find_engines(tmp_path.resolve() / "clusters") == []
-    for port in (env["ESS_API_PORT"], env["ESS_GATEWAY_PORT"], env["ESS_NATS_URL"].rsplit(":", 1)[1]):
+    for port in (env["ESS_API_PORT"], env["ESS_GATEWAY_PORT"], env["ESS_GATEWAY_METRICS_PORT"],
+                 env["ESS_NATS_URL"].rsplit(":", 1)[1]):
         with __import__("socket").socket() as sock:
             assert sock.connect_ex(("127.0.0.1", int(port))) != 0, f"port {port} still open"
 

@@ -70,6 +70,79 @@ def test_the_local_repository_is_a_directory_of_its_own_outside_the_engine_data(
     assert backups.repository_body(settings, "c0123456789ab", readonly=True)["settings"]["readonly"] is True
 
 
+def test_a_local_clone_reads_its_source_from_a_copy_inside_its_own_incoming_directory(tmp_path: Path):
+    settings = ManagerSettings(state_dir=tmp_path, driver="local")
+    location = backups.incoming_location(settings, "ctarget", "csource")
+    assert location == settings.restores_dir / "ctarget" / "csource"
+    assert location.is_relative_to(settings.repository_dirs("ctarget")[1])  # inside the target's path.repo
+    assert not location.is_relative_to(settings.snapshots_dir)
+    body = backups.source_repository_body(settings, "ctarget", "csource")
+    assert body == {"type": "fs", "settings": {"location": str(location), "compress": True, "readonly": True}}
+
+
+def test_a_kubernetes_clone_reads_its_source_where_the_source_keeps_it():
+    settings = ManagerSettings(driver="kubernetes", snapshot_bucket="backups")
+    body = backups.source_repository_body(settings, "ctarget", "csource")
+    assert body == backups.repository_body(settings, "csource", readonly=True)
+    assert body["settings"]["base_path"] == "clusters/csource"
+
+
+def test_the_incoming_copy_is_made_of_hard_links_made_afresh_and_goes_with_a_purge(tmp_path: Path):
+    from services.manager.repository_links import link_repository, remove_links
+    source, restores = tmp_path / "snapshots" / "csource", tmp_path / "restores"
+    (source / "indices" / "abc" / "0").mkdir(parents=True)
+    (source / "index-0").write_text("root")
+    (source / "indices" / "abc" / "0" / "__blob").write_text("data")
+    target = restores / "ctarget" / "csource"
+    made = link_repository(source, target)
+    assert (made.linked, made.copied) == (2, 0)
+    for name in ("index-0", "indices/abc/0/__blob"):
+        assert (target / name).stat().st_ino == (source / name).stat().st_ino  # a link, not a copy
+
+    (source / "index-1").write_text("newer root")
+    (source / "index-0").unlink()  # the engine's own cleanup of an old root
+    assert link_repository(source, target).linked == 2
+    assert sorted(p.name for p in target.iterdir()) == ["index-1", "indices"]
+
+    (restores / "csource" / "cother").mkdir(parents=True)  # the source's own incoming copies
+    remove_links(restores, "csource")
+    assert not target.exists() and not (restores / "csource").exists()
+    assert link_repository(tmp_path / "gone", target).linked == 0 and target.is_dir()  # a source purged first
+
+
+def test_a_file_that_cannot_be_linked_is_copied(tmp_path: Path, monkeypatch):
+    from services.manager import repository_links
+
+    def cross_device(*args, **kwargs):
+        raise OSError(18, "Invalid cross-device link")
+
+    (tmp_path / "source").mkdir()
+    (tmp_path / "source" / "index-0").write_text("root")
+    monkeypatch.setattr(repository_links.os, "link", cross_device)
+    made = repository_links.link_repository(tmp_path / "source", tmp_path / "target")
+    assert (made.linked, made.copied) == (0, 1)
+    assert (tmp_path / "target" / "index-0").read_text() == "root"
+
+
+async def test_a_purge_removes_the_repository_and_every_incoming_copy_of_it(tmp_path: Path):
+    from libs.common.models import ClusterStatus
+    settings = ManagerSettings(state_dir=tmp_path, driver="local")
+    record = opensearch_cluster().model_copy(update={"status": ClusterStatus.DELETED})
+    for directory in (settings.snapshots_dir / record.id, settings.restores_dir / record.id / "csource",
+                      settings.restores_dir / "cclone" / record.id, settings.restores_dir / "cclone" / "ckept"):
+        directory.mkdir(parents=True)
+
+    class Removed:
+        async def remove(self, record):
+            self.removed = record.id
+
+    store = Removed()
+    await Snapshotter(settings, store, None, None).purge(record)
+    assert store.removed == record.id
+    assert [p.relative_to(tmp_path) for p in sorted(tmp_path.rglob("*"))] == [
+        Path("restores"), Path("restores/cclone"), Path("restores/cclone/ckept"), Path("snapshots")]
+
+
 @pytest.mark.parametrize("engine", ["elasticsearch", "opensearch"])
 def test_backups_are_off_on_kubernetes_until_a_bucket_is_set(engine):
     assert backups.backups_on(ManagerSettings(driver="local"), engine)

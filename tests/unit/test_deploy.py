@@ -127,6 +127,17 @@ def test_prometheus_and_grafana_mount_the_monitoring_files_and_their_targets_exi
             assert urlparse(source["url"]).hostname in services
 
 
+def test_the_gateways_metrics_are_scraped_on_a_port_of_their_own_that_the_host_never_sees():
+    gateway = compose()["services"]["gateway"]
+    metrics_port = environment_of(gateway)["ESS_GATEWAY_METRICS_PORT"]
+    assert metrics_port != environment_of(gateway)["ESS_GATEWAY_PORT"]
+    prometheus = yaml.safe_load((REPO / "deploy/monitoring/prometheus.yml").read_text())
+    [job] = [job for job in prometheus["scrape_configs"] if job["job_name"] == "gateway"]
+    assert [t for c in job["static_configs"] for t in c["targets"]] == [f"gateway:{metrics_port}"]
+    published = [mapping.rsplit(":", 1)[-1] for mapping in gateway["ports"]]  # host:container
+    assert metrics_port not in published and gateway["expose"] == [metrics_port]
+
+
 def test_every_depends_on_names_a_service():
     services = compose()["services"]
     for name, service in services.items():

@@ -242,19 +242,6 @@ def test_discovery_service_is_headless_and_publishes_nodes_before_they_are_ready
     assert env["cluster.name"] == "c0a1b2c3d4e5f"
 
 
-def test_only_the_platform_and_the_tenant_reach_http_and_only_the_nodes_reach_transport():
-    policy = manifests.render_network_policy(cluster(), settings(kube_platform_namespace="ess-platform"))
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    http_rule, transport_rule = policy["spec"]["ingress"]
-    assert http_rule["ports"] == [{"protocol": "TCP", "port": 9200}]
-    assert http_rule["from"] == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ess-platform"}}},
-        {"namespaceSelector": {"matchLabels": {rules.TENANT_LABEL: "acme"}}},
-    ]
-    assert transport_rule["from"] == [{"podSelector": {"matchLabels": rules.pod_selector(cluster())}}]
-    assert {p["port"] for p in transport_rule["ports"]} == {9200, 9300}
-
-
 def test_disruptions_take_one_node_at_a_time():
     pdb = manifests.render_pod_disruption_budget(cluster(replicas=3), settings())
     assert pdb["spec"]["maxUnavailable"] == 1

@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import pytest
+import yaml
+
 from libs.common.engines.admin import pending_drain
 from services.manager.drivers.local import MIXED, size_of, write_node_config
 from services.manager.drivers.local_processes import NodeProcess, parse_engine_cmdline
@@ -36,8 +39,8 @@ def test_size_counts_members_and_shows_a_rolling_restart_as_mixed():
 
 
 def test_only_node_one_of_a_new_cluster_bootstraps(tmp_path):
-    write_node_config(tmp_path, 1, "127.0.0.1", 19220, bootstrap=True)
-    write_node_config(tmp_path, 2, "127.0.0.1", 19220, bootstrap=False)
+    write_node_config(tmp_path, 1, "127.0.0.1", 19220, bootstrap=True, repos=[])
+    write_node_config(tmp_path, 2, "127.0.0.1", 19220, bootstrap=False, repos=[])
     first = (tmp_path / "node_1" / "config" / "opensearch.yml").read_text()
     second = (tmp_path / "node_2" / "config" / "opensearch.yml").read_text()
     assert 'cluster.initial_cluster_manager_nodes: ["Node 1"]' in first
@@ -110,11 +113,46 @@ def test_an_elasticsearch_node_is_recognised_as_one(tmp_path):
 def test_elasticsearch_nodes_find_each_other_and_only_node_one_bootstraps(tmp_path):
     from services.manager.drivers.local_elasticsearch import write_elasticsearch_config
     ports = [19231, 19232]
-    write_elasticsearch_config(tmp_path / "nodes", 1, "127.0.0.1", 19220, ports, "c1", bootstrap=True)
-    write_elasticsearch_config(tmp_path / "nodes", 2, "127.0.0.1", 19220, ports, "c1", bootstrap=False)
+    write_elasticsearch_config(tmp_path / "nodes", 1, "127.0.0.1", 19220, ports, "c1", bootstrap=True, repos=[])
+    write_elasticsearch_config(tmp_path / "nodes", 2, "127.0.0.1", 19220, ports, "c1", bootstrap=False, repos=[])
     first = (tmp_path / "nodes" / "node_1" / "config" / "elasticsearch.yml").read_text()
     second = (tmp_path / "nodes" / "node_2" / "config" / "elasticsearch.yml").read_text()
     assert 'cluster.initial_master_nodes: ["Node 1"]' in first and "initial_master_nodes" not in second
     assert "discovery.type" not in first  # single-node discovery would refuse a second node
     assert 'node.name: "Node 2"' in second and "http.port: 19222" in second and "transport.port: 19232" in second
-    assert f"path.repo: {tmp_path / 'snapshots'}" in second
+
+
+def path_repo(config: Path) -> list[Path]:
+    [line] = [line for line in config.read_text().splitlines() if line.startswith("path.repo:")]
+    return [Path(p) for p in yaml.safe_load(line)["path.repo"]]
+
+
+@pytest.mark.parametrize("engine", ["opensearch", "elasticsearch"])
+def test_a_node_may_hold_repositories_only_in_its_own_clusters_directories(tmp_path, monkeypatch, engine):
+    """An `fs` repository must lie under `path.repo`: a tenant may not register one at another
+    cluster's snapshots, so the shared snapshots directory is not in it, only this cluster's."""
+    from types import SimpleNamespace
+
+    from libs.common.models import ClusterRecord, ClusterSpec
+    from libs.common.settings import LocalDriverSection
+    from services.manager.drivers import local
+
+    settings = LocalDriverSection(state_dir=tmp_path / "state", engine_home=tmp_path / "os",
+                                  elasticsearch_home=tmp_path / "es")
+    for home in (settings.engine_home, settings.elasticsearch_home):
+        home.mkdir()
+        (home / ".complete").write_text("recipe")
+    monkeypatch.setattr(local.subprocess, "Popen", lambda *args, **kwargs: SimpleNamespace(pid=1, poll=lambda: None))
+    driver = local.LocalDriver(settings)
+    spec = ClusterSpec(replicas=1, cpu="500m", memory="512Mi", storage="5Gi", engine=engine,
+                       version="8.15.3" if engine == "elasticsearch" else "2.19.1")
+    record = ClusterRecord(id="c1", tenant_org_id="acme", user="a", service_name="s", spec=spec)
+    driver._start_node(record, 1, driver.size_for(spec))
+
+    name = "elasticsearch.yml" if engine == "elasticsearch" else "opensearch.yml"
+    repos = path_repo(settings.clusters_dir / "c1" / "nodes" / "node_1" / "config" / name)
+    assert repos == [settings.snapshots_dir / "c1", settings.restores_dir / "c1"]
+    assert all(repo.is_dir() for repo in repos)  # made before the node starts
+    assert settings.snapshots_dir not in repos and settings.restores_dir not in repos
+    others = (settings.snapshots_dir / "c2", settings.restores_dir / "c2")
+    assert not any(repo.is_relative_to(other) or other.is_relative_to(repo) for repo in repos for other in others)

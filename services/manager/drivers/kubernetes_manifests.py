@@ -16,18 +16,20 @@ from libs.common.quantities import format_bytes, format_cpu_millis, parse_bytes,
 from services.manager.settings import KubernetesDriverSettings
 from services.manager.drivers.kubernetes_rules import (
     Manifest,
+    APP_LABEL,
     COPIED_PLACEHOLDER,
     CREDENTIALS_SECRET,
     DATA_VOLUME,
     DISCOVERY_SERVICE,
     ENGINE,
+    ENGINE_CLIENTS,
     ENGINE_UID,
     EngineFlavour,
     FLAVOURS,
     GENERATED_PLACEHOLDER,
     HTTP_PORT,
+    NAMESPACE_NAME_LABEL,
     PULL_SECRET_SOURCE_ANNOTATION,
-    TENANT_LABEL,
     TRANSPORT_PORT,
     TRANSPORT_TLS_SECRET,
     USER_ANNOTATION,
@@ -144,7 +146,8 @@ def render_pull_secret_copy(cluster: ClusterRecord, settings: KubernetesDriverSe
 
 
 def render_network_policy(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> Manifest:
-    """Engine HTTP: the platform's namespace and the tenant's own namespaces; transport: the nodes only."""
+    """Engine HTTP: only the platform's services that dial engines; every port: the cluster's own nodes.
+    Tenants' clients come through the gateway, so no tenant namespace is let in."""
     selector = pod_selector(cluster)
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -152,20 +155,20 @@ def render_network_policy(cluster: ClusterRecord, settings: KubernetesDriverSett
         "metadata": object_metadata(ENGINE, cluster, settings),
         "spec": {
             "podSelector": {"matchLabels": selector},
+            # egress stays open: the S3 endpoint is a host name, which no policy can match, and DNS differs by site
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [
-                        {"namespaceSelector": {"matchLabels": {
-                            "kubernetes.io/metadata.name": settings.kube_platform_namespace}}},
-                        {"namespaceSelector": {"matchLabels": {TENANT_LABEL: cluster.tenant_org_id}}},
-                    ],
+                    # one peer, both selectors: those pods of that namespace, not MinIO or others beside them
+                    "from": [{
+                        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: settings.kube_platform_namespace}},
+                        "podSelector": {"matchExpressions": [
+                            {"key": APP_LABEL, "operator": "In", "values": list(ENGINE_CLIENTS)}]},
+                    }],
                     "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
                 },
-                {
-                    "from": [{"podSelector": {"matchLabels": selector}}],
-                    "ports": [{"protocol": "TCP", "port": HTTP_PORT}, {"protocol": "TCP", "port": TRANSPORT_PORT}],
-                },
+                # transport, and HTTP a node forwards to another
+                {"from": [{"podSelector": {"matchLabels": selector}}]},
             ],
         },
     }

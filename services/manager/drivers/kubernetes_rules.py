@@ -32,6 +32,11 @@ TENANT_LABEL = "es-serverless.io/tenant"
 CLUSTER_LABEL = "es-serverless.io/cluster"
 SERVICE_LABEL = "es-serverless.io/service"
 COMPONENT_LABEL = "app.kubernetes.io/component"
+APP_LABEL = "app.kubernetes.io/name"
+# the API server sets it to the namespace's name, so no one can label another namespace into a selector
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# the platform's pods that dial engines' HTTP, by their APP_LABEL in deploy/kubernetes/base (a test checks)
+ENGINE_CLIENTS = ("gateway", "manager", "reporting", "shard-controller")
 USER_ANNOTATION = "es-serverless.io/user"
 SPEC_HASH_ANNOTATION = "es-serverless.io/spec-hash"
 PULL_SECRET_SOURCE_ANNOTATION = "es-serverless.io/copied-from"
@@ -181,7 +186,7 @@ def pod_labels(cluster: ClusterRecord) -> dict[str, str]:
     return {
         **cluster_labels(cluster),
         **pod_selector(cluster),
-        "app.kubernetes.io/name": cluster.spec.engine,
+        APP_LABEL: cluster.spec.engine,
         "app.kubernetes.io/version": cluster.spec.version,
     }
 

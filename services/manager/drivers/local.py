@@ -51,20 +51,22 @@ def engine_classpath(engine_home: Path) -> str:
 
 
 def write_node_config(home: Path, node: int, host: str, http_base: int, bootstrap: bool,
-                      snapshots: Path | None = None) -> None:
+                      repos: list[Path]) -> None:
     """opensearch.yml of node N: loopback only, its transport port, the slot's ports as seeds,
-    snapshots to `fs` repositories under `snapshots` (default: beside the cluster's directory)."""
+    `fs` repositories only under `repos` (`LocalDriverSection.repository_dirs`), made here."""
     transport = [http_base + 10 + i for i in range(1, MAX_NODES + 1)]
     config = home / f"node_{node}" / "config"
     config.mkdir(parents=True, exist_ok=True)
+    for repo in repos:
+        repo.mkdir(parents=True, exist_ok=True)
     lines = [
         f"network.host: {host}",
         f"transport.port: {http_base + 10 + node}",
         "discovery.seed_hosts: [" + ", ".join(f'"{host}:{p}"' for p in transport) + "]",
         # a laptop's full disk must not turn tenant indices read-only
         "cluster.routing.allocation.disk.threshold_enabled: false",
-        # every cluster's repository directory, so a clone can read its source's snapshots
-        f"path.repo: {snapshots or home.parent / 'snapshots'}",
+        # only this cluster's own and incoming directories: a tenant's `fs` repository must not reach another's
+        "path.repo: " + json.dumps([str(repo) for repo in repos]),
     ]
     if bootstrap:
         # only node 1 of a cluster that never formed: a node that bootstraps where data is
@@ -178,7 +180,7 @@ class LocalDriver:
             command = es.prepare_node(self._settings, cluster.id, node, size, home, http_base, bootstrap)
         else:
             write_node_config(home, node, self._settings.local_host, http_base, bootstrap=bootstrap,
-                              snapshots=self._settings.snapshots_dir)
+                              repos=self._settings.repository_dirs(cluster.id))
             command = engine_command(self._settings.java_bin, engine_classpath(self._settings.engine_home),
                                      cluster.id, node, size, home, http_base)
         with open(self._dir / cluster.id / "engine.log", "ab") as log_file:

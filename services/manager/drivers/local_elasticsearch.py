@@ -9,6 +9,7 @@ scaling and draining work unchanged.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from libs.common.engines.capabilities import CORE_SERVER_LACKS
@@ -37,7 +38,7 @@ def prepare_node(settings: LocalDriverSection, cluster_id: str, node: int, size:
     classpath = elasticsearch_classpath(settings.elasticsearch_home)
     transport = [http_base + 10 + i for i in range(1, MAX_NODES + 1)]
     write_elasticsearch_config(home, node, settings.local_host, http_base, transport, cluster_id, bootstrap,
-                               snapshots=settings.snapshots_dir)
+                               repos=settings.repository_dirs(cluster_id))
     return elasticsearch_command(settings.java_bin, classpath, cluster_id, node, size, home, http_base)
 
 
@@ -50,11 +51,13 @@ def elasticsearch_classpath(home: Path) -> str:
 
 
 def write_elasticsearch_config(home: Path, node: int, host: str, http_base: int, transport_ports: list[int],
-                               cluster_id: str, bootstrap: bool, snapshots: Path | None = None) -> None:
+                               cluster_id: str, bootstrap: bool, repos: list[Path]) -> None:
     """elasticsearch.yml of node N: loopback only, its ports, the slot's transport ports as seeds,
-    snapshots to `fs` repositories under `snapshots` (default: beside the cluster's directory)."""
+    `fs` repositories only under `repos` (`LocalDriverSection.repository_dirs`), made here."""
     node_home = home / f"node_{node}"
     (node_home / "config").mkdir(parents=True, exist_ok=True)
+    for repo in repos:
+        repo.mkdir(parents=True, exist_ok=True)
     lines = [
         f"cluster.name: {cluster_id}",
         f'node.name: "Node {node}"',
@@ -65,8 +68,8 @@ def write_elasticsearch_config(home: Path, node: int, host: str, http_base: int,
         "discovery.seed_hosts: [" + ", ".join(f'"{host}:{p}"' for p in transport_ports) + "]",
         f"path.data: {node_home / 'data'}",
         f"path.logs: {node_home / 'logs'}",
-        # every cluster's repository directory, so a clone can read its source's snapshots
-        f"path.repo: {snapshots or home.parent / 'snapshots'}",
+        # only this cluster's own and incoming directories: a tenant's `fs` repository must not reach another's
+        "path.repo: " + json.dumps([str(repo) for repo in repos]),
         # a laptop's full disk must not turn tenant indices read-only
         "cluster.routing.allocation.disk.threshold_enabled: false",
     ]
