@@ -12,7 +12,6 @@ export class ApiError extends Error {
     this.error = missing ? "route_missing" : (body && (typeof body.error === "string" ? body.error : "engine_error"));
     this.fields = (body && body.fields) || [];
   }
-  get routeMissing() { return this.error === "route_missing"; }
   describe() {
     return [this.message, ...this.fields.map(f => `${f.field}: ${f.message}${f.fix ? ` (fix: ${f.fix})` : ""}`)]
       .join("\n");

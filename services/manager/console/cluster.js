@@ -1,5 +1,5 @@
 // A cluster's page: its status (live), indices, a search box (text through the endpoint, kNN
-// through the API's vector route), snapshots where the platform has them, events and usage.
+// through the API's vector route), its snapshots, events and usage.
 
 import { api, ApiError } from "./api.js";
 import { badge, bytes, every, h, table } from "./dom.js";
@@ -62,23 +62,18 @@ function searchBox(cluster) {
 async function snapshots(box, id) {
   const draw = async () => {
     try {
-      const answer = await api.snapshots(id);
-      const items = Array.isArray(answer) ? answer : (answer.snapshots || []);
+      const items = (await api.snapshots(id)).snapshots;
       box.replaceChildren(h("h2", {}, "Snapshots"),
         h("button", { id: "snapshot-take", onclick: async () => { await api.takeSnapshot(id).catch(e => handle(e, box)); draw(); } },
           "Take a snapshot"),
-        items.length ? table(["snapshot", "state", "started", ""], items.map(s => {
-          const name = s.name || s.snapshot || s.id;
-          return h("tr", {}, h("td", {}, name), h("td", {}, s.state || s.status || ""),
-            h("td", {}, s.start_time || s.created_at || ""),
-            h("td", {}, h("button", { class: "plain", onclick: () => confirm(`Restore ${id} from ${name}?`) &&
-              api.restore(id, name).then(draw, e => handle(e, box)) }, "Restore")));
-        })) : h("p", { class: "muted" }, "No snapshots yet."));
+        items.length ? table(["snapshot", "state", "started", ""], items.map(s =>
+          h("tr", {}, h("td", {}, s.name), h("td", {}, s.status),
+            h("td", {}, (s.started_at || "").replace(/\.\d+/, "")),
+            h("td", {}, h("button", { class: "plain", onclick: () => confirm(`Restore ${id} from ${s.name}?`) &&
+              api.restore(id, s.name).then(draw, e => handle(e, box)) }, "Restore"))))) :
+          h("p", { class: "muted" }, "No snapshots yet."));
     } catch (e) {
-      if (e instanceof ApiError && e.routeMissing) {
-        box.replaceChildren(h("h2", {}, "Snapshots"),
-          h("p", { class: "muted", id: "snapshots-missing" }, "This platform has no snapshots API yet."));
-      } else handle(e, box);
+      handle(e, box);
     }
   };
   draw();
@@ -111,9 +106,20 @@ function usageChart(records, id) {
   return svg;
 }
 
+// what an event says to a person, as `ess clusters events` says it: scaling decisions with their reason
+function eventText(e) {
+  if (e.kind === "plan") {
+    const decided = e.nodes !== e.current_nodes ? `nodes ${e.current_nodes} -> ${e.nodes}` : `nodes kept at ${e.nodes}`;
+    return `${decided}: ${e.reason}`;
+  }
+  if (e.kind === "scale") return `${e.nodes} node(s) asked of the platform: ${e.reason}`;
+  if (e.kind === "action") return `${e.action} ${e.outcome}: ${e.detail}`;
+  return [e.status, e.change, e.reason].filter(Boolean).join(": ");
+}
+
 function eventRows(events) {
   return events.slice(-20).reverse().map(e => h("tr", {}, h("td", {}, (e.occurred_at || e.at || "").slice(0, 19)),
-    h("td", {}, e.kind), h("td", {}, [e.status, e.change, e.reason].filter(Boolean).join(": "))));
+    h("td", {}, e.kind), h("td", {}, eventText(e))));
 }
 
 export async function clusterPage(view, id) {
