@@ -1,5 +1,6 @@
 """The faults of a chaos run and the windows they open: SIGKILLs of NATS, of each service and of
-engine nodes, each followed by the thing coming back; node-count requests; CPU hogs.
+engine nodes, each followed by the thing coming back; node-count requests; CPU hogs, and how busy
+they keep the host.
 
 A kill's window runs from the SIGKILL until what was killed serves again, plus a grace for
 clients to reconnect: a service is started again (as an orchestrator would, again and again
@@ -71,16 +72,37 @@ class Timeline:
 
 
 class CpuHogs:
-    """Busy loops, one per core to be taken; stopped by pid."""
+    """Busy loops, one process per core to be taken; stopped by pid. With `seconds` each also ends
+    by itself then, so a run killed before its cleanup leaves none behind."""
 
-    def __init__(self, count: int):
-        self.processes = [subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+    def __init__(self, count: int, seconds: float | None = None):
+        loop = "while True: pass" if seconds is None else (
+            f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass")
+        self.processes = [subprocess.Popen([sys.executable, "-c", loop], stdin=subprocess.DEVNULL)
                           for _ in range(count)]
+
+    @property
+    def running(self) -> bool:
+        return all(process.poll() is None for process in self.processes)
 
     def stop(self) -> None:
         for process in self.processes:
             process.kill()
             process.wait()
+
+
+def host_cpu_ticks() -> tuple[int, int]:
+    """The host's busy and total CPU ticks since boot, all cores (/proc/stat): two readings give
+    how busy the whole machine was between them, whoever kept it busy."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def host_busy_between(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0
 
 
 class Monkey:

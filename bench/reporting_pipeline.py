@@ -4,10 +4,11 @@ Run: .venv/bin/python bench/reporting_pipeline.py [--clusters 1000] [--interval 
 
 Starts only what reporting needs: NATS, a stand-in engine and `python -m services.reporting`.
 The stand-in (this benchmark only) is an aiohttp server in its own process on 127.0.0.1 that
-answers the three calls `OpenSearchEngine.stats()` makes, `GET /_cluster/health`,
-`GET /_nodes/stats/jvm,os,fs` and `GET /_stats/docs,store,indexing,search` (health also with
-`?level=indices`, which adds the per-index layout), with OpenSearch 2.x-shaped bodies whose
-counters grow with time; any other request is counted and gets a 404.
+answers the four calls `OpenSearchEngine.stats()` makes, `GET /_cluster/health`,
+`GET /_nodes/stats/jvm,os,fs,process,thread_pool,breaker`, `GET /_stats/docs,store,indexing,search` and
+`GET /_nodes/os` (health also with `?level=indices`, which adds the per-index layout), with
+OpenSearch 2.x-shaped bodies whose counters grow with time (whole: it ignores `filter_path`, which
+a real engine applies); any other request is counted and gets a 404.
 N ready cluster records, all pointing at that one endpoint (each client still has its own
 connections), are written straight into the clusters KV bucket before reporting starts.
 
@@ -50,11 +51,13 @@ import httpx
 from bench.private_platform import exit_on_sigterm
 from devrun.supervisor import REPO, ServiceProcess, free_port, stop_all, stop_process
 from devrun.nats_server import NatsServer, wait_for_port
+from libs.common.metrics import NODE_STATS_METRICS
 
 TARGET_CLUSTERS = 1000
 TARGET_INTERVAL_S = 10.0
 TARGET_LAG_S = 1.0
-PATHS = ("/_cluster/health", "/_nodes/stats/jvm,os,fs", "/_stats/docs,store,indexing,search")
+PATHS = ("/_cluster/health", f"/_nodes/stats/{NODE_STATS_METRICS}", "/_stats/docs,store,indexing,search",
+         "/_nodes/os")
 
 
 def percentile(ordered: list[float], p: float) -> float:
@@ -168,6 +171,16 @@ class StandIn:
                                      for name in ("mapped", "direct", "mapped - 'non-volatile memory'")},
                     "classes": {"current_loaded_count": 23014, "total_loaded_count": 23100,
                                 "total_unloaded_count": 86}},
+            "process": {"timestamp": ms, "open_file_descriptors": 412, "max_file_descriptors": 65535,
+                        "cpu": {"percent": random.randint(0, 20), "total_in_millis": up_ms // 20},
+                        "mem": {"total_virtual_in_bytes": 6 * GB}},
+            "thread_pool": {name: {"threads": threads, "queue": 0, "active": 0, "rejected": 0, "largest": threads,
+                                   "completed": up_ms // 100}
+                            for name, threads in (("search", 2), ("write", 1), ("get", 1), ("management", 2),
+                                                  ("refresh", 1), ("flush", 1), ("generic", 4), ("snapshot", 1))},
+            "breakers": {name: {"limit_size_in_bytes": heap_max // 2, "limit_size": "256mb",
+                                "estimated_size_in_bytes": 0, "estimated_size": "0b", "overhead": 1.0, "tripped": 0}
+                         for name in ("request", "fielddata", "in_flight_requests", "parent")},
             "fs": {"timestamp": ms,
                    "total": {"total_in_bytes": disk_total, "free_in_bytes": disk_free,
                              "available_in_bytes": disk_free - GB, "cache_reserved_in_bytes": 0},
@@ -187,6 +200,12 @@ class StandIn:
         }
         return {"_nodes": {"total": 1, "successful": 1, "failed": 0}, "cluster_name": "ess-bench",
                 "nodes": {self.node_id: node}}
+
+    def nodes_info(self) -> dict:
+        os_info = {"refresh_interval_in_millis": 1000, "name": "Linux", "pretty_name": "Debian GNU/Linux 12",
+                   "arch": "amd64", "version": "6.1.0", "available_processors": 1, "allocated_processors": 1}
+        return {"_nodes": {"total": 1, "successful": 1, "failed": 0}, "cluster_name": "ess-bench",
+                "nodes": {self.node_id: {"name": "ess-bench-0", "version": "2.19.1", "os": os_info}}}
 
     def indices_stats(self) -> dict:
         t = time.time() - self.started
@@ -221,7 +240,8 @@ def serve_stand_in(port: int) -> None:
     except ImportError:
         pass
     engine = StandIn()
-    answers = {PATHS[0]: engine.health, PATHS[1]: engine.nodes_stats, PATHS[2]: engine.indices_stats}
+    answers = {PATHS[0]: engine.health, PATHS[1]: engine.nodes_stats, PATHS[2]: engine.indices_stats,
+               PATHS[3]: engine.nodes_info}
 
     async def handle(request: web.Request) -> web.Response:
         answer = answers.get(request.path) if request.method == "GET" else None
@@ -247,7 +267,7 @@ def serve_stand_in(port: int) -> None:
 def payload_sizes() -> list[int]:
     engine = StandIn()
     return [len(json.dumps(f()).encode()) for f in (lambda: engine.health("indices"), engine.nodes_stats,
-                                                     engine.indices_stats)]
+                                                     engine.indices_stats, engine.nodes_info)]
 
 
 # -- /proc readings ------------------------------------------------------------------------------------
@@ -409,7 +429,7 @@ def report(result: dict, clusters: int, interval: float, seconds: float, port: i
         f"reporting pipeline: {clusters} clusters, {interval:g} s interval, {seconds:g} s measured after "
         f"{interval:g} s warm-up; stand-in engine: one aiohttp process, one endpoint 127.0.0.1:{port} "
         f"shared by all clusters (each cluster's client has its own connections), 1 node, "
-        f"{len(TENANT_INDICES)}+{len(SYSTEM_INDICES)} indices, bodies {sizes[0]}+{sizes[1]}+{sizes[2]} B per poll",
+        f"{len(TENANT_INDICES)}+{len(SYSTEM_INDICES)} indices, bodies {'+'.join(map(str, sizes))} B per poll",
         f"samples/s: {rate:.1f} (expected {expected:.1f}); per 1 s bin median {statistics.median(per_second):.0f}, "
         f"min {min(per_second)}, max {max(per_second)}; {len(window)} samples taken in the window",
         f"lag taken_at -> receipt: median {percentile(lags, 50) * 1000:.0f} ms  "

@@ -16,7 +16,7 @@ import statistics
 import time
 from datetime import datetime, timezone
 
-from libs.common.events import MetricsSample, OperationRates
+from libs.common.events import ClusterLoad, MetricsSample, OperationRates
 from libs.common.metrics import ClusterStats, IndexStats
 from libs.common.models import ScalingPolicy
 from services.shard_controller.planning import ShardPolicy, plan_shards
@@ -38,10 +38,12 @@ def synthetic_fleet(count: int, samples: int, seed: int = 1) -> list[tuple[int, 
             MetricsSample(
                 cluster_id=f"c{c}", tenant_org_id=f"t{c % 500}", taken_at=now,
                 stats=ClusterStats(health="green", nodes=nodes, heap_max_bytes=nodes * GiB,
-                                   heap_used_bytes=int(heap * nodes * GiB), cpu_percent=cpu,
+                                   heap_used_bytes=int(heap * nodes * GiB),
                                    disk_total_bytes=10**12, disk_free_bytes=rng.randint(10**10, 10**12),
                                    per_index=indices),
-                rates=OperationRates(),
+                rates=OperationRates(search_per_s=rng.uniform(0, 500), search_latency_ms=rng.uniform(1, 900)),
+                load=ClusterLoad(engine_cpu_percent=cpu, search_queue=rng.randint(0, 20),
+                                 search_rejected=rng.choice((0, 0, 0, 5)), write_rejected=0),
                 index_rates={i.name: OperationRates(search_per_s=rng.uniform(0, 500)) for i in indices},
             )
             for _ in range(samples)

@@ -90,8 +90,10 @@ class Client:
         """hibernate, wake, undelete, restore, ...: POST /clusters/{id}/{action}."""
         return self.call("POST", f"/clusters/{cluster_id}/{action}", json=body)
 
-    def events(self, cluster_id: str) -> list[dict]:
-        return self.call("GET", f"/clusters/{cluster_id}/events")["events"]
+    def events(self, cluster_id: str, limit: int | None = None) -> list[dict]:
+        """The cluster's lifecycle events, oldest first: status changes, scaling decisions, actions."""
+        params = {"limit": limit} if limit else None
+        return self.call("GET", f"/clusters/{cluster_id}/events", params=params)["events"]
 
     # snapshots: the backups API's routes
     def snapshots(self, cluster_id: str) -> dict | list:

@@ -11,13 +11,13 @@ import typer
 from cli import config, data
 from cli.client import ApiError, Client
 from cli.output import (
-    JsonOption, NoWaitOption, WaitOption, as_json, client, err, fail, handles_errors, out, own_tenant,
+    JsonOption, NoWaitOption, WaitOption, as_json, client, err, event_text, fail, handles_errors, out, own_tenant,
     show_cluster, status_text, table, wait_for,
 )
 
 app = typer.Typer(help="es-serverless: search clusters as a service, from the command line.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-clusters = typer.Typer(help="create, list, scale, hibernate and delete clusters", no_args_is_help=True)
+clusters = typer.Typer(help="create, list, scale, hibernate and delete clusters; their events", no_args_is_help=True)
 
 
 @app.command()
@@ -109,6 +109,18 @@ def scale(cluster_id: str, nodes: int = typer.Option(None, "--nodes", help="the 
     if json_out:
         return as_json(cluster)
     show_cluster(cluster)
+
+
+@clusters.command("events")
+@handles_errors
+def events(cluster_id: str, limit: int = typer.Option(50, "--limit", help="the latest this many, 1..1000"),
+           json_out: bool = JsonOption):
+    """Status changes and scaling decisions (a node more, fewer or none) with their reasons, oldest first."""
+    found = client().events(cluster_id, limit)
+    if json_out:
+        return as_json(found)
+    table(None, ["time", "kind", "what and why"],
+          [[(e.get("occurred_at") or "")[:19].replace("T", " "), e.get("kind"), event_text(e)] for e in found])
 
 
 def _action(cluster_id: str, action: str, json_out: bool) -> None:

@@ -96,6 +96,26 @@ def show_cluster(cluster: dict) -> None:
     table(None, ["field", "value"], rows)
 
 
+def event_text(event: dict) -> str:
+    """What one lifecycle event says to a person: what happened or was decided, and why."""
+    kind, reason = event.get("kind"), event.get("reason") or ""
+    if kind == "plan":
+        nodes, current = event.get("nodes"), event.get("current_nodes")
+        decided = f"nodes {current} -> {nodes}" if nodes != current else f"nodes kept at {nodes}"
+        changes = [f"{index} {n} replica(s)" for index, n in (event.get("replicas") or {}).items()]
+        changes += [f"{index} split to {n} primaries" for index, n in (event.get("splits") or {}).items()]
+        return f"{', '.join([decided, *changes])}: {reason}"
+    if kind == "scale":
+        return f"{event.get('nodes')} node(s) asked of the platform: {reason}"
+    if kind == "action":
+        return f"{event.get('action')} {event.get('outcome')}: {event.get('detail')}"
+    if kind == "status":
+        return f"{event.get('status')}: {reason}"
+    if kind == "desired":
+        return f"desired state {event.get('change')}"
+    return reason or kind or ""
+
+
 def wait_for(api: Client, cluster_id: str, done: Callable[[dict], bool], timeout_s: float, live: bool) -> dict:
     """Poll the cluster until `done`; a live status line on stderr meanwhile. Failed or late: exit 1."""
     deadline = time.monotonic() + timeout_s

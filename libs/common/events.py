@@ -48,14 +48,32 @@ class OperationRates(BaseModel):
     search_latency_ms: float | None = None
 
 
+class ClusterLoad(BaseModel):
+    """The cluster's own load between two polls (never its host's); None where not known yet."""
+
+    engine_cpu_percent: float | None = None  # the busiest node's engine process, % of the CPUs it was given
+    search_queue: int = 0  # the longest search pool queue of a node when polled
+    write_queue: int = 0
+    search_rejected: int | None = None  # searches the nodes' pools rejected since the previous poll
+    write_rejected: int | None = None
+    breaker_tripped: int | None = None  # requests refused for memory since the previous poll
+
+    @property
+    def rejected(self) -> int:
+        """Requests the cluster refused since the previous poll: its pools full, or its memory short."""
+        return (self.search_rejected or 0) + (self.write_rejected or 0) + (self.breaker_tripped or 0)
+
+
 class MetricsSample(Event):
     """One poll of one tenant cluster (reporting -> shard controller, dashboards)."""
 
+    schema_version: int = 2  # 2: `load`, the cluster's own; `stats.cpu_percent`, the host's, is gone
     cluster_id: str
     tenant_org_id: str
     taken_at: datetime
     stats: ClusterStats
     rates: OperationRates
+    load: ClusterLoad = Field(default_factory=ClusterLoad)
     index_rates: dict[str, OperationRates] = {}
 
 

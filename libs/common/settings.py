@@ -174,11 +174,15 @@ class ShardPolicySection(Section):
     max_primaries: int = Field(default=32, gt=0)  # splits stop here
     search_per_shard_high: float = Field(default=50.0, gt=0)  # queries/s per shard copy: add a replica
     search_per_shard_low: float = Field(default=1.0, ge=0)  # below this: drop a replica
-    heap_high: float = 0.80
-    heap_low: float = 0.30
-    cpu_high: float = 80.0
+    # node count: the cluster's own load adds a node, its absence removes one; never the host's
+    heap_high: float = 0.80  # heap in use
+    heap_low: float = 0.30  # live heap: what the last old-generation collection left
+    cpu_high: float = 80.0  # the busiest engine process, % of the CPUs its node was given
     cpu_low: float = 15.0
     disk_used_high: float = 0.80
+    pool_queue_high: int = Field(default=10, ge=0)  # searches or writes waiting on a node
+    search_latency_high_ms: float = Field(default=500.0, gt=0)  # mean query time between two polls
+    rejections_high: int = Field(default=1, ge=1)  # rejected searches and writes within the sustain window
     sustain_samples: int = Field(default=3, gt=0)  # a signal must hold this many samples in a row
     cooldown_s: float = Field(default=120.0, ge=0)  # quiet time after an action, against flapping
 

@@ -54,12 +54,26 @@ class FleetCollector:
                 ("store_bytes", "Bytes stored by tenant indices, replicas included."),
                 ("jvm_heap_used_bytes", "JVM heap in use, all nodes."),
                 ("jvm_heap_max_bytes", "JVM heap available, all nodes."),
-                ("cpu_percent", "CPU use of the busiest node."),
+                ("jvm_heap_live_bytes", "JVM heap left by the last old-generation collection (where the engine "
+                 "reports it: OpenSearch), else heap in use; all nodes."),
                 ("disk_free_bytes", "Free disk on the data paths, all nodes."),
                 ("disk_total_bytes", "Disk size of the data paths, all nodes."),
             )
         }
         shards = GaugeMetricFamily("ess_cluster_shards", "Shards by state.", labels=labels + ["state"])
+        # the cluster's own load, what the shard controller scales on (never the host's CPU)
+        engine_cpu = GaugeMetricFamily("ess_cluster_engine_cpu_percent", "CPU of the busiest node's engine process "
+                                       "between the last two polls, % of the CPUs the node was given.", labels=labels)
+        latency = GaugeMetricFamily("ess_cluster_search_latency_seconds", "Mean query time of the searches "
+                                    "between the last two polls (query_time_in_millis over query_total).",
+                                    labels=labels)
+        pool_labels = labels + ["pool"]
+        queued = GaugeMetricFamily("ess_cluster_thread_pool_queue", "Requests waiting in the pool, on the node "
+                                   "with the longest queue.", labels=pool_labels)
+        rejected = CounterMetricFamily("ess_cluster_thread_pool_rejected", "Requests the pool rejected, all "
+                                       "nodes (engine counters: reset when a node restarts).", labels=pool_labels)
+        tripped = CounterMetricFamily("ess_cluster_circuit_breaker_tripped", "Requests refused for memory (429 "
+                                      "circuit_breaking_exception), all nodes and breakers.", labels=labels)
         counters = {
             name: CounterMetricFamily(f"ess_cluster_{name}", text, labels=labels)
             for name, text in (
@@ -83,7 +97,8 @@ class FleetCollector:
             values = {
                 "nodes": stats.nodes, "indices": stats.indices, "docs": stats.docs, "store_bytes": stats.store_bytes,
                 "jvm_heap_used_bytes": stats.heap_used_bytes, "jvm_heap_max_bytes": stats.heap_max_bytes,
-                "cpu_percent": stats.cpu_percent, "disk_free_bytes": stats.disk_free_bytes,
+                "jvm_heap_live_bytes": stats.heap_live_bytes,
+                "disk_free_bytes": stats.disk_free_bytes,
                 "disk_total_bytes": stats.disk_total_bytes,
             }
             for name, value in values.items():
@@ -91,6 +106,17 @@ class FleetCollector:
             for state, value in (("active", stats.active_shards), ("relocating", stats.relocating_shards),
                                  ("unassigned", stats.unassigned_shards)):
                 shards.add_metric(key + [state], value)
+            if sample.load.engine_cpu_percent is not None:
+                engine_cpu.add_metric(key, sample.load.engine_cpu_percent)
+            if sample.rates.search_latency_ms is not None:
+                latency.add_metric(key, sample.rates.search_latency_ms / 1000)
+            for pool, waiting, refused in (
+                ("search", sample.load.search_queue, sum(n.search_rejected for n in stats.node_loads)),
+                ("write", sample.load.write_queue, sum(n.write_rejected for n in stats.node_loads)),
+            ):
+                queued.add_metric(key + [pool], waiting)
+                rejected.add_metric(key + [pool], refused)
+            tripped.add_metric(key, sum(n.breaker_tripped for n in stats.node_loads))
             counters["indexing_operations"].add_metric(key, stats.indexing_ops)
             counters["indexing_time_seconds"].add_metric(key, stats.indexing_time_ms / 1000)
             counters["search_operations"].add_metric(key, stats.search_ops)
@@ -104,6 +130,7 @@ class FleetCollector:
         yield health
         yield from gauges.values()
         yield shards
+        yield from (engine_cpu, latency, queued, rejected, tripped)
         yield from counters.values()
         yield from (index_docs, index_store, index_indexing, index_search)
         yield from self._backups(labels)

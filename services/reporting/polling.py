@@ -19,13 +19,13 @@ from libs.common.engines import ENGINE_NO_ANSWER, SearchEngine, connect_engine
 from libs.common.events import ClusterActivity, MetricsSample, UsageRecord
 from libs.common.failures import NATS_FAILURES
 from libs.common.kv import all_keys, read_model
-from libs.common.metrics import OperationTotals
+from libs.common.metrics import ClusterStats, OperationTotals
 from libs.common.models import ClusterRecord, utcnow
 from libs.common.quantities import parse_bytes
 from libs.common.settings import ReportingSection
 from services.reporting.exposition import ServiceMetrics
 from services.reporting.metering import UsageMeter, add_activity, close_period, meter_sample, meter_storage_only
-from services.reporting.rates import derive_rates
+from services.reporting.rates import derive_load, derive_rates
 
 # the declared publishers (`handlers.py`): each event to its cluster's subject
 PublishSample = Callable[[MetricsSample], Awaitable[None]]
@@ -134,7 +134,7 @@ class Poller:
     async def _poll_loop(self, record: ClusterRecord) -> None:
         engine = self._engine_for(record)
         interval = self._settings.poll_interval_s
-        previous: tuple[OperationTotals, float] | None = None
+        previous: tuple[ClusterStats, float] | None = None  # the last poll: rates and load since then
         index_previous: dict[str, tuple[OperationTotals, float]] = {}
         loop = asyncio.get_running_loop()
         # the first poll within a second, the second after a random half to whole interval: a fleet
@@ -185,8 +185,9 @@ class Poller:
             i.name: derive_rates(index_previous[i.name][0], i, now - index_previous[i.name][1])
             for i in stats.per_index if i.name in index_previous
         }
+        load = derive_load(previous[0] if previous else None, stats)
         sample = MetricsSample(cluster_id=cluster_id, tenant_org_id=record.tenant_org_id, taken_at=taken_at,
-                               stats=stats, rates=rates, index_rates=index_rates)
+                               stats=stats, rates=rates, load=load, index_rates=index_rates)
         self.latest[cluster_id] = sample
         self.up[cluster_id] = (record.tenant_org_id, True)
         return sample

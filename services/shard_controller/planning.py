@@ -14,6 +14,7 @@ from datetime import datetime
 from libs.common.events import MetricsSample
 from libs.common.models import ScalingPolicy
 from libs.common.settings import ShardPolicySection
+from services.shard_controller.signals import Pressure, load_gone, pressures, served_requests, tell
 
 GB = 10**9
 
@@ -53,21 +54,53 @@ def _sustained(samples: list[MetricsSample], n: int, test) -> bool:
     return len(samples) >= n and all(test(s) for s in samples[-n:])
 
 
-def _heap(s: MetricsSample) -> float:
-    return s.stats.heap_used_bytes / s.stats.heap_max_bytes if s.stats.heap_max_bytes else 0.0
-
-
-def _disk_used(s: MetricsSample) -> float:
-    total = s.stats.disk_total_bytes
-    return 1 - s.stats.disk_free_bytes / total if total else 0.0
-
-
 def _search_per_copy(s: MetricsSample, index: str) -> float | None:
     stats = next((i for i in s.stats.per_index if i.name == index), None)
     rate = s.index_rates.get(index)
     if stats is None or rate is None or rate.search_per_s is None:
         return None
     return rate.search_per_s / (stats.primaries * (1 + stats.replicas))
+
+
+def _shard_budget(latest: MetricsSample, policy: ShardPolicy) -> tuple[int, int]:
+    """Shard copies the cluster holds, and how many one node's heap affords."""
+    heap_gb_per_node = latest.stats.heap_max_bytes / max(latest.stats.nodes, 1) / 2**30
+    budget = max(1, int(policy.shards_per_gb_heap * heap_gb_per_node))
+    return sum(i.primaries * (1 + i.replicas) for i in latest.stats.per_index), budget
+
+
+def _node_count(nodes: int, scaling: ScalingPolicy, samples: list[MetricsSample],
+                policy: ShardPolicy) -> tuple[int, str | None]:
+    """The node count to have and why (None: within policy). Out on the tenant's own pressure while
+    it sends requests, in once its load is gone; a reason that keeps the count stays word for word
+    the same from sample to sample, so an unchanged decision is not published again."""
+    if nodes < scaling.min_nodes:
+        return scaling.min_nodes, f"below the tenant's minimum of {scaling.min_nodes} nodes"
+    if nodes > scaling.max_nodes:
+        return scaling.max_nodes, f"above the tenant's maximum of {scaling.max_nodes} nodes"
+    n = policy.sustain_samples
+    over = f"{n} sample{'s' if n > 1 else ''}"
+    if len(samples) < n:
+        return nodes, f"node count kept until {over} are in"
+    window = samples[-n:]
+    copies, budget = _shard_budget(window[-1], policy)
+    pressed = pressures(window, policy)
+    if copies > budget * nodes:
+        pressed.append(Pressure(f"shard copies beyond {budget} per node", f"{copies} on {nodes} node(s)",
+                                lasting=False))
+    busy = served_requests(window)
+    if pressed and not busy:
+        return nodes, f"no searches or writes in the last {over}: not scaled out for " + tell(pressed, over, False)
+    if pressed and nodes >= scaling.max_nodes:
+        return nodes, tell(pressed, over, False) + f", but at the tenant's maximum of {scaling.max_nodes} nodes"
+    if pressed:
+        return nodes + 1, tell(pressed, over, True)
+    if load_gone(window, policy) and nodes > scaling.min_nodes and copies <= budget * (nodes - 1):
+        return nodes - 1, (f"load gone: engine CPU below {policy.cpu_low:g} % of its CPUs and live heap below "
+                           f"{policy.heap_low:.0%} for {over}, nothing queued or refused")
+    if not busy:
+        return nodes, f"no searches or writes in the last {over}: nothing to scale out for"
+    return nodes, None
 
 
 def plan_shards(
@@ -93,34 +126,10 @@ def plan_shards(
     why = _Reasons()
     n = policy.sustain_samples
 
-    # -- node count: bounds first, then pressure, then idleness ----------------------------
-    target = nodes
-    if nodes < scaling.min_nodes:
-        target = scaling.min_nodes
-        why.add(f"below the tenant's minimum of {scaling.min_nodes} nodes")
-    elif nodes > scaling.max_nodes:
-        target = scaling.max_nodes
-        why.add(f"above the tenant's maximum of {scaling.max_nodes} nodes")
-    else:
-        pressed = [
-            name for name, test in (
-                (f"heap above {policy.heap_high:.0%}", lambda s: _heap(s) > policy.heap_high),
-                (f"CPU above {policy.cpu_high:.0f} %", lambda s: s.stats.cpu_percent > policy.cpu_high),
-                (f"disk above {policy.disk_used_high:.0%} used", lambda s: _disk_used(s) > policy.disk_used_high),
-            ) if _sustained(samples, n, test)
-        ]
-        heap_gb_per_node = latest.stats.heap_max_bytes / max(latest.stats.nodes, 1) / 2**30
-        budget = max(1, int(policy.shards_per_gb_heap * heap_gb_per_node))
-        copies = sum(i.primaries * (1 + i.replicas) for i in latest.stats.per_index)
-        if copies > budget * nodes:
-            pressed.append(f"{copies} shard copies exceed {budget} per node")
-        idle = _sustained(samples, n, lambda s: _heap(s) < policy.heap_low and s.stats.cpu_percent < policy.cpu_low)
-        if pressed and nodes < scaling.max_nodes:
-            target = nodes + 1
-            why.add(", ".join(pressed) + f" for {n} samples")
-        elif idle and nodes > scaling.min_nodes and copies <= budget * (nodes - 1):
-            target = nodes - 1
-            why.add(f"heap below {policy.heap_low:.0%} and CPU below {policy.cpu_low:.0f} % for {n} samples")
+    # -- node count: bounds first, then the cluster's own load --------------------------------
+    target, node_reason = _node_count(nodes, scaling, samples, policy)
+    if node_reason:
+        why.add(node_reason)
     cooling = last_action_at is not None and (now - last_action_at).total_seconds() < policy.cooldown_s
     if target != nodes and cooling and scaling.min_nodes <= nodes <= scaling.max_nodes:
         why.parts.clear()

@@ -4,6 +4,7 @@ vector; the operator sees the fleet. A screenshot of each page is kept in the te
 
 from __future__ import annotations
 
+import re
 
 import httpx
 import pytest
@@ -73,6 +74,10 @@ def test_a_tenant_sees_its_cluster_become_ready_and_finds_documents(api, setting
         page.fill("#search-k", "2")
         page.click("#search-run")
         expect(page.locator("#hits .hit").first).to_have_attribute("data-id", "soup")
+        page.click("#snapshot-take")  # the snapshots box: one taken from the page, listed with when it began
+        snapshot_row = page.locator("#snapshots tr", has_text="manual-")
+        expect(snapshot_row.locator("td").nth(2)).to_have_text(re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d"),
+                                                              timeout=30_000)
         expect(page.locator("#events")).to_contain_text("ready", timeout=15_000)
         expect(page.locator("#usage-chart")).to_be_visible()
         page.screenshot(path=str(tmp_path / "console-cluster.png"), full_page=True)

@@ -147,6 +147,11 @@ async def test_stats_carry_what_reporting_reads(engine):
     counted = next(index for index in stats.per_index if index.name == "counted-000001")
     assert (counted.docs, counted.primaries, counted.replicas) == (3, 1, 1)
     assert counted.indexing_ops >= 3 and counted.store_bytes > 0
+    # the node's own load: its engine process's CPU time, on the one processor it was given
+    [node] = stats.node_loads
+    assert node.cpu_limit == 1.0
+    assert node.cpu_time_ms > 0 and node.measured_at_ms > 0
+    assert node.search_queue >= 0 and node.search_rejected >= 0 and node.write_rejected >= 0
 
 
 async def test_an_fs_snapshot_restores_a_deleted_index(engine, client, node):

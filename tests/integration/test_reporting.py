@@ -89,6 +89,12 @@ def test_docs_gauge_and_metric_event_show_what_was_indexed(api, settings, cluste
                         what="metric event")
     assert sample.tenant_org_id == left["tenant_org_id"]
     assert [i.name for i in sample.stats.per_index] == ["metered-000001"]
+    # the cluster's own load: its engine's CPU on the processor it was given (500m: one), its pools
+    assert [n.cpu_limit for n in sample.stats.node_loads] == [1.0]
+    wait_until(lambda: value(settings, "ess_cluster_engine_cpu_percent", **labels) is not None, 15,
+               what="engine CPU, from two polls")
+    assert value(settings, "ess_cluster_thread_pool_queue", **labels, pool="search") is not None
+    assert value(settings, "ess_cluster_thread_pool_rejected_total", **labels, pool="write") == 0
 
 
 def test_killed_engine_shows_down_while_the_other_is_still_polled(api, settings, clusters):

@@ -25,9 +25,12 @@ POLICY = {
     "ESS_MAX_PRIMARIES": "2",
     "ESS_HEAP_HIGH": "1.1",
     "ESS_HEAP_LOW": "0",
-    "ESS_CPU_HIGH": "101",
+    "ESS_CPU_HIGH": "1000",  # a JVM given one processor may use more than one core
     "ESS_CPU_LOW": "0",
     "ESS_DISK_USED_HIGH": "1.1",
+    "ESS_POOL_QUEUE_HIGH": "100000",
+    "ESS_SEARCH_LATENCY_HIGH_MS": "100000",
+    "ESS_REJECTIONS_HIGH": "100000",
     "ESS_SHARDS_PER_GB_HEAP": "10000",
 }
 

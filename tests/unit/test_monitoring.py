@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from libs.common.events import MetricsSample, OperationRates
-from libs.common.metrics import ClusterStats, IndexStats
+from libs.common.events import ClusterLoad, MetricsSample, OperationRates
+from libs.common.metrics import ClusterStats, IndexStats, NodeLoad
 from libs.common.models import ClusterRecord, ClusterSpec
 from services.reporting.exposition import FleetCollector, ServiceMetrics
 
@@ -37,9 +37,12 @@ def exported_names() -> set[str]:
     metrics = ServiceMetrics(registry)
     metrics.poll_errors.labels("acme", "c1").inc()
     metrics.events_published.labels("metrics").inc()
+    # a sample with every figure known (a first poll has no rates or engine CPU yet)
     sample = MetricsSample(cluster_id="c1", tenant_org_id="acme", taken_at=datetime.now(timezone.utc),
-                           rates=OperationRates(),
-                           stats=ClusterStats(health="green", nodes=1, per_index=[IndexStats(name="i")]))
+                           rates=OperationRates(search_per_s=1, search_latency_ms=3),
+                           load=ClusterLoad(engine_cpu_percent=12, search_rejected=0, write_rejected=0),
+                           stats=ClusterStats(health="green", nodes=1, per_index=[IndexStats(name="i")],
+                                              node_loads=[NodeLoad(node_id="n1")]))
     record = ClusterRecord(id="c1", tenant_org_id="acme", user="u", service_name="s", formed_at=sample.taken_at,
                            snapshot_failure="auto-1: disk full",
                            spec=ClusterSpec(replicas=1, cpu="1", memory="1Gi", storage="1Gi", version="2.19.1"))

@@ -5,12 +5,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from libs.common.events import MetricsSample, OperationRates
+from libs.common.events import ClusterLoad, MetricsSample, OperationRates
 from libs.common.metrics import ClusterStats, IndexStats, OperationTotals, parse_cluster_stats
 from libs.common.models import ClusterRecord, ClusterSpec, SnapshotPolicy
 from services.reporting.exposition import FleetCollector, ServiceMetrics
 from services.reporting.metering import meter_sample, period_of
-from services.reporting.rates import counter_growth, derive_rates
+from services.reporting.rates import counter_growth, derive_load, derive_rates
 
 HOUR = 3600
 
@@ -102,9 +102,74 @@ def test_parse_cluster_stats_sums_nodes_and_skips_system_indices():
         {"indices": {"books": index, ".plugins-ml-config": index}},
     )
     assert (parsed.health, parsed.nodes, parsed.indices, parsed.docs, parsed.store_bytes) == ("yellow", 2, 1, 3, 30)
-    assert (parsed.heap_used_bytes, parsed.heap_max_bytes, parsed.cpu_percent) == (20, 200, 9)
+    assert (parsed.heap_used_bytes, parsed.heap_max_bytes) == (20, 200)
     assert (parsed.disk_free_bytes, parsed.unassigned_shards, parsed.indexing_ops, parsed.search_ops) == (100, 1, 6, 4)
     assert [i.name for i in parsed.per_index] == ["books"]
+    assert "cpu_percent" not in parsed.model_dump()  # the host's CPU is no figure of the cluster
+
+
+def node_stats(cpu_ms: int, at_ms: int, quota: int = -1, search_queue: int = 0, search_rejected: int = 0,
+               write_rejected: int = 0, tripped: int = 0, live: int | None = None) -> dict:
+    old = {"last_gc_stats": {"used_in_bytes": live}} if live is not None else {}
+    return {"jvm": {"mem": {"heap_used_in_bytes": 100, "heap_max_in_bytes": 200, "pools": {"old": old}}},
+            "os": {"cpu": {"percent": 100},
+                   "cgroup": {"cpu": {"cfs_quota_micros": quota, "cfs_period_micros": 100000}}},
+            "fs": {"total": {"available_in_bytes": 1, "total_in_bytes": 2}},
+            "process": {"timestamp": at_ms, "cpu": {"percent": 50, "total_in_millis": cpu_ms}},
+            "thread_pool": {"search": {"threads": 2, "queue": search_queue, "active": 2, "rejected": search_rejected},
+                            "write": {"threads": 1, "queue": 0, "active": 0, "rejected": write_rejected}},
+            "breakers": {"request": {"tripped": 0}, "parent": {"tripped": tripped}}}
+
+
+def cluster_of(nodes: dict[str, dict], processors: dict[str, int] | None = None) -> ClusterStats:
+    info = {"nodes": {n: {"os": {"allocated_processors": p, "available_processors": p}}
+                      for n, p in (processors or {}).items()}}
+    return parse_cluster_stats({"status": "green", "number_of_nodes": len(nodes)}, {"nodes": nodes}, {}, info)
+
+
+def test_a_nodes_cpus_are_its_containers_quota_else_the_processors_its_engine_was_given():
+    parsed = cluster_of({"a": node_stats(0, 0), "b": node_stats(0, 0, quota=50_000), "c": node_stats(0, 0)},
+                        {"a": 1, "b": 1, "c": 4})
+    assert [(n.node_id, n.cpu_limit) for n in parsed.node_loads] == [("a", 1.0), ("b", 0.5), ("c", 4.0)]
+
+
+def test_engine_cpu_is_its_own_time_over_the_cpus_it_was_given_on_the_busiest_node():
+    before = cluster_of({"a": node_stats(10_000, 1_000_000), "b": node_stats(50_000, 1_000_000)}, {"a": 1, "b": 2})
+    # in 10 s node a used 2.5 s of its 1 processor, node b 12 s of its 2
+    after = cluster_of({"a": node_stats(12_500, 1_010_000), "b": node_stats(62_000, 1_010_000)}, {"a": 1, "b": 2})
+    assert derive_load(before, after).engine_cpu_percent == 60.0
+    assert derive_load(None, after).engine_cpu_percent is None  # the first poll: nothing to compare
+
+
+def test_a_node_that_restarted_or_joined_between_two_polls_gives_no_cpu_until_the_next():
+    before = cluster_of({"a": node_stats(90_000, 1_000_000)}, {"a": 1})
+    after = cluster_of({"a": node_stats(300, 1_010_000), "b": node_stats(900_000, 1_010_000)}, {"a": 1, "b": 1})
+    load = derive_load(before, after)
+    assert load.engine_cpu_percent is None
+    assert derive_load(after, cluster_of({"b": node_stats(904_000, 1_020_000)}, {"b": 1})).engine_cpu_percent == 40.0
+
+
+def test_live_heap_is_what_the_last_old_collection_left_where_the_engine_says_else_heap_used():
+    # OpenSearch reports the old generation after its last collection; Elasticsearch 8 does not
+    parsed = cluster_of({"a": node_stats(0, 0, live=30), "b": node_stats(0, 0), "c": node_stats(0, 0, live=0)})
+    assert (parsed.heap_used_bytes, parsed.heap_live_bytes) == (300, 30 + 100 + 100)
+
+
+def test_requests_refused_for_memory_are_counted_since_the_last_poll():
+    before = cluster_of({"a": node_stats(0, 0, tripped=91)})
+    load = derive_load(before, cluster_of({"a": node_stats(0, 10, tripped=120, search_rejected=2)}))
+    assert (load.breaker_tripped, load.search_rejected, load.rejected) == (29, 2, 31)
+
+
+def test_queues_are_the_longest_and_rejections_those_since_the_last_poll():
+    before = cluster_of({"a": node_stats(0, 0, search_rejected=100, write_rejected=7), "b": node_stats(0, 0)})
+    after = cluster_of({"a": node_stats(0, 10, search_queue=3, search_rejected=130, write_rejected=7),
+                        "b": node_stats(0, 10, search_queue=12, search_rejected=5)})
+    load = derive_load(before, after)
+    assert (load.search_queue, load.write_queue, load.search_rejected, load.write_rejected) == (12, 0, 35, 0)
+    assert load.rejected == 35
+    first = derive_load(None, after)
+    assert (first.search_queue, first.search_rejected) == (12, None)
 
 
 def exposition(latest, up) -> str:
@@ -124,6 +189,24 @@ def test_prometheus_view_has_tenant_cluster_and_index_labels():
     assert 'ess_index_docs{cluster="c1",index="books",tenant="acme"} 42.0' in text
     assert 'ess_cluster_health_status{cluster="c1",status="red",tenant="acme"} 1.0' in text
     assert 'ess_cluster_up{cluster="c1",tenant="acme"} 1.0' in text
+
+
+def test_prometheus_view_has_each_signal_the_controller_scales_on():
+    stats = cluster_of({"a": node_stats(0, 0, search_rejected=130, write_rejected=7)}, {"a": 1})
+    sample = MetricsSample(cluster_id="c1", tenant_org_id="acme", taken_at=datetime.now(timezone.utc), stats=stats,
+                           rates=OperationRates(search_per_s=4, search_latency_ms=250),
+                           load=ClusterLoad(engine_cpu_percent=37.5, search_queue=12, write_queue=1))
+    text = exposition({"c1": sample}, {"c1": ("acme", True)})
+    key = 'cluster="c1",'
+    assert f'ess_cluster_engine_cpu_percent{{{key}tenant="acme"}} 37.5' in text
+    assert f'ess_cluster_search_latency_seconds{{{key}tenant="acme"}} 0.25' in text
+    assert f'ess_cluster_thread_pool_queue{{{key}pool="search",tenant="acme"}} 12.0' in text
+    assert f'ess_cluster_thread_pool_queue{{{key}pool="write",tenant="acme"}} 1.0' in text
+    assert f'ess_cluster_thread_pool_rejected_total{{{key}pool="search",tenant="acme"}} 130.0' in text
+    assert f'ess_cluster_thread_pool_rejected_total{{{key}pool="write",tenant="acme"}} 7.0' in text
+    assert f'ess_cluster_circuit_breaker_tripped_total{{{key}tenant="acme"}} 0.0' in text
+    assert f'ess_cluster_jvm_heap_live_bytes{{{key}tenant="acme"}} 100.0' in text
+    assert "ess_cluster_cpu_percent" not in text  # the host's CPU said nothing about the cluster
 
 
 def test_a_cluster_that_stops_answering_keeps_only_up_zero():

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from libs.common.events import MetricsSample, OperationRates
+from libs.common.events import ClusterLoad, MetricsSample, OperationRates
 from libs.common.metrics import ClusterStats, IndexStats
 from libs.common.models import ScalingPolicy
 from services.shard_controller.planning import ShardPolicy, plan_shards
@@ -14,14 +14,18 @@ POLICY = ShardPolicy(sustain_samples=3, cooldown_s=120, search_per_shard_high=10
 GiB = 2**30
 
 
-def sample(nodes=3, heap=0.5, cpu=40.0, disk_used=0.3, indices=None, search=None, health="green") -> MetricsSample:
+def sample(nodes=3, heap=0.5, cpu=40.0, disk_used=0.3, indices=None, search=None, health="green", requests=5.0,
+           queue=0, rejected=0, latency=2.0) -> MetricsSample:
+    """One poll: `cpu` is the busiest engine's own (% of its CPUs), `requests` the searches per second."""
     indices = indices or [IndexStats(name="books", primaries=1, replicas=1, primary_store_bytes=10**6)]
     return MetricsSample(
         cluster_id="c1", tenant_org_id="acme", taken_at=NOW,
         stats=ClusterStats(health=health, nodes=nodes, heap_used_bytes=int(heap * nodes * GiB),
-                           heap_max_bytes=nodes * GiB, cpu_percent=cpu,
+                           heap_max_bytes=nodes * GiB,
                            disk_total_bytes=100, disk_free_bytes=int(100 * (1 - disk_used)), per_index=indices),
-        rates=OperationRates(),
+        rates=OperationRates(search_per_s=requests, indexing_per_s=0.0,
+                             search_latency_ms=latency if requests else None),
+        load=ClusterLoad(engine_cpu_percent=cpu, search_queue=queue, search_rejected=rejected, write_rejected=0),
         index_rates={name: OperationRates(search_per_s=rate) for name, rate in (search or {}).items()},
     )
 

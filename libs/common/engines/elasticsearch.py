@@ -8,7 +8,13 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch import ApiError, NotFoundError
 
 from libs.common.engines.admin import EngineAdmin, generation_name
-from libs.common.metrics import ClusterStats, parse_cluster_stats
+from libs.common.metrics import (
+    NODE_INFO_FIELDS,
+    NODE_STATS_FIELDS,
+    NODE_STATS_METRICS,
+    ClusterStats,
+    parse_cluster_stats,
+)
 from libs.common.engines.base import (
     VECTOR_FIELD,
     ClusterHealth,
@@ -55,11 +61,13 @@ class ElasticsearchEngine:
     async def stats(self) -> ClusterStats:
         try:
             health = (await self._client.cluster.health(level="indices")).body
-            nodes = (await self._client.nodes.stats(metric="jvm,os,fs")).body
+            nodes = (await self._client.nodes.stats(metric=NODE_STATS_METRICS,
+                                                     filter_path=NODE_STATS_FIELDS)).body
             indices = (await self._client.indices.stats(metric="docs,store,indexing,search")).body
+            info = (await self._client.nodes.info(metric="os", filter_path=NODE_INFO_FIELDS)).body
         except ApiError as exc:
             raise _engine_error(exc) from exc
-        return parse_cluster_stats(health, nodes, indices)
+        return parse_cluster_stats(health, nodes, indices, info)
 
     async def create_vector_index(self, spec: VectorIndexSpec) -> None:
         properties: dict[str, Any] = {
