@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -103,6 +104,17 @@ def manager(nats, settings, platform_env, state_dir, engine_installed):
     process.stop()
     stop_all_engines(settings.clusters_dir, 20)
     assert find_engines(settings.clusters_dir) == [], "engines left running"
+
+
+@contextmanager
+def shard_controller_with(policy: dict[str, str], settings, platform_env, state_dir):
+    """A shard controller for one test module, with thresholds of its own (the session has none)."""
+    process = _service("services.shard_controller", settings.shard_controller_port, {**platform_env, **policy},
+                       state_dir)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def _service(module: str, port: int, platform_env, state_dir):

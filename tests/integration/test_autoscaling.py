@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from bench.chaos_faults import CpuHogs, host_busy_between, host_cpu_ticks
-from devrun.supervisor import ServiceProcess
 from libs.common.models import utcnow
-from tests.conftest import OPERATOR_KEY, seed_request
+from tests.conftest import OPERATOR_KEY, seed_request, shard_controller_with
 from tests.helpers import wait_for_status, wait_until
 
 pytestmark = pytest.mark.engine
@@ -31,11 +30,8 @@ IDLE = f"no searches or writes in the last {SUSTAIN_SAMPLES} samples"
 
 @pytest.fixture(scope="module")
 def controller(nats, reporting, manager, settings, platform_env, state_dir):
-    process = ServiceProcess("services.shard_controller", {**platform_env, **POLICY},
-                             settings.shard_controller_port, state_dir / "logs")
-    process.start()
-    yield process
-    process.stop()
+    with shard_controller_with(POLICY, settings, platform_env, state_dir) as process:
+        yield process
 
 
 def planned_at(api, cluster_id: str) -> datetime | None:

@@ -10,8 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import OPERATOR, OPERATOR_KEY, seed_request
-from devrun.supervisor import ServiceProcess
+from tests.conftest import OPERATOR, OPERATOR_KEY, seed_request, shard_controller_with
 from tests.helpers import endpoint_client, wait_for_status, wait_until
 
 POLICY = {
@@ -37,11 +36,8 @@ POLICY = {
 
 @pytest.fixture(scope="module")
 def controller(nats, reporting, manager, settings, platform_env, state_dir):
-    process = ServiceProcess("services.shard_controller", {**platform_env, **POLICY},
-                             settings.shard_controller_port, state_dir / "logs")
-    process.start()
-    yield process
-    process.stop()
+    with shard_controller_with(POLICY, settings, platform_env, state_dir) as process:
+        yield process
 
 
 def test_controller_answers_health(controller):
