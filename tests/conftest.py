@@ -15,7 +15,7 @@ import pytest
 
 from devrun.engine_setup import install_elasticsearch, install_engine
 from devrun.nats_server import NatsServer
-from services.manager.drivers.local_processes import find_engines, stop_all_engines
+from services.manager.drivers.local_processes import find_engines, find_standbys, stop_all_engines
 from devrun.supervisor import free_port
 from devrun.supervisor import ServiceProcess
 from tests.helpers import PlatformSettings
@@ -104,6 +104,7 @@ def manager(nats, settings, platform_env, state_dir, engine_installed):
     process.stop()
     stop_all_engines(settings.clusters_dir, 20)
     assert find_engines(settings.clusters_dir) == [], "engines left running"
+    assert find_standbys(settings.standby_dir) == [], "standby engines left running"
 
 
 @contextmanager

@@ -132,7 +132,8 @@ class ProvisionerSection(Section):
     # provisioning
     driver: Literal["local", "kubernetes"] = "local"
     reconcile_interval_s: float = Field(default=2.0, gt=0)
-    ready_poll_interval_s: float = Field(default=0.2, gt=0)
+    # while an engine settles: looked at this often (a refused connection costs nothing)
+    ready_poll_interval_s: float = Field(default=0.05, gt=0)
     provision_timeout_s: float = Field(default=180.0, gt=0)
     # for requests that name no engine, where the driver runs it; None: the driver's first
     # (kubernetes: elasticsearch; local: opensearch, though it runs elasticsearch too)
@@ -201,6 +202,14 @@ class LocalDriverSection(Section):
     local_heap_min_mb: int = 256
     local_heap_max_mb: int = 512
     engine_stop_timeout_s: float = 20.0
+    # warm engines: standby JVMs per engine, each warmed up and waiting for a node, for nodes the
+    # size of a one-replica spec of warm_cpu and warm_memory (the README tour's); 0 turns them off
+    warm_engines: int = Field(default=1, ge=0, le=8)
+    warm_cpu: str = "500m"
+    warm_memory: str = "1Gi"
+    # after a standby is taken the pool refills only this much later: the new JVM's warm-up must
+    # not compete for the cores with the node that was just handed out
+    warm_refill_delay_s: float = Field(default=5.0, ge=0)
 
     @property
     def snapshots_dir(self) -> Path:
@@ -222,6 +231,11 @@ class LocalDriverSection(Section):
     @property
     def clusters_dir(self) -> Path:
         return self.state_dir.resolve() / "clusters"
+
+    @property
+    def standby_dir(self) -> Path:
+        """The warm engines' directories, beside `clusters_dir` (`stop_all_engines` looks there)."""
+        return self.state_dir.resolve() / "standby"
 
 
 class KubernetesSection(Section):

@@ -94,6 +94,7 @@ class Provisioner:
         records = await self._store.list()
         for record in records:
             self.kick(record.id)
+        self._driver.keep_warm()
         for orphan in await self._driver.orphans({r.id for r in records}):
             # removal destroys a tenant's data: only on a direct read saying there is no record,
             # never on a listing alone (a short listing once deleted a live cluster this way)

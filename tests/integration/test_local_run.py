@@ -13,7 +13,7 @@ import nats as nats_client
 from libs.common import subjects
 from libs.common.models import ClusterRecord
 from devrun.nats_server import wait_for_port
-from services.manager.drivers.local_processes import find_engines
+from services.manager.drivers.local_processes import find_engines, find_standbys
 from tests.conftest import OPERATOR, seed_request
 from devrun.supervisor import free_port
 from tests.helpers import REPO, wait_for_status, wait_until
@@ -47,6 +47,10 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
         assert ready["endpoint"] == f"{gateway_url}/{cluster['id']}"
         assert httpx.get(f"{ready['endpoint']}/_cluster/health", headers=OPERATOR).json()["number_of_nodes"] == 1
         assert len(find_engines(tmp_path.resolve() / "clusters")) == 1
+        # the warm engines: one standby JVM per engine, started by `up`'s manager
+        warm = wait_until(lambda: len(s := find_standbys(tmp_path.resolve() / "standby")) == 2 and s, 60,
+                          what="a standby of each engine")
+        assert sorted(s.engine for s in warm) == ["elasticsearch", "opensearch"]
 
         down = subprocess.run([sys.executable, "-m", "devrun", "down"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=90)
@@ -60,6 +64,7 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
             except subprocess.TimeoutExpired:
                 up.kill()
     assert find_engines(tmp_path.resolve() / "clusters") == []
+    assert find_standbys(tmp_path.resolve() / "standby") == []  # `down` stops the pool too
     for port in (env["ESS_API_PORT"], env["ESS_GATEWAY_PORT"], env["ESS_GATEWAY_METRICS_PORT"],
                  env["ESS_NATS_URL"].rsplit(":", 1)[1]):
         with __import__("socket").socket() as sock:

@@ -37,6 +37,9 @@ class DriverWithData:
     async def remove(self, cluster_id: str) -> None:
         self.removed.append(cluster_id)
 
+    def keep_warm(self) -> None:
+        pass
+
 
 class AlwaysHeld:
     async def hold(self, cluster_id: str) -> bool:

@@ -396,3 +396,6 @@ class KubernetesDriver:
                     and not metadata.get("deletionTimestamp")):
                 found.add(cluster_id)
         return found - known_ids
+
+    def keep_warm(self) -> None:
+        """Nothing kept warm here: a pod's start is the image's (README, Kubernetes)."""

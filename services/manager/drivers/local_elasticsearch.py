@@ -15,11 +15,12 @@ from pathlib import Path
 from libs.common.engines.capabilities import CORE_SERVER_LACKS
 from libs.common.settings import LocalDriverSection
 from services.manager.drivers import EngineUnavailable
-from services.manager.drivers.local_jvm import jvm_command
+from services.manager.drivers.local_jvm import LAUNCHER_JAR, jvm_command
 from services.manager.planning import EngineSize
 
 LAUNCHER_CLASS = "ElasticsearchLauncher"
-__all__ = ["CORE_SERVER_LACKS", "LAUNCHER_CLASS", "prepare_node"]
+__all__ = ["CORE_SERVER_LACKS", "JVM_EXTRA", "LAUNCHER_CLASS", "write_node_config"]
+JVM_EXTRA = ("-Dfile.encoding=UTF-8",)
 # INFO and above to the console, which the driver sends to the cluster's engine.log
 LOGGING = """status = error
 appender.console.type = Console
@@ -32,14 +33,12 @@ rootLogger.appenderRef.console.ref = console
 MAX_NODES = 9  # the local driver's port slot: HTTP base+1..9, transport base+11..19
 
 
-def prepare_node(settings: LocalDriverSection, cluster_id: str, node: int, size: EngineSize, home: Path, http_base: int,
-                 bootstrap: bool) -> list[str]:
-    """Write node N's configuration; its command line (raises EngineUnavailable if not installed)."""
-    classpath = elasticsearch_classpath(settings.elasticsearch_home)
+def write_node_config(settings: LocalDriverSection, cluster_id: str, node: int, home: Path, http_base: int,
+                      bootstrap: bool) -> None:
+    """Write node N's configuration in the local driver's layout."""
     transport = [http_base + 10 + i for i in range(1, MAX_NODES + 1)]
     write_elasticsearch_config(home, node, settings.local_host, http_base, transport, cluster_id, bootstrap,
                                repos=settings.repository_dirs(cluster_id))
-    return elasticsearch_command(settings.java_bin, classpath, cluster_id, node, size, home, http_base)
 
 
 def elasticsearch_classpath(home: Path) -> str:
@@ -47,7 +46,7 @@ def elasticsearch_classpath(home: Path) -> str:
         raise EngineUnavailable(
             f"Elasticsearch engine not installed in {home}; run `make setup` (needs Java 17 and Maven)"
         )
-    return f"{home / 'classes'}:{home / 'lib'}/*"
+    return f"{home / LAUNCHER_JAR}:{home / 'lib'}/*"
 
 
 def write_elasticsearch_config(home: Path, node: int, host: str, http_base: int, transport_ports: list[int],
@@ -81,7 +80,7 @@ def write_elasticsearch_config(home: Path, node: int, host: str, http_base: int,
 
 
 def elasticsearch_command(java: str, classpath: str, cluster_id: str, node: int, size: EngineSize, home: Path,
-                          http_base: int) -> list[str]:
+                          http_base: int, archive: Path | None = None) -> list[str]:
     """The JVM command line of one node; the local driver's `parse_engine_cmdline` reads it back."""
     return jvm_command(java, classpath, LAUNCHER_CLASS, cluster_id, node, size, home, http_base,
-                       jvm_extra=("-Dfile.encoding=UTF-8",))
+                       jvm_extra=JVM_EXTRA, archive=archive)

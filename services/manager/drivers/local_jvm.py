@@ -12,26 +12,46 @@ from pathlib import Path
 
 from services.manager.planning import EngineSize
 
+LAUNCHER_JAR = "launcher.jar"  # our launcher classes in an engine's home (devrun/engine_setup.py)
+CLASS_ARCHIVE = "classes.jsa"  # the home's class-data-sharing archive (devrun/class_archive.py)
 
-def jvm_command(java: str, classpath: str, launcher: str, cluster_id: str, node: int, size: EngineSize,
-                home: Path, http_base: int, jvm_extra: tuple[str, ...] = (),
-                launcher_extra: tuple[str, ...] = ()) -> list[str]:
-    """One node's JVM: `jvm_extra` goes after the shared JVM options, `launcher_extra` after the
-    launcher's node arguments."""
+
+def class_archive(home: Path) -> Path | None:
+    """The engine home's class-data-sharing archive, if setup made one (else a plain cold start)."""
+    archive = home / CLASS_ARCHIVE
+    return archive if archive.exists() else None
+
+
+def jvm_options(size: EngineSize, archive: Path | None, jvm_extra: tuple[str, ...] = ()) -> list[str]:
+    """The JVM's own options: heap, processors, GC, the class archive; a standby has the same."""
     return [
-        java,
         f"-Xms{size.heap_mb}m",
         f"-Xmx{size.heap_mb}m",
         f"-XX:ActiveProcessorCount={size.processors}",
         "-XX:+UseSerialGC",  # a small heap on two cores: the least overhead
+        *([f"-XX:SharedArchiveFile={archive}"] if archive else []),
         "-Djava.awt.headless=true",
         "-Dlog4j2.disable.jmx=true",
         *jvm_extra,
-        "-cp", classpath,
-        launcher,
+    ]
+
+
+def node_arguments(cluster_id: str, node: int, home: Path, http_base: int,
+                   launcher_extra: tuple[str, ...] = ()) -> list[str]:
+    """The launcher's arguments for one node; a standby reads the same from its assignment."""
+    return [
         "-basePath", str(home),
         "-nodeIndex", str(node),
         "-baseHttpPort", str(http_base),
         "-clusterName", cluster_id,
         *launcher_extra,
     ]
+
+
+def jvm_command(java: str, classpath: str, launcher: str, cluster_id: str, node: int, size: EngineSize,
+                home: Path, http_base: int, jvm_extra: tuple[str, ...] = (),
+                launcher_extra: tuple[str, ...] = (), archive: Path | None = None) -> list[str]:
+    """One node's JVM: `jvm_extra` goes after the shared JVM options, `launcher_extra` after the
+    launcher's node arguments."""
+    return [java, *jvm_options(size, archive, jvm_extra), "-cp", classpath, launcher,
+            *node_arguments(cluster_id, node, home, http_base, launcher_extra)]

@@ -1,5 +1,8 @@
 """The local driver's engine JVMs as processes: finding ours by their command line (a restarted
-manager adopts them), signalling and stopping them, and whether a port slot is free."""
+manager adopts them), signalling and stopping them, and whether a port slot is free.
+
+A warm standby (local_standby.py) runs `-standby DIR` in place of a node's arguments; once
+assigned, DIR/assignment holds them, and it counts as that node from the moment the file exists."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +18,9 @@ from services.manager.drivers import local_elasticsearch as es
 
 LAUNCHER_CLASS = "EngineLauncher"  # OpenSearch's launcher (deploy/engine/)
 PORTS_PER_SLOT = 20  # HTTP on base+1..base+9, transport on base+11..base+19
+STANDBY_FLAG = "-standby"  # deploy/engine/Standby.java
+ASSIGNMENT = "assignment"  # the node a standby runs: its launcher arguments, one per line
+LOG_FLAG = "-logFile"  # in an assignment only: where the node's output goes
 
 
 @dataclass(frozen=True)
@@ -33,29 +40,69 @@ def _arg(args: list[str], flag: str) -> str | None:
     return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else None
 
 
+@dataclass(frozen=True)
+class StandbyProcess:
+    """A warm engine JVM of the pool, waiting for its node or (assigned) running it."""
+
+    pid: int
+    engine: str
+    heap_mb: int
+    processors: int
+    directory: Path
+    assigned: bool
+    ready: bool  # warmed up: an assignment starts its node at once
+
+
+def assignment_args(standby: Path) -> list[str] | None:
+    """The node arguments a standby was given, without its log file; None while unassigned."""
+    try:
+        lines = [line for line in (standby / ASSIGNMENT).read_text().splitlines() if line]
+    except OSError:
+        return None
+    if LOG_FLAG in lines:
+        at = lines.index(LOG_FLAG)
+        del lines[at:at + 2]
+    return lines
+
+
+def _launcher_engine(args: list[str]) -> str | None:
+    if LAUNCHER_CLASS in args:
+        return "opensearch"
+    return "elasticsearch" if es.LAUNCHER_CLASS in args else None
+
+
+def _size_flags(args: list[str]) -> tuple[int, int]:
+    heap = next((a for a in args if a.startswith("-Xmx")), "-Xmx0m")
+    procs = next((a for a in args if a.startswith("-XX:ActiveProcessorCount=")), "=1")
+    return int(heap[4:-1]), int(procs.split("=")[1])
+
+
 def parse_engine_cmdline(args: list[str], clusters_dir: Path) -> NodeProcess | None:
     """The node a JVM command line runs, if it is one of ours under `clusters_dir` (pid 0)."""
-    if LAUNCHER_CLASS not in args and es.LAUNCHER_CLASS not in args:
+    if _launcher_engine(args) is None:
         return None
+    if STANDBY_FLAG in args:
+        assigned = assignment_args(Path(_arg(args, STANDBY_FLAG) or "/nonexistent"))
+        if assigned is None:
+            return None  # warm, no node yet
+        args = [*args, *assigned]  # its JVM flags from the command line, its node from the file
     base = _arg(args, "-basePath")
     if base is None or Path(base).parent.parent != clusters_dir:
         return None
-    heap = next((a for a in args if a.startswith("-Xmx")), "-Xmx0m")
-    procs = next((a for a in args if a.startswith("-XX:ActiveProcessorCount=")), "=1")
+    heap, processors = _size_flags(args)
     return NodeProcess(
         pid=0,
         cluster_id=Path(base).parent.name,
         node=int(_arg(args, "-nodeIndex") or 1),
-        heap_mb=int(heap[4:-1]),
-        processors=int(procs.split("=")[1]),
+        heap_mb=heap,
+        processors=processors,
         http_base=int(_arg(args, "-baseHttpPort") or 0),
-        engine="elasticsearch" if es.LAUNCHER_CLASS in args else "opensearch",
+        engine=_launcher_engine(args) or "opensearch",
     )
 
 
-def find_engines(clusters_dir: Path) -> list[NodeProcess]:
-    """Live (non-zombie) engine nodes whose data lives under `clusters_dir`."""
-    found = []
+def _live_processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, command line) of every live (non-zombie) process."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -64,10 +111,32 @@ def find_engines(clusters_dir: Path) -> list[NodeProcess]:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
+        if state != "Z":
+            yield int(proc.name), args
+
+
+def find_engines(clusters_dir: Path) -> list[NodeProcess]:
+    """Live engine nodes whose data lives under `clusters_dir`, assigned standbys among them."""
+    found = []
+    for pid, args in _live_processes():
         node = parse_engine_cmdline(args, clusters_dir)
-        if node and state != "Z":
-            found.append(NodeProcess(int(proc.name), node.cluster_id, node.node, node.heap_mb, node.processors,
+        if node:
+            found.append(NodeProcess(pid, node.cluster_id, node.node, node.heap_mb, node.processors,
                                      node.http_base, node.engine))
+    return found
+
+
+def find_standbys(standby_dir: Path) -> list[StandbyProcess]:
+    """Live standby JVMs of the pool in `standby_dir`, assigned or not."""
+    found = []
+    for pid, args in _live_processes():
+        engine, directory = _launcher_engine(args), _arg(args, STANDBY_FLAG)
+        if engine is None or directory is None or Path(directory).parent != standby_dir:
+            continue
+        heap, processors = _size_flags(args)
+        found.append(StandbyProcess(pid, engine, heap, processors, Path(directory),
+                                    assigned=(Path(directory) / ASSIGNMENT).exists(),
+                                    ready=(Path(directory) / "ready").exists()))
     return found
 
 
@@ -86,15 +155,17 @@ def slot_free(host: str, http_base: int) -> bool:
 
 
 def stop_all_engines(clusters_dir: Path, timeout_s: float = 20.0) -> int:
-    """Stop every engine node under `clusters_dir` (for `make down` and test teardown)."""
+    """Stop every engine node under `clusters_dir` and every standby of the pool beside it
+    (`<state>/standby`), for `make down` and test teardown; the number of nodes stopped."""
     nodes = find_engines(clusters_dir)
-    for node in nodes:
-        send_signal(node.pid, signal.SIGTERM)
+    pids = [n.pid for n in nodes] + [s.pid for s in find_standbys(clusters_dir.parent / "standby")]
+    for pid in pids:
+        send_signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(alive(n.pid) for n in nodes):
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
         time.sleep(0.2)
-    for node in nodes:
-        send_signal(node.pid, signal.SIGKILL)
+    for pid in pids:
+        send_signal(pid, signal.SIGKILL)
     return len(nodes)
 
 

@@ -16,7 +16,7 @@ import org.elasticsearch.transport.netty4.Netty4Plugin;
  * path: each node is its own JVM, as on the OpenSearch path.
  *
  * Arguments: -basePath DIR -nodeIndex N (and -baseHttpPort, -clusterName, read by the local
- * driver only). The node's home is basePath/node_N; its settings come from
+ * driver only), or `-standby DIR`: a warm JVM that waits for its node (Standby.java). The node's home is basePath/node_N; its settings come from
  * node_N/config/elasticsearch.yml and its logging from log4j2.properties beside it, which the
  * driver writes. Plugins are Netty 4 (HTTP and
  * transport) and RootEndpoint (GET /, as rest-root would answer it).
@@ -24,7 +24,44 @@ import org.elasticsearch.transport.netty4.Netty4Plugin;
  * randomizedtesting on the class path, which breaks Randomness.get() outside a test.
  */
 public final class ElasticsearchLauncher {
+    /**
+     * Start and close a node on ephemeral loopback ports in a scratch home. Logging is set up
+     * as far as the node needs it and no further: log4j is configured once, by the real node,
+     * into the cluster's log.
+     */
+    private static void warmUp(Path standby) throws Exception {
+        LogConfigurator.configureESLogging();
+        Path scratch = Standby.scratch(standby);
+        Files.createDirectories(scratch.resolve("config"));
+        Files.createDirectories(scratch.resolve("modules"));
+        Files.createDirectories(scratch.resolve("plugins"));
+        Settings initial = Settings.builder()
+            .put("path.home", scratch.toString())
+            .put("cluster.name", "standby-warmup")
+            .put("node.name", "warmup")
+            .put("network.host", "127.0.0.1")
+            .put("http.port", "0")
+            .put("transport.port", "0")
+            .put("discovery.type", "single-node")
+            .build();
+        Environment environment = InternalSettingsPreparer.prepareEnvironment(
+            initial, Map.of(), scratch.resolve("config"), () -> "warmup");
+        ClasspathNode node = new ClasspathNode(environment, List.of(new Netty4Plugin(), new RootEndpoint()));
+        node.start();
+        node.prepareForClose();
+        node.close();
+        node.awaitClose(10, java.util.concurrent.TimeUnit.SECONDS);
+        Standby.remove(scratch);
+    }
+
     public static void main(String[] args) throws Exception {
+        Path standby = Standby.directory(args);
+        if (standby == null) {
+            LogConfigurator.configureESLogging();
+        } else {
+            warmUp(standby); // which set up ES logging already
+            args = Standby.awaitAssignment(standby);
+        }
         Path base = null;
         int index = 1;
         for (int i = 0; i + 1 < args.length; i++) {
@@ -47,7 +84,6 @@ public final class ElasticsearchLauncher {
         Settings initial = Settings.builder().put("path.home", home.toString()).build();
         Environment environment = InternalSettingsPreparer.prepareEnvironment(
             initial, Map.of(), home.resolve("config"), () -> "Node " + nodeIndex);
-        LogConfigurator.configureESLogging();
         LogConfigurator.setNodeName(Node.NODE_NAME_SETTING.get(environment.settings()));
         LogConfigurator.configure(environment, true); // config/log4j2.properties: the console, i.e. engine.log
 
