@@ -117,9 +117,9 @@ def run(running: Running, rounds: int = ROUNDS) -> list[str]:
     plain, archived, platform = [], [], []
     with httpx.Client(base_url=running.api, timeout=10, headers=AUTH) as api:
         for i in range(rounds):
+            wait_for_idle_standby(running)  # the pool's refill warms up first: no round shares the cores with it
             plain.append(floor_once(archive=False))
             archived.append(floor_once())
-            wait_for_idle_standby(running)
             platform.append(platform_once(api, i))
             print(f"  ready round {i + 1}/{rounds}: cold {plain[-1]:.2f} s, cold with archive {archived[-1]:.2f} s, "
                   f"platform {platform[-1]:.2f} s", flush=True)

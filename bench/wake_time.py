@@ -204,7 +204,7 @@ def density(api: httpx.Client, running: Running) -> str:
         delete_and_wait(api, view["id"])
     return (f"density: {DENSITY_CLUSTERS} clusters awake {awake:.0f} MB RSS (platform + {len(awake_engines)} engine "
             f"JVMs); hibernated {asleep:.0f} MB RSS (platform only, {len(left)} engine processes left), "
-            f"{disk:.1f} MB disk each (median); the bound is disk and the port slots (ESS_LOCAL_PORT_SLOTS, 100)")
+            f"{disk:.1f} MB disk each (median); the bound is disk: a hibernated cluster holds no port slot")
 
 
 def standby_rss(running: Running) -> str:

@@ -34,6 +34,12 @@ public final class EngineLauncher extends OpenSearchRunner {
      * once, by the real node, into the cluster's log.
      */
     private static void warmUp(Path standby) throws Exception {
+        for (int round = 0; round < Standby.WARMUPS; round++) {
+            warmUpOnce(standby);
+        }
+    }
+
+    private static void warmUpOnce(Path standby) throws Exception {
         Path scratch = Standby.scratch(standby);
         EngineLauncher warm = new EngineLauncher(1);
         warm.onBuild((index, settings) -> {

@@ -23,6 +23,9 @@ import java.util.stream.Stream;
 final class Standby {
     static final String FLAG = "-standby";
     private static final String LOG_FLAG = "-logFile";
+    // throwaway nodes started and closed before waiting: the JIT compiles a node's start-up
+    // (above all the script engine's lookups) fully only after a few
+    static final int WARMUPS = Integer.getInteger("ess.warmups", 3);
 
     private Standby() {
     }
