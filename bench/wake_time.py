@@ -35,7 +35,7 @@ from services.manager.drivers.local_processes import find_engines
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 CONCURRENT = int(os.environ.get("BENCH_CONCURRENT", "20"))
-DENSITY_CLUSTERS = 6
+DENSITY_CLUSTERS = int(os.environ.get("BENCH_DENSITY", "6"))  # the issue asks 200: about 20 min on 2 cores
 DOCS = 500
 STAGES = ["gateway asks", "manager starts it", "node handed to a JVM", "engine started", "manager sees it ready",
           "gateway forwards", "client answered"]
@@ -167,9 +167,11 @@ def concurrent_wakes(api: httpx.Client, running: Running) -> list[str]:
         wall = time.perf_counter() - started
         ok = sum(a.status_code == 200 and a.json()["count"] == 50 for a in answers)
         refused = sum(a.status_code == 503 for a in answers)
-    finally:
+    finally:  # all asked at once: each delete of a sleeping cluster starts it for its final snapshot
         for view in views:
-            delete_and_wait(api, view["id"])
+            api.delete(f"/clusters/{view['id']}")
+        for view in views:
+            delete_and_wait(api, view["id"], timeout_s=600)
     return [f"concurrent wakes: {CONCURRENT} hibernated clusters, one request each at once: {ok}/{CONCURRENT} "
             f"answered with every document, {refused} got 503; p50 {statistics.median(took):.2f} s, max "
             f"{max(took):.2f} s, all within {wall:.2f} s (cold starts beyond the pool share two cores)"]
@@ -189,22 +191,23 @@ def _du_mb(path: Path) -> float:
 
 
 def density(api: httpx.Client, running: Running) -> str:
-    views = [_ready_cluster(api, f"dense{i}", memory="512Mi") for i in range(DENSITY_CLUSTERS)]
+    views = []
+    for i in range(DENSITY_CLUSTERS):  # each put to sleep at once: a machine holds only so many awake
+        views.append(_ready_cluster(api, f"dense{i}", memory="512Mi", docs=50))
+        _hibernate(api, views[-1])
     platform = list(running.supervisor.pids().values())
-    awake_engines = [n.pid for n in find_engines(running.state_dir / "clusters")]
-    awake = _rss_mb(platform) + _rss_mb(awake_engines)
-    for view in views:
-        api.post(f"/clusters/{view['id']}/hibernate").raise_for_status()
-    for view in views:
-        _wait(api, view["id"], "hibernated")
     left = find_engines(running.state_dir / "clusters")
     asleep = _rss_mb(platform)
     disk = statistics.median(_du_mb(running.state_dir / "clusters" / v["id"]) for v in views)
+    slots = len(list((running.state_dir / "clusters").glob("*/engine.json")))
+    _, _, woken = _first_answer(views[len(views) // 2], docs=50)
     for view in views:
-        delete_and_wait(api, view["id"])
-    return (f"density: {DENSITY_CLUSTERS} clusters awake {awake:.0f} MB RSS (platform + {len(awake_engines)} engine "
-            f"JVMs); hibernated {asleep:.0f} MB RSS (platform only, {len(left)} engine processes left), "
-            f"{disk:.1f} MB disk each (median); the bound is disk: a hibernated cluster holds no port slot")
+        api.delete(f"/clusters/{view['id']}")
+    for view in views:
+        delete_and_wait(api, view["id"], timeout_s=600)
+    return (f"density: {DENSITY_CLUSTERS} clusters hibernated: {len(left)} engine processes, {slots} port slots "
+            f"held, platform {asleep:.0f} MB RSS ({asleep / DENSITY_CLUSTERS:.1f} MB per cluster), {disk:.2f} MB "
+            f"disk each (median, 50 documents); one of them woken (cold, 256 MiB heap) in {woken:.2f} s")
 
 
 def standby_rss(running: Running) -> str:

@@ -103,6 +103,7 @@ class ClusterRecord(BaseModel):
     hibernate_requested: bool = False
     last_active_at: datetime | None = None
     stored_bytes: int = 0  # the store's size when last hibernated: metered while no engine runs
+    stored_docs: int = 0  # its documents when last hibernated: shown while it sleeps, with no wake
     snapshot_policy: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
     restore: RestoreState | None = None  # the latest restore (or a clone's first one) and how it went
     # deleted with a final snapshot: the record stays (status deleted) until the retention ends

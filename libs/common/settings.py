@@ -202,6 +202,9 @@ class LocalDriverSection(Section):
     local_heap_min_mb: int = 256
     local_heap_max_mb: int = 512
     engine_stop_timeout_s: float = 20.0
+    # cold engine JVMs started at once on this machine; more wait their turn (all at once on two
+    # cores, each would take as long as all of them: 20 wakes at once would all time out)
+    local_concurrent_starts: int = Field(default=2, ge=1)
     # warm engines: standby JVMs per engine, each warmed up and waiting for a node, for nodes the
     # size of a one-replica spec of warm_cpu and warm_memory (the README tour's); 0 turns them off
     warm_engines: int = Field(default=1, ge=0, le=8)

@@ -36,6 +36,7 @@ from services.manager.planning import (
 )
 
 Publish = Callable[[Event, str], Awaitable[None]]
+QUEUED_POLL_S = 0.5  # a start waiting its turn looks again this often
 # one step of a cluster's final snapshot before its delete: (done, the snapshot's name if it succeeded)
 FinalSnapshot = Callable[[ClusterRecord], Awaitable[tuple[bool, str | None]]]
 
@@ -51,6 +52,7 @@ class Provisioner:
         self._leases = leases
         self._running: dict[str, asyncio.Task] = {}
         self._again: set[str] = set()
+        self._queued: set[str] = set()  # clusters whose start waits its turn: looked at less often
         self._log = structlog.get_logger("provisioner")
 
     def desired_size(self, record: ClusterRecord) -> EngineSize:
@@ -76,8 +78,11 @@ class Provisioner:
                 self._log.exception("reconcile failed; retrying on the next pass", cluster=cluster_id)
                 return
             if settle:
-                # an engine is coming up: look again soon rather than at the next pass
-                await asyncio.sleep(self._settings.ready_poll_interval_s)
+                # an engine is coming up: look again soon rather than at the next pass (a queued
+                # start less often: each look reads every process, and the machine is busy starting)
+                queued = cluster_id in self._queued
+                await asyncio.sleep(max(QUEUED_POLL_S, self._settings.ready_poll_interval_s) if queued
+                                    else self._settings.ready_poll_interval_s)
                 continue
             if cluster_id not in self._again:
                 return
@@ -154,6 +159,12 @@ class Provisioner:
                                    f"snapshot {snapshot} kept for undelete", endpoint=None, nodes=0, health=None)
                 return False
             case Step.START:
+                queued = self._driver.start_queued(record, desired)
+                if queued:  # written once: the same reason again writes nothing
+                    self._queued.add(record.id)
+                    await self._record(record.id, plan.status, queued)
+                    return True
+                self._queued.discard(record.id)
                 await self._record(record.id, plan.status, plan.reason)
                 endpoint = await self._driver.start(record, desired)
                 await self._record(record.id, plan.status, "engine starting", endpoint=endpoint)
@@ -244,7 +255,7 @@ class Provisioner:
         await asyncio.sleep(self._settings.hibernate_grace_s)
         stored = await self._driver.hibernate(record)
         if stored is not None:  # unknown keeps what an earlier pass read
-            await self._record(record.id, None, None, stored_bytes=stored)
+            await self._record(record.id, None, None, stored_bytes=stored.store_bytes, stored_docs=stored.docs)
         return True  # look again: the stopped engine is marked hibernated, or woken if asked meanwhile
 
     async def _give_up_resize(self, record: ClusterRecord, observed: EngineObservation, why: str) -> None:

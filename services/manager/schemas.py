@@ -192,6 +192,9 @@ class ClusterView(BaseModel):
     restore: RestoreState | None = None  # the latest restore asked of it: `state` says when it is done
     deleted_at: datetime | None = None  # a deleted cluster kept for undelete: since when
     final_snapshot: str | None = None  # ...and the snapshot an undelete restores
+    # while it sleeps, what it holds as of its hibernation: read from the record, so looking wakes nothing
+    stored_documents: int | None = None
+    stored_bytes: int | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -209,6 +212,8 @@ class ClusterView(BaseModel):
             endpoint=f"{gateway_url}/{record.id}" if addressable else None,
             engine_endpoint=record.endpoint if operator and record.status in SERVING else None,
             credentials=record.credentials if ready else None,
+            stored_documents=record.stored_docs if record.status == ClusterStatus.HIBERNATED else None,
+            stored_bytes=record.stored_bytes if record.status == ClusterStatus.HIBERNATED else None,
         )
 
 

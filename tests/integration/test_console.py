@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import OPERATOR_KEY, key_header, seed_request, tenant_with_key
+from tests.helpers import wait_for_status
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by `make test`; Playwright downloads nothing here
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -82,6 +83,13 @@ def test_a_tenant_sees_its_cluster_become_ready_and_finds_documents(api, setting
         expect(page.locator("#usage-chart")).to_be_visible()
         page.screenshot(path=str(tmp_path / "console-cluster.png"), full_page=True)
         assert (tmp_path / "console-cluster.png").stat().st_size > 10_000
+
+        # a sleeping cluster's page says what it holds, from the record: watching it wakes nothing
+        assert as_tenant.post(f"/clusters/{cluster['id']}/hibernate").status_code == 202
+        wait_for_status(as_tenant, cluster["id"], "hibernated", timeout_s=90)
+        expect(page.locator("#asleep")).to_contain_text("holding 3 documents", timeout=15_000)
+        page.wait_for_timeout(5_000)  # two more looks of the page
+        assert as_tenant.get(f"/clusters/{cluster['id']}").json()["status"] == "hibernated"
     finally:
         as_tenant.delete(f"/clusters/{cluster['id']}")
         as_tenant.close()

@@ -41,6 +41,9 @@ def test_an_idle_cluster_hibernates_and_the_next_search_wakes_it_with_every_docu
     hibernated = wait_for_status(api, cluster["id"], "hibernated", timeout_s=60)
     assert engines_of(settings, cluster["id"]) == []  # an idle tenant costs disk only
     assert hibernated["endpoint"] == cluster["endpoint"]
+    # what it holds, as of its hibernation, read without waking it
+    assert hibernated["stored_documents"] == DOCS and hibernated["stored_bytes"] > 0
+    assert engines_of(settings, cluster["id"]) == []
     client = endpoint_client(cluster["endpoint"], OPERATOR_KEY, timeout=90)
     assert client.count(index="kept")["count"] == DOCS  # held while it woke, then answered
     assert api.get(f"/clusters/{cluster['id']}").json()["status"] == "ready"

@@ -150,7 +150,7 @@ class StoppingEngine:
         self.flushed += 1
 
     async def stats(self) -> ClusterStats:
-        return ClusterStats(health="green", nodes=1, store_bytes=5_000_000)
+        return ClusterStats(health="green", nodes=1, docs=1200, store_bytes=5_000_000)
 
     async def close(self) -> None:
         self.closed = True
@@ -158,7 +158,7 @@ class StoppingEngine:
 
 async def test_the_flush_before_a_stop_reads_the_size_or_says_it_is_unknown_never_zero():
     answering, stopping = StoppingEngine(answers=True), StoppingEngine(answers=False)
-    assert await flush_and_measure(answering) == 5_000_000 and answering.flushed == 1
+    assert await flush_and_measure(answering) == (1200, 5_000_000) and answering.flushed == 1
     # a second pass at an engine already going down must not wipe the size the first one read
     assert await flush_and_measure(stopping) is None
     assert answering.closed and stopping.closed

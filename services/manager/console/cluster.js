@@ -149,7 +149,11 @@ export async function clusterPage(view, id) {
       current = await api.cluster(id);
       head.replaceChildren(...summary(current));
     } catch (e) { head.replaceChildren(); return handle(e, head); }
-    if (!current.endpoint || !["ready", "scaling"].includes(current.status)) {
+    if (current.status === "hibernated") {   // from the record: looking at a sleeping cluster must not wake it
+      indicesBox.replaceChildren(h("h2", {}, "Indices"), h("p", { id: "asleep" },
+        `Asleep, holding ${current.stored_documents} documents (${bytes(current.stored_bytes)}) as of its hibernation; `
+        + "the next request to its endpoint wakes it."));
+    } else if (!current.endpoint || !["ready", "scaling"].includes(current.status)) {
       indicesBox.replaceChildren(h("h2", {}, "Indices"), h("p", { class: "muted" }, "Once the cluster is ready."));
     } else if (Date.now() - indicesAt > 10000) loadIndices();
   });

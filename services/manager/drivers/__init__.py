@@ -7,7 +7,7 @@ Kubernetes API server. Both are chosen by `ESS_DRIVER` and meet the `Driver` pro
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import structlog
 
@@ -47,26 +47,36 @@ class Driver(Protocol):
     # start and resize return the endpoint; they take the whole record because a driver
     # may need more of it than the size (Kubernetes labels namespaces with the tenant)
     async def start(self, cluster: ClusterRecord, size: EngineSize) -> str: ...
+    # why a start must wait its turn now (the machine's cores are busy starting others), or None
+    def start_queued(self, cluster: ClusterRecord, size: EngineSize) -> str | None: ...
     # one step toward `new`; ResizeInProgress while more steps follow. The driver is the one
     # owner of draining: it knows its nodes' names and drains those that go before removing them
     async def resize(self, cluster: ClusterRecord, old: EngineSize | None, new: EngineSize) -> str: ...
     async def remove(self, cluster_id: str) -> None: ...
     # flush and stop every node, keeping the data (start wakes it); returns the store's bytes
-    async def hibernate(self, cluster: ClusterRecord) -> int | None: ...  # the store's size, if read
+    async def hibernate(self, cluster: ClusterRecord) -> Stored | None: ...  # what it holds, if read
     async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials: ...
     async def orphans(self, known_ids: set[str]) -> set[str]: ...
     # the periodic pass: keep what makes starts fast ready (local: the pool of standby JVMs)
     def keep_warm(self) -> None: ...
 
 
-async def flush_and_measure(engine: SearchEngine, timeout_s: float = 30.0) -> int | None:
-    """Before a hibernation stops an engine: flush it (the wake replays no translog) and read the
-    store's size (metered while it sleeps). Best effort: an acknowledged write is in the translog
-    already, so a failed flush loses nothing; the size is then None, unknown (not 0: a second pass
-    at an engine already stopping must not wipe the size the first one read)."""
+class Stored(NamedTuple):
+    """What a cluster holds as it goes to sleep: its store is metered, both are shown, no wake needed."""
+
+    docs: int
+    store_bytes: int
+
+
+async def flush_and_measure(engine: SearchEngine, timeout_s: float = 30.0) -> Stored | None:
+    """Before a hibernation stops an engine: flush it (the wake replays no translog) and read what
+    it holds (the store's size is metered while it sleeps). Best effort: an acknowledged write is
+    in the translog already, so a failed flush loses nothing; the figures are then None, unknown
+    (not 0: a second pass at an engine already stopping must not wipe what the first one read)."""
     try:
         await asyncio.wait_for(engine.admin().flush(), timeout_s)
-        return (await asyncio.wait_for(engine.stats(), timeout_s)).store_bytes
+        stats = await asyncio.wait_for(engine.stats(), timeout_s)
+        return Stored(stats.docs, stats.store_bytes)
     except ENGINE_NO_ANSWER as exc:
         structlog.get_logger("drivers").warning("flush before hibernation failed", error=str(exc))
         return None

@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from libs.common.engines import connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials, utcnow
 from services.manager.settings import KubernetesDriverSettings
-from services.manager.drivers import EngineUnavailable, flush_and_measure
+from services.manager.drivers import EngineUnavailable, Stored, flush_and_measure
 from services.manager.drivers.kubernetes_backups import render_s3_keys_secret
 from services.manager.drivers.kubernetes_engine import ConnectEngine, EngineCalls
 from services.manager.drivers.kubernetes_manifests import (
@@ -332,7 +332,7 @@ class KubernetesDriver:
         await self._engines.lift_exclusions(cluster.id, cluster.spec.engine, endpoint_of(cluster.id, self._settings),
                                             credentials)
 
-    async def hibernate(self, cluster: ClusterRecord) -> int | None:
+    async def hibernate(self, cluster: ClusterRecord) -> Stored | None:
         """Flush, then scale the StatefulSet to 0: the claims stay, and `start` scales it back."""
         credentials = await self._api("read the credentials", self._read_credentials, cluster.id)
         user, password = (credentials.username, credentials.password) if credentials else (None, None)
@@ -396,6 +396,9 @@ class KubernetesDriver:
                     and not metadata.get("deletionTimestamp")):
                 found.add(cluster_id)
         return found - known_ids
+
+    def start_queued(self, cluster: ClusterRecord, size: EngineSize) -> str | None:
+        return None  # the scheduler places pods; nothing here shares one machine's cores
 
     def keep_warm(self) -> None:
         """Nothing kept warm here: a pod's start is the image's (README, Kubernetes)."""

@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +29,11 @@ from libs.common.engines import ENGINE_NO_ANSWER, SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
 from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, LocalDriverSection
 from services.manager.drivers import (
-    EngineUnavailable, NoCredentials, ResizeInProgress, flush_and_measure, local_elasticsearch as es,
+    EngineUnavailable, NoCredentials, ResizeInProgress, Stored, flush_and_measure, local_elasticsearch as es,
 )
 from services.manager.drivers.local_jvm import LAUNCHER_JAR, class_archive, jvm_command, jvm_options, node_arguments
 from services.manager.drivers.local_processes import (
-    LAUNCHER_CLASS, PORTS_PER_SLOT, STANDBY_FLAG, NodeProcess, alive, find_engines, send_signal, slot_free,
+    LAUNCHER_CLASS, PORTS_PER_SLOT, STANDBY_FLAG, NodeProcess, alive, find_engines, port_free, send_signal, slot_free,
 )
 from services.manager.drivers.local_standby import StandbyPool
 from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
@@ -40,6 +41,7 @@ from services.manager.planning import EngineObservation, EngineSize, plan_engine
 KNN_PLUGIN = "org.opensearch.knn.plugin.KNNPlugin"
 MAX_NODES = 9
 SLOT_FILE = "engine.json"  # a cluster's port slot, held while any of its nodes may run
+COLD_START_S = 120.0  # a cold JVM not answering after this no longer holds back others' starts
 MIXED = 0  # heap or processors of a cluster whose nodes disagree (mid rolling restart)
 
 
@@ -124,6 +126,7 @@ class LocalDriver:
         self._dir = settings.clusters_dir
         self._children: dict[int, subprocess.Popen] = {}  # reaped so a dead node is not a zombie
         self._excluded: dict[str, list[str]] = {}  # cluster -> node names excluded by this process
+        self._cold: dict[int, tuple[int, float]] = {}  # pid -> (HTTP port, started): cold JVMs not yet answering
         self._log = structlog.get_logger("local-driver")
         self._pool = StandbyPool(settings.standby_dir, self._warm_classes, settings.warm_engines,
                                  settings.warm_refill_delay_s, self._standby_command)
@@ -140,6 +143,21 @@ class LocalDriver:
         launch = engine_launch(self._settings, engine)
         return [self._settings.java_bin, *jvm_options(size, launch.archive, launch.jvm_extra), "-cp", launch.classpath,
                 launch.launcher, STANDBY_FLAG, str(directory)]
+
+    def start_queued(self, cluster: ClusterRecord, size: EngineSize) -> str | None:
+        """A cold start waits while `local_concurrent_starts` cold JVMs start already; a start that
+        a standby serves never waits (it is the fast path)."""
+        now = time.monotonic()
+        for pid, (port, started) in list(self._cold.items()):
+            if not alive(pid) or now - started > COLD_START_S or not port_free(self._settings.local_host, port):
+                del self._cold[pid]  # gone, given up on, or answering: no longer starting
+        if len(self._cold) < self._settings.local_concurrent_starts:
+            return None
+        warm = size.nodes == 1 and (cluster.spec.engine, size) in self._warm_classes()
+        if warm and self._pool.can_serve(cluster.spec.engine, size):  # the /proc scan only for the warm size
+            return None
+        return (f"queued: {len(self._cold)} engines are starting on this machine (ESS_LOCAL_CONCURRENT_STARTS); "
+                "this one starts next")
 
     def keep_warm(self) -> None:
         """Refill the pool of standby engines (the provisioner's periodic pass)."""
@@ -245,6 +263,7 @@ class LocalDriver:
             except FileNotFoundError as exc:
                 raise EngineUnavailable(f"java not found ({self._settings.java_bin}); install Java 17") from exc
         self._children[child.pid] = child
+        self._cold[child.pid] = (http_base + node, time.monotonic())
         self._log.info("engine node started", cluster=cluster.id, node=node, pid=child.pid, heap_mb=size.heap_mb)
 
     async def _stop_nodes(self, nodes: list[NodeProcess]) -> None:
@@ -342,7 +361,7 @@ class LocalDriver:
     async def stop(self, cluster_id: str) -> None:
         await self._stop_nodes(list(self._running(cluster_id).values()))
 
-    async def hibernate(self, cluster: ClusterRecord) -> int | None:
+    async def hibernate(self, cluster: ClusterRecord) -> Stored | None:
         """Flush, then stop every node; the data directories stay for the wake, and the port slot is
         given back (the wake takes a free one): a sleeping cluster costs disk, not one of the slots."""
         running = self._running(cluster.id)

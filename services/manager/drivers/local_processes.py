@@ -140,7 +140,7 @@ def find_standbys(standby_dir: Path) -> list[StandbyProcess]:
     return found
 
 
-def _port_free(host: str, port: int) -> bool:
+def port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         try:
             sock.bind((host, port))
@@ -151,7 +151,7 @@ def _port_free(host: str, port: int) -> bool:
 
 def slot_free(host: str, http_base: int) -> bool:
     """Every HTTP and transport port of the slot at `http_base` binds now."""
-    return all(_port_free(host, http_base + p) for p in range(1, PORTS_PER_SLOT))
+    return all(port_free(host, http_base + p) for p in range(1, PORTS_PER_SLOT))
 
 
 def stop_all_engines(clusters_dir: Path, timeout_s: float = 20.0) -> int:

@@ -82,6 +82,10 @@ class StandbyPool:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
+    def can_serve(self, engine: str, size: EngineSize) -> bool:
+        """An idle standby of this engine and size is there now (a take would likely find it)."""
+        return self._per_class > 0 and pick_standby(find_standbys(self._dir), engine, size) is not None
+
     def take(self, engine: str, size: EngineSize, node_args: list[str], log: Path) -> int | None:
         """Hand the node given by `node_args` to an idle standby of its size: the standby's pid,
         or None (none idle: the caller starts the node cold)."""
