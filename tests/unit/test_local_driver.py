@@ -156,3 +156,32 @@ def test_a_node_may_hold_repositories_only_in_its_own_clusters_directories(tmp_p
     assert settings.snapshots_dir not in repos and settings.restores_dir not in repos
     others = (settings.snapshots_dir / "c2", settings.restores_dir / "c2")
     assert not any(repo.is_relative_to(other) or other.is_relative_to(repo) for repo in repos for other in others)
+
+
+def test_cold_starts_take_turns_and_a_node_answering_lets_the_next_one_go(tmp_path, monkeypatch):
+    """20 wakes at once on two cores: each cold JVM would take as long as all of them together."""
+    import os
+    import socket
+    from types import SimpleNamespace
+
+    from libs.common.models import ClusterRecord, ClusterSpec
+    from libs.common.settings import LocalDriverSection
+    from services.manager.drivers import local
+
+    settings = LocalDriverSection(state_dir=tmp_path / "state", engine_home=tmp_path / "os", local_port_base=36200,
+                                  local_concurrent_starts=1, warm_engines=0)
+    settings.engine_home.mkdir()
+    (settings.engine_home / ".complete").write_text("recipe")
+    # the "JVM" is this test's own process: alive for as long as the test runs
+    monkeypatch.setattr(local.subprocess, "Popen", lambda *a, **k: SimpleNamespace(pid=os.getpid(), poll=lambda: None))
+    driver = local.LocalDriver(settings)
+    spec = ClusterSpec(replicas=1, cpu="500m", memory="512Mi", storage="5Gi", version="2.19.1")
+    first, second = (ClusterRecord(id=c, tenant_org_id="acme", user="a", service_name=c, spec=spec) for c in "ab")
+    size = driver.size_for(spec)
+    assert driver.start_queued(first, size) is None
+    driver._start_node(first, 1, size)
+    assert "queued: 1 engines are starting" in driver.start_queued(second, size)
+    with socket.socket() as engine:  # the first node's HTTP port answers: it is started
+        engine.bind(("127.0.0.1", 36201))
+        engine.listen()
+        assert driver.start_queued(second, size) is None

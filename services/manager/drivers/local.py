@@ -33,7 +33,7 @@ from services.manager.drivers import (
 )
 from services.manager.drivers.local_jvm import LAUNCHER_JAR, class_archive, jvm_command, jvm_options, node_arguments
 from services.manager.drivers.local_processes import (
-    LAUNCHER_CLASS, PORTS_PER_SLOT, STANDBY_FLAG, NodeProcess, alive, find_engines, port_free, send_signal, slot_free,
+    LAUNCHER_CLASS, PORTS_PER_SLOT, STANDBY_FLAG, NodeProcess, alive, find_engines, listening, send_signal, slot_free,
 )
 from services.manager.drivers.local_standby import StandbyPool
 from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
@@ -149,7 +149,7 @@ class LocalDriver:
         a standby serves never waits (it is the fast path)."""
         now = time.monotonic()
         for pid, (port, started) in list(self._cold.items()):
-            if not alive(pid) or now - started > COLD_START_S or not port_free(self._settings.local_host, port):
+            if not alive(pid) or now - started > COLD_START_S or listening(self._settings.local_host, port):
                 del self._cold[pid]  # gone, given up on, or answering: no longer starting
         if len(self._cold) < self._settings.local_concurrent_starts:
             return None
@@ -157,7 +157,7 @@ class LocalDriver:
         if warm and self._pool.can_serve(cluster.spec.engine, size):  # the /proc scan only for the warm size
             return None
         return (f"queued: {len(self._cold)} engines are starting on this machine (ESS_LOCAL_CONCURRENT_STARTS); "
-                "this one starts next")
+                "this one starts when one of them answers")
 
     def keep_warm(self) -> None:
         """Refill the pool of standby engines (the provisioner's periodic pass)."""

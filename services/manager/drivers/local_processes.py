@@ -140,7 +140,7 @@ def find_standbys(standby_dir: Path) -> list[StandbyProcess]:
     return found
 
 
-def port_free(host: str, port: int) -> bool:
+def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         try:
             sock.bind((host, port))
@@ -149,9 +149,16 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def listening(host: str, port: int) -> bool:
+    """Something accepts connections on the port (a check that never takes the port itself)."""
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
 def slot_free(host: str, http_base: int) -> bool:
     """Every HTTP and transport port of the slot at `http_base` binds now."""
-    return all(port_free(host, http_base + p) for p in range(1, PORTS_PER_SLOT))
+    return all(_port_free(host, http_base + p) for p in range(1, PORTS_PER_SLOT))
 
 
 def stop_all_engines(clusters_dir: Path, timeout_s: float = 20.0) -> int:
