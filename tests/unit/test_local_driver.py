@@ -182,6 +182,6 @@ def test_cold_starts_take_turns_and_a_node_answering_lets_the_next_one_go(tmp_pa
     driver._start_node(first, 1, size)
     assert "queued: 1 engines are starting" in driver.start_queued(second, size)
     with socket.socket() as engine:  # the first node's HTTP port answers: it is started
-        engine.bind(("127.0.0.1", 36201))
+        engine.bind(("127.0.0.1", driver._http_base(first.id) + 1))  # its slot: the first free one
         engine.listen()
         assert driver.start_queued(second, size) is None
