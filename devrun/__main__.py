@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from libs.common.settings import (
 )
 from devrun.engine_setup import SetupError, install_elasticsearch, install_engine
 from devrun.nats_server import NatsServer
+from devrun.pump_build import build_pump
 from devrun.supervisor import Supervisor
 from services.manager.drivers.local_processes import stop_all_engines
 
@@ -70,6 +72,12 @@ def setup(settings: DevrunSettings) -> int:
             print(f"setup: {exc}", file=sys.stderr)
             return 2
         print(f"{name} engine {'installed' if installed else 'already installed'} in {home}")
+    if settings.gateway_pump and not settings.gateway_pump_bin:
+        try:
+            print(build_pump(settings))
+        except subprocess.CalledProcessError as exc:
+            print(f"setup: building the gateway's byte pump failed ({exc}); see Go's output above", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -16,6 +16,7 @@ import pytest
 from devrun.engine_setup import install_elasticsearch, install_engine
 from devrun.nats_server import NatsServer
 from services.manager.drivers.local_processes import find_engines, find_standbys, stop_all_engines
+from devrun.pump_build import build_pump
 from devrun.supervisor import free_port
 from devrun.supervisor import ServiceProcess
 from tests.helpers import PlatformSettings
@@ -134,6 +135,7 @@ def reporting(nats, settings, platform_env, state_dir):
 
 @pytest.fixture(scope="session")
 def gateway(nats, settings, platform_env, state_dir):
+    print(build_pump(settings))  # as `make setup` does: a pytest run alone finds it built too
     process = _service("services.gateway", settings.gateway_port, platform_env, state_dir)
     yield process
     process.stop()

@@ -89,6 +89,11 @@ class GatewaySection(Section):
     # refused keys: an address past this many in a minute gets 429 until the minute is over
     auth_failures_per_minute: int = Field(default=60, ge=1)
     key_lookups_per_s: float = Field(default=200.0, gt=0)  # KV reads for keys not known good, all addresses
+    # the byte pump (services/gateway/pump, Go): carries requests already decided; false: Python carries all
+    gateway_pump: bool = True
+    gateway_pump_bin: Path | None = None  # None: the one `make setup` built under ~/.cache/es-serverless/pump
+    gateway_internal_port: int = 0  # where the Python gateway answers the pump, on loopback; 0: a free port
+    pump_report_s: float = Field(default=1.0, gt=0)  # how often the pump tells the gateway what it carried
 
     @property
     def public_gateway_url(self) -> str:

@@ -29,6 +29,7 @@ class Activity:
     in_flight: dict[str, int] = field(default_factory=dict)
     tenants: dict[str, str] = field(default_factory=dict)  # cluster -> tenant, of clusters seen
     wakes: int = 0
+    busy_in_pump: set[str] = field(default_factory=set)  # clusters with requests in the pump at its last report
 
     def started(self, cluster_id: str, tenant_org_id: str) -> None:
         self.tenants[cluster_id] = tenant_org_id
@@ -44,13 +45,30 @@ class Activity:
             tally.bytes_out += bytes_out
             tally.last_request_at = now
 
+    def pumped(self, reports: list[dict]) -> None:
+        """The pump's counts since its last report, metered as the gateway's own."""
+        now = utcnow()
+        for report in reports:
+            cluster_id, tenant = str(report["cluster"]), str(report["tenant"])
+            self.tenants[cluster_id] = tenant
+            if int(report.get("in_flight", 0)) > 0:
+                self.busy_in_pump.add(cluster_id)
+            if int(report.get("requests", 0)) > 0:
+                for book in (self.pending, self.totals):
+                    tally = book.get(cluster_id) or book.setdefault(cluster_id, Tally(tenant))
+                    tally.requests += int(report["requests"])
+                    tally.bytes_in += int(report.get("bytes_in", 0))
+                    tally.bytes_out += int(report.get("bytes_out", 0))
+                    tally.last_request_at = now
+
     def take(self) -> list[ClusterActivity]:
         """The reports of this flush; a cluster with a request still running counts as active now."""
         pending, self.pending = self.pending, {}
         now = utcnow()
-        for cluster_id, count in self.in_flight.items():
-            if count > 0:
-                pending.setdefault(cluster_id, Tally(self.tenants[cluster_id])).last_request_at = now
+        busy = {c for c, count in self.in_flight.items() if count > 0} | self.busy_in_pump
+        self.busy_in_pump = set()
+        for cluster_id in busy:
+            pending.setdefault(cluster_id, Tally(self.tenants[cluster_id])).last_request_at = now
         return [ClusterActivity(cluster_id=cluster_id, tenant_org_id=t.tenant_org_id, gateway=self.gateway,
                                 requests=t.requests, bytes_in=t.bytes_in, bytes_out=t.bytes_out,
                                 last_request_at=t.last_request_at or now)

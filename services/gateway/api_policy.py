@@ -131,6 +131,39 @@ def decide(method: str, engine_path: str, engine: str) -> Allow | Deny:
                          "mappings, aliases, templates and pipelines (see the README's table)")
 
 
+PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # the byte pump's `*`: an index name or document id
+WILD = "*"
+
+
+def _could_match(pattern: tuple[str, ...], shape: tuple[str, ...]) -> bool:
+    """Could a row match some path of `shape` (a `*` being any plain segment)?"""
+    return all(token in (IDX, ANY) or (token == part if part != WILD else PLAIN.fullmatch(token) is not None)
+               for token, part in zip(pattern, shape))
+
+
+def shape_of(method: str, engine_path: str, engine: str) -> str | None:
+    """The paths that get this call's verdict, for the byte pump to recognise: `METHOD /a/*/c`, each
+    `*` standing for any plain segment. Only for a call allowed with no body to read and forwarded
+    unchanged, and only where every row that a path of the shape could match reads no body either
+    (so every path of it is allowed just the same). None: this call is decided each time."""
+    verdict = decide(method, engine_path, engine)
+    path = engine_path.partition("?")[0]
+    if not isinstance(verdict, Allow) or verdict.check is not None or verdict.path.partition("?")[0] != path:
+        return None
+    segments = tuple(path.split("/")[1:]) if path != "/" else ()
+    if any("%" in part or WILD in part for part in segments):
+        return None  # compared as bytes by the pump: only plain spellings
+    routed = "GET" if method == "HEAD" else method
+    rows = [a for a in ALLOWED if len(a.pattern) == len(segments) and engine in a.engines and routed in a.methods]
+    matched = next(a for a in rows if _matches(a.pattern, segments))
+    shape = tuple(WILD if token in (IDX, ANY) and PLAIN.fullmatch(part) else part
+                  for token, part in zip(matched.pattern, segments))
+    for row in rows:
+        if _could_match(row.pattern, shape) and any(routed in methods for methods, _ in row.checks):
+            return None
+    return f"{method} /{'/'.join(shape)}"
+
+
 def _has_source_param(query: str) -> bool:
     return any(name == "source" for name, _ in parse_qsl(query, keep_blank_values=True))
 

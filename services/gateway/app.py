@@ -1,16 +1,22 @@
 """Wiring of the gateway: settings, NATS (the cluster mirror, keys, activity and wake events),
 one pooled HTTP client to the engines, and its two aiohttp servers: the tenants' endpoint (with
-/health and /ready) on `gateway_port`, and /metrics, /health, /ready on `gateway_metrics_port`."""
+/health and /ready) on `gateway_port`, and /metrics, /health, /ready on `gateway_metrics_port`.
+With the byte pump (`pump_link.py`) the pump takes `gateway_port` and the tenants' endpoint here
+answers it alone, on loopback; the pump is started with the gateway and stopped before it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
+import subprocess
+from pathlib import Path
 
 import aiohttp
 import structlog
 from aiohttp import web
+from aiohttp.web_runner import GracefulExit
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from faststream.nats import NatsRouter
@@ -27,6 +33,7 @@ from services.gateway.cors import add_cors
 from services.gateway.handler import Gateway
 from services.gateway.key_guard import KeyGuard
 from services.gateway.keys import KeyCache
+from services.gateway.pump_link import ChangeFeed, pump_routes, start_pump, stop_pump
 from services.gateway.settings import GatewaySettings
 
 # what the gateway sends, declared once: each event goes to its own cluster's subject
@@ -42,7 +49,9 @@ async def send_activity(activity: ClusterActivity) -> None:
     await activity_reports.publish(activity, subjects.cluster_activity(activity.tenant_org_id, activity.cluster_id))
 
 
-def create_app(settings: GatewaySettings) -> web.Application:
+def create_app(settings: GatewaySettings, pump: Path | None = None, internal_port: int = 0) -> web.Application:
+    """`pump`: the pump's binary, started on `gateway_port` and deciding with this app at
+    `internal_port` on loopback (where the caller serves it); None: this app is the endpoint."""
     log = structlog.get_logger("gateway")
     instance = settings.gateway_instance_id or f"{socket.gethostname()}:{settings.gateway_port}"
     activity = Activity(gateway=instance)
@@ -80,7 +89,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         # headers are the client's own: none added (an added Accept-Encoding once sent gzip to curl)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                                         skip_auto_headers=("User-Agent", "Content-Type", "Accept", "Accept-Encoding"))
-        gateway = Gateway(settings, store, keys, session, activity, request_wake)
+        gateway = Gateway(settings, store, keys, session, activity, request_wake, feed)
         app["gateway"], app["store"] = gateway, store
         tasks = [asyncio.create_task(store.follow(gateway.record_changed)), asyncio.create_task(report_activity())]
         log.info("gateway started", listen=f"http://{settings.gateway_host}:{settings.gateway_port}",
@@ -120,9 +129,47 @@ def create_app(settings: GatewaySettings) -> web.Application:
         yield
         await runner.cleanup()
 
+    async def pump_process(app: web.Application):
+        process: subprocess.Popen = start_pump(settings, pump, internal_port)
+        log.info("pump started", pid=process.pid, listen=f"{settings.gateway_host}:{settings.gateway_port}",
+                 decides=f"127.0.0.1:{internal_port}")
+        stopping = False
+        drain_s = settings.wake_timeout_s + 10
+
+        async def pump_first_then_us():
+            # the pump drains first (its held requests are served here meanwhile), then this app
+            nonlocal stopping
+            stopping = True
+            await stop_pump(process, drain_s)
+            raise GracefulExit()
+
+        keep: list[asyncio.Task] = []  # the stopping task, referenced until the loop ends
+
+        def stop_soon() -> None:
+            if not stopping:
+                keep.append(asyncio.create_task(pump_first_then_us()))
+
+        async def watch():
+            await asyncio.get_running_loop().run_in_executor(None, process.wait)
+            if not stopping:  # the tenants' port went with it: exit, to be started again whole
+                log.error("pump exited", code=process.returncode)
+                stop_soon()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop_soon)
+        watcher = asyncio.create_task(watch())
+        yield
+        watcher.cancel()
+        if process.poll() is None:
+            await stop_pump(process, drain_s)
+
+    feed = ChangeFeed() if pump else None
     app = web.Application(client_max_size=1 << 20, handler_args={"max_field_size": 65536})
     app.cleanup_ctx.append(monitoring_server)  # first: up before NATS, down after the last held request
     app.cleanup_ctx.append(lifecycle)
+    if pump:
+        app.cleanup_ctx.append(pump_process)  # after NATS: its first requests find the keys readable
+        pump_routes(app, feed, activity.pumped)
     add_cors(app)  # the web console calls the gateway from the API's origin
     # probes and devrun's supervisor wait on /ready here, at the port they already dial
     app.router.add_get("/health", health)

@@ -22,6 +22,7 @@ from services.gateway.forwarding import (NotSent, error_answer, forward, read_ch
                                          upstream_headers)
 from services.gateway.key_guard import Throttled
 from services.gateway.keys import KeyCache
+from services.gateway.pump_link import CLIENT_HEADER, ChangeFeed, grant_headers
 from services.gateway.routing import Forward, Hold, Refuse, basic_credentials, decide, engine_user, split_path
 from services.gateway.settings import GatewaySettings
 
@@ -40,19 +41,22 @@ def engine_authorization(record: ClusterRecord) -> str | None:
 
 class Gateway:
     def __init__(self, settings: GatewaySettings, store: ClusterStore, keys: KeyCache, session: aiohttp.ClientSession,
-                 activity: Activity, request_wake: RequestWake):
+                 activity: Activity, request_wake: RequestWake, feed: ChangeFeed | None = None):
         self._settings = settings
         self._store = store
         self._keys = keys
         self._session = session
         self._activity = activity
         self._request_wake = request_wake
+        self._feed = feed  # None: no pump in front; else what it is told of record changes
         self._changed: dict[str, asyncio.Event] = {}
         self._asked: dict[str, float] = {}  # cluster -> when this gateway last asked to wake it
         self._log = structlog.get_logger("gateway")
 
     def record_changed(self, cluster_id: str, record: ClusterRecord | None) -> None:
-        """From the store's watch: held requests of this cluster look again."""
+        """From the store's watch: held requests of this cluster look again; the pump's grants end."""
+        if self._feed:
+            self._feed.changed(cluster_id, record)
         event = self._changed.pop(cluster_id, None)
         if event:
             event.set()
@@ -61,7 +65,9 @@ class Gateway:
         authorization = request.headers.get("Authorization")
         key = api_key_of(authorization)
         if key:
-            return await self._keys.principal(key, request.remote or "unknown")
+            # behind the pump the gateway listens on loopback only, and the pump names the client
+            address = (self._feed and request.headers.get(CLIENT_HEADER)) or request.remote or "unknown"
+            return await self._keys.principal(key, address)
         basic = basic_credentials(authorization)
         return engine_user(record, basic) if basic and record else None
 
@@ -71,6 +77,7 @@ class Gateway:
             return error_answer(404, "not_found", "address a cluster as /<cluster id>/<path>; its `endpoint` in the "
                                 "API says which")
         cluster_id, path = target
+        seq = self._feed.seq if self._feed else 0  # before the read: a change after it voids a grant
         record = await self._store.read(cluster_id)
         principal = await self._principal(request, record)
         if isinstance(principal, Throttled):
@@ -82,6 +89,7 @@ class Gateway:
         if isinstance(decision, Refuse):
             return error_answer(decision.status, decision.kind, decision.reason, decision.retry_after_s)
         body: bytes | None = None
+        engine_path = path
         if principal.is_operator:
             # the operator's key passes every call; each one is on record
             self._log.info("operator call", cluster=cluster_id, method=request.method, path=path.partition("?")[0])
@@ -93,10 +101,19 @@ class Gateway:
         self._activity.started(cluster_id, record.tenant_org_id)
         sizes = (0, 0)
         try:
-            answer, sizes = await self._serve(request, record, decision, path, body)
+            answer, sizes, at_once = await self._serve(request, record, decision, path, body)
+            if self._feed and at_once and not principal.is_operator and not answer.prepared:
+                answer.headers.update(self._grant(request, record, engine_path, seq))
             return answer
         finally:
             self._activity.finished(cluster_id, record.tenant_org_id, *sizes)
+
+    def _grant(self, request: web.Request, record: ClusterRecord, engine_path: str, seq: int) -> dict[str, str]:
+        """What lets the pump carry this caller's next such calls itself. The operator's are never
+        granted: each of them stays audited here."""
+        ttl = self._keys.trusted_for(api_key_of(request.headers.get("Authorization")))
+        shape = api_policy.shape_of(request.method, engine_path, record.spec.engine)
+        return grant_headers(record, engine_authorization(record), ttl, shape, self._feed, seq)
 
     async def _allowed(self, request: web.Request, record: ClusterRecord,
                        path: str) -> tuple[str, bytes | None] | web.Response:
@@ -123,27 +140,31 @@ class Gateway:
         if body is None:
             body = await read_small_body(request)
         started = time.perf_counter()
+        at_once = True  # forwarded on the first look, neither held nor sent again
         while True:
             if isinstance(decision, Refuse):
-                return error_answer(decision.status, decision.kind, decision.reason, decision.retry_after_s), (0, 0)
+                refusal = error_answer(decision.status, decision.kind, decision.reason, decision.retry_after_s)
+                return refusal, (0, 0), False
             if isinstance(decision, Forward):
                 headers = upstream_headers(request, engine_authorization(record))
                 try:
                     answer, bytes_in, bytes_out = await forward(
                         self._session, request, decision.endpoint + path, headers, body,
                         self._settings.upstream_timeout_s)
-                    return answer, (bytes_in, bytes_out)
+                    return answer, (bytes_in, bytes_out), at_once
                 except NotSent as exc:
                     if body is None:  # a streamed body cannot be sent twice
                         return error_answer(503, "engine_unavailable", f"the cluster's engine is not reachable "
-                                            f"({exc}); retry shortly", 5), (0, 0)
+                                            f"({exc}); retry shortly", 5), (0, 0), False
                     decision = None  # down for a moment (stopping to hibernate, restarting): look again
+                    at_once = False
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     return error_answer(502, "engine_error", f"the cluster's engine failed to answer: "
-                                        f"{type(exc).__name__} {exc}"), (0, 0)
+                                        f"{type(exc).__name__} {exc}"), (0, 0), False
             if loop.time() >= deadline:
                 return error_answer(503, "cluster_waking", f"cluster {record.id} did not answer within "
-                                    f"{self._settings.wake_timeout_s:.0f} s; retry shortly", 10), (0, 0)
+                                    f"{self._settings.wake_timeout_s:.0f} s; retry shortly", 10), (0, 0), False
+            at_once = False
             if isinstance(decision, Hold) and decision.ask_to_wake:
                 await self._ask_to_wake(record, decision.reason)
             await self._wait_for_change(record.id, min(LOOK_AGAIN_S, deadline - loop.time()))

@@ -23,6 +23,14 @@ class KeyCache:
         self._known: dict[str, tuple[Principal, float]] = {}  # sha256 of a key -> who, until when
         self._known_good = Expiring()  # keys valid lately: re-checked after the TTL outside the guard
 
+    def trusted_for(self, key: str | None) -> float:
+        """How much longer this gateway takes `key` on trust (engine credentials: the key cache's time),
+        so a pump it grants the key to trusts it no longer than the gateway would."""
+        if key is None:
+            return self._ttl_s
+        known = self._known.get(hashlib.sha256(key.encode()).hexdigest())
+        return max(0.0, known[1] - time.monotonic()) if known else 0.0
+
     async def principal(self, key: str, address: str) -> Principal | Throttled | None:
         digest = hashlib.sha256(key.encode()).hexdigest()  # the key itself is never kept
         now = time.monotonic()

@@ -1,0 +1,3 @@
+module es-serverless/gateway/pump
+
+go 1.22

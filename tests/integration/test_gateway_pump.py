@@ -1,0 +1,122 @@
+"""The gateway's byte pump on the shared platform: a tenant's repeated calls are carried by the
+pump (straight to the engine) and still metered once each; whatever the pump learned opens no
+other path, key or cluster; a revoked key is refused within the key cache's time; a cluster that
+hibernates under a learned grant is woken by its next call, which is answered."""
+
+from __future__ import annotations
+
+import http.client
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import OPERATOR, seed_request, tenant_with_key
+from tests.helpers import wait_for_status, wait_until
+
+# the Python gateway's server names itself; the pump passes the engine's headers alone, which
+# is how these tests see which of the two answered
+PYTHON_SERVER = "aiohttp"
+
+
+@pytest.fixture(scope="module")
+def tenants(api):
+    return tenant_with_key(api), tenant_with_key(api)
+
+
+@pytest.fixture(scope="module")
+def cluster(api, tenants):
+    (tenant, _), _ = tenants
+    created = api.post("/clusters", json=seed_request(tenant_org_id=tenant, service_name="pump",
+                                                      hibernate_after_s=0)).json()
+    yield wait_for_status(api, created["id"], "ready")
+    api.delete(f"/clusters/{created['id']}")
+
+
+def as_key(key: str) -> dict[str, str]:
+    return {"Authorization": f"ApiKey {key}"}
+
+
+def raw_request(method: str, url: str, headers: dict[str, str]) -> tuple[int, str]:
+    """The path exactly as written (httpx would resolve `..` before sending it)."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request(method, url[len(f"{parts.scheme}://{parts.netloc}"):], headers=headers)
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def requests_counted(settings, cluster_id: str) -> float:
+    metrics = httpx.get(f"http://127.0.0.1:{settings.gateway_metrics_port}/metrics").text
+    return next((float(l.split()[-1]) for l in metrics.splitlines()
+                 if l.startswith("ess_gateway_requests_total") and cluster_id in l), 0.0)
+
+
+def test_repeated_calls_are_carried_by_the_pump_and_metered_once_each(cluster, tenants, settings):
+    (_, key), _ = tenants
+    base = cluster["endpoint"]
+    assert httpx.put(f"{base}/books/_doc/1?refresh=true", json={"title": "one"}, headers=as_key(key)).status_code == 201
+    first = httpx.get(f"{base}/books/_doc/1", headers=as_key(key))
+    assert first.json()["_source"] == {"title": "one"}
+    before = requests_counted(settings, cluster["id"])
+    answers = [httpx.get(f"{base}/books/_doc/{i % 3}", headers=as_key(key)) for i in range(30)]
+    assert [a.status_code for a in answers].count(200) == 10 and {a.status_code for a in answers} == {200, 404}
+    carried_by = [a.headers.get("server", "the pump") for a in answers]
+    assert not [s for s in carried_by if PYTHON_SERVER in s], carried_by
+    assert answers[1].json()["_source"] == {"title": "one"}
+    wait_until(lambda: requests_counted(settings, cluster["id"]) == before + 30, 10, what="30 calls metered")
+    time.sleep(2.5)  # another report of the pump's counts: nothing counted twice
+    assert requests_counted(settings, cluster["id"]) == before + 30
+
+
+def test_what_the_pump_learned_opens_no_other_path_key_or_cluster(api, cluster, tenants, settings):
+    (_, key), (_, other_key) = tenants
+    base = cluster["endpoint"]
+    for path in ("/books/_doc/1", "/books/_search", "/_cluster/health", "/"):
+        httpx.get(base + path, headers=as_key(key))  # learned: these shapes, this key, this cluster
+    attacks = ["/_snapshot/_doc/x", "/%5Fsnapshot/_doc/x", "/_snapshot/_search", "/books/_doc/..",
+               "/books/_doc/%2e%2e/%2e%2e/_snapshot", "/_nodes/_doc/x", "/_cluster/settings", "/_cluster/state",
+               "/books/_doc/x/../../../_snapshot", "/_all/_snapshot", "/books/_settings/../../_nodes",
+               "/_snapshot/books/_search", "//_snapshot", "/_cat/nodes"]
+    for path in attacks:
+        for method in ("GET", "HEAD", "PUT", "POST", "DELETE"):
+            status, text = raw_request(method, base + path, as_key(key))
+            assert status in (400, 410), (method, path, status, text)
+    # another tenant's key on the learned cluster and path: the cluster does not exist for it
+    for _ in range(3):
+        assert httpx.get(f"{base}/books/_doc/1", headers=as_key(other_key)).status_code == 404
+    # the same key on another cluster id: nothing learned for it either
+    assert httpx.get(f"{settings.public_gateway_url}/c000000000000/books/_doc/1",
+                     headers=as_key(key)).status_code == 404
+    # the operator's calls are never carried by the pump: each stays audited by the gateway
+    for _ in range(3):
+        answer = httpx.get(f"{base}/books/_doc/1", headers=OPERATOR)
+        assert answer.status_code == 200 and PYTHON_SERVER in answer.headers.get("server", "")
+
+
+def test_a_revoked_key_is_refused_within_the_key_cache_time(api, cluster, settings):
+    tenant = cluster["tenant_org_id"]
+    made = api.post(f"/tenants/{tenant}/keys", json={}).json()
+    base = cluster["endpoint"]
+    for _ in range(5):
+        assert httpx.get(f"{base}/books/_doc/1", headers=as_key(made["key"])).status_code == 200
+    assert api.delete(f"/tenants/{tenant}/keys/{made['key_id']}").status_code == 204
+    time.sleep(settings.key_cache_s + 0.5)  # the bound the gateway promises, the pump included
+    for _ in range(5):
+        assert httpx.get(f"{base}/books/_doc/1", headers=as_key(made["key"])).status_code == 401
+
+
+def test_a_cluster_hibernated_under_a_learned_grant_is_woken_by_its_next_call(api, cluster, tenants):
+    (_, key), _ = tenants
+    base = cluster["endpoint"]
+    for _ in range(3):
+        assert httpx.get(f"{base}/books/_doc/1", headers=as_key(key)).status_code == 200
+    assert api.post(f"/clusters/{cluster['id']}/hibernate").status_code == 202
+    wait_for_status(api, cluster["id"], "hibernated", 120)
+    woken = httpx.get(f"{base}/books/_doc/1", headers=as_key(key), timeout=120)
+    assert woken.status_code == 200 and woken.json()["_source"] == {"title": "one"}
+    assert api.get(f"/clusters/{cluster['id']}").json()["status"] == "ready"
