@@ -73,6 +73,24 @@ def test_repeated_calls_are_carried_by_the_pump_and_metered_once_each(cluster, t
     assert requests_counted(settings, cluster["id"]) == before + 30
 
 
+def test_large_bodies_stream_through_the_pump_both_ways_whole(cluster, tenants, settings):
+    (_, key), _ = tenants
+    base, ndjson = cluster["endpoint"], {**as_key(key), "Content-Type": "application/x-ndjson"}
+    small = '{"index":{"_index":"big","_id":"s"}}\n{"text":"x","n":-1}\n'
+    assert httpx.post(f"{base}/_bulk?refresh=true", content=small, headers=ndjson).status_code == 200
+    assert httpx.get(f"{base}/big/_search", headers=as_key(key)).status_code == 200  # both shapes learned
+    text = "y" * 2000
+    bulk = "".join(f'{{"index":{{"_index":"big","_id":"d{i}"}}}}\n{{"text":"{text}","n":{i}}}\n' for i in range(1500))
+    assert len(bulk) > 3 << 20  # more than the 1 MiB the gateways read whole: streamed
+    answer = httpx.post(f"{base}/_bulk?refresh=true", content=bulk.encode(), headers=ndjson, timeout=120)
+    assert answer.status_code == 200 and PYTHON_SERVER not in answer.headers.get("server", "")
+    assert answer.json()["errors"] is False and len(answer.json()["items"]) == 1500
+    found = httpx.get(f"{base}/big/_search?size=1000&sort=n", headers=as_key(key), timeout=60)
+    assert len(found.content) > 2 << 20 and PYTHON_SERVER not in found.headers.get("server", "")
+    hits = found.json()["hits"]["hits"]
+    assert [h["_source"]["n"] for h in hits] == list(range(-1, 999)) and hits[1]["_source"]["text"] == text
+
+
 def test_what_the_pump_learned_opens_no_other_path_key_or_cluster(api, cluster, tenants, settings):
     (_, key), (_, other_key) = tenants
     base = cluster["endpoint"]

@@ -153,7 +153,15 @@ def stages(dockerfile: str) -> list[str]:
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_each_image_builds_wheels_apart_and_runs_slim_unprivileged_and_checked(service):
     text = (REPO / "deploy/docker" / f"{service}.Dockerfile").read_text()
-    builder, final = stages(text)
+    *compiled, builder, final = stages(text)
+    if service == "gateway":  # and its byte pump, compiled in a stage of its own and copied alone
+        [pump] = compiled
+        assert pump.startswith("${REGISTRY}/${GO_IMAGE} AS pump") and "go build" in pump
+        assert is_pinned(text.split("GO_IMAGE=")[1].split()[0].replace("library/", ""))
+        assert "COPY --from=pump /ess-pump /usr/local/bin/ess-pump" in final
+        assert "ESS_GATEWAY_PUMP_BIN=/usr/local/bin/ess-pump" in final
+    else:
+        assert compiled == []
     assert builder.split()[0] == final.split()[0] and "slim" in text.split("PYTHON_IMAGE=")[1].split()[0]
     assert " AS builder" in builder.splitlines()[0] and "pip wheel" in builder
     assert "COPY --from=builder /wheels" in final and "--no-index" in final

@@ -52,6 +52,13 @@ func (a *Activity) Finished(cluster, tenant string, bytesIn, bytesOut int64) {
 	a.mu.Unlock()
 }
 
+// Abandoned: a call that was not carried after all (the Python gateway serves and counts it).
+func (a *Activity) Abandoned(cluster string) {
+	a.mu.Lock()
+	a.pending[cluster].InFlight--
+	a.mu.Unlock()
+}
+
 // Take: the counts since the last report; clusters with requests still running stay listed.
 func (a *Activity) Take() []Tally {
 	a.mu.Lock()

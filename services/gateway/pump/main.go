@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -39,10 +40,10 @@ func main() {
 	drain := flag.Duration("drain", 35*time.Second, "on SIGTERM, requests in flight may finish this long")
 	flag.Parse()
 	dieWithParent()
+	debug.SetGCPercent(400) // a few MiB more heap for a quarter of the collections
 
 	pump := NewPump(*python, *timeout)
-	server := &http.Server{Addr: *listen, Handler: pump, ReadHeaderTimeout: 30 * time.Second,
-		MaxHeaderBytes: 1 << 20, ErrorLog: log.New(os.Stderr, "ess-pump ", log.LstdFlags)}
+	server := pump.Server(*listen)
 	listener, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Fatalf("ess-pump: %v", err)
@@ -51,20 +52,37 @@ func main() {
 	reported := make(chan struct{})
 	go func() { pump.activity.Report(pump.control, *python+"/_pump/activity", *report, stop); close(reported) }()
 	go pump.FollowChanges(stop)
+	drained := make(chan struct{})
 	go func() {
 		signals := make(chan os.Signal, 1)
 		signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 		<-signals
 		ctx, cancel := context.WithTimeout(context.Background(), *drain)
 		defer cancel()
-		server.Shutdown(ctx)
+		server.Shutdown(ctx) // no new connections; calls in flight (held ones too) finish
+		close(drained)
 	}()
 	fmt.Fprintf(os.Stderr, "ess-pump listening on %s, deciding with %s\n", *listen, *python)
 	if err := server.Serve(listener); err != http.ErrServerClosed {
 		log.Fatalf("ess-pump: %v", err)
 	}
+	<-drained // Serve returns as the shutdown begins, not when it ends
 	close(stop)
 	<-reported
+}
+
+// Server: the tenants' server; each client connection keeps its own engine connections.
+func (p *Pump) Server(listen string) *http.Server {
+	return &http.Server{Addr: listen, Handler: p, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute,
+		MaxHeaderBytes: 1 << 20, ErrorLog: log.New(os.Stderr, "ess-pump ", log.LstdFlags),
+		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, p.clients.opened(conn))
+		},
+		ConnState: func(conn net.Conn, state http.ConnState) {
+			if state == http.StateClosed || state == http.StateHijacked {
+				p.clients.closed(conn)
+			}
+		}}
 }
 
 // dieWithParent: a SIGKILLed gateway leaves no pump holding its port.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 )
 
@@ -22,7 +23,8 @@ type Pump struct {
 	shapes   *Shapes
 	activity *Activity
 	toPython *httputil.ReverseProxy
-	toEngine *httputil.ReverseProxy
+	clients  *clientConns
+	timeout  time.Duration
 	control  *http.Client
 }
 
@@ -32,7 +34,8 @@ func NewPump(python string, timeout time.Duration) *Pump {
 		panic(err)
 	}
 	p := &Pump{python: python, grants: NewGrants(100_000), shapes: NewShapes(512), activity: NewActivity(),
-		control: &http.Client{Timeout: 30 * time.Second}}
+		control: &http.Client{Timeout: 30 * time.Second},
+		clients: &clientConns{byKey: map[net.Conn]map[string]*engineConn{}}, timeout: timeout}
 	transport := func() *http.Transport {
 		return &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -63,30 +66,16 @@ func NewPump(python string, timeout time.Duration) *Pump {
 		},
 		FlushInterval: -1, // a held or streamed answer goes out as it comes
 	}
-	p.toEngine = &httputil.ReverseProxy{
-		Transport: transport(),
-		Rewrite: func(r *httputil.ProxyRequest) {
-			forward := r.In.Context().Value(forwardKey{}).(*forwarding)
-			r.Out.URL = forward.url
-			r.Out.Host = forward.url.Host
-			r.Out.Header.Del("Authorization")
-			if forward.grant.Authorization != "" { // the engine's own credentials, never the tenant's key
-				r.Out.Header.Set("Authorization", forward.grant.Authorization)
-			}
-		},
-		ErrorHandler: p.engineFailed,
-	}
 	return p
 }
 
-type forwardKey struct{}
+// buffers: the copy buffers of answers, reused (a fresh 32 KiB per request was a third of the pump's garbage)
+var buffers = &bufferPool{pool: sync.Pool{New: func() any { return make([]byte, 32<<10) }}}
 
-type forwarding struct {
-	grant    *Grant
-	url      *url.URL
-	body     []byte // the whole body when it was small: sent again to the Python gateway if the engine was down
-	original *http.Request
-}
+type bufferPool struct{ pool sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return b.pool.Get().([]byte) }
+func (b *bufferPool) Put(p []byte) { b.pool.Put(p) } //nolint:staticcheck // a slice header: small enough
 
 func (p *Pump) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cluster, path, query, ok := target(r)
@@ -107,58 +96,59 @@ func (p *Pump) decide(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Pump) forward(w http.ResponseWriter, r *http.Request, grant *Grant, path, query string) {
-	engineURL, err := url.Parse(grant.Endpoint + path)
-	if err != nil {
+	engineURL, err := url.Parse(grant.Endpoint)
+	engines, _ := r.Context().Value(connKey{}).(map[string]*engineConn)
+	if err != nil || engines == nil {
 		p.decide(w, r)
 		return
 	}
-	engineURL.RawQuery = query
-	forward := &forwarding{grant: grant, url: engineURL, original: r}
+	target := path
+	if query != "" {
+		target += "?" + query
+	}
+	var body []byte // the whole body when it is small: served by the Python gateway if the engine is down
 	if r.ContentLength > 0 && r.ContentLength <= bufferLimit {
-		forward.body, err = io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
-		if err != nil {
+		if body, err = io.ReadAll(io.LimitReader(r.Body, r.ContentLength)); err != nil {
 			return // the client went away mid-body
 		}
-		r.Body = io.NopCloser(bytes.NewReader(forward.body))
 	}
-	counted := &countingBody{ReadCloser: r.Body}
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = counted
+	var reader io.Reader = r.Body
+	if body != nil {
+		reader = bytes.NewReader(body)
 	}
-	writer := &countingWriter{ResponseWriter: w}
 	p.activity.Started(grant.Cluster, grant.Tenant)
-	defer func() { p.activity.Finished(grant.Cluster, grant.Tenant, counted.n, writer.n) }()
-	p.toEngine.ServeHTTP(writer, r.WithContext(context.WithValue(r.Context(), forwardKey{}, forward)))
-}
-
-// engineFailed: nothing sent (the engine stopped, to hibernate or restart) and the body is at hand:
-// the Python gateway serves it, holding it through a wake. Else an engine-shaped 502 or 503.
-func (p *Pump) engineFailed(w http.ResponseWriter, r *http.Request, err error) {
-	forward := r.Context().Value(forwardKey{}).(*forwarding)
-	var opErr *net.OpError
-	notSent := errors.As(err, &opErr) && opErr.Op == "dial"
-	if notSent {
-		p.grants.Drop(forward.grant)
-		if forward.body != nil || forward.original.ContentLength == 0 {
-			retry := forward.original.Clone(forward.original.Context())
-			retry.Body = io.NopCloser(bytes.NewReader(forward.body))
-			if forward.body == nil {
-				retry.Body = http.NoBody
-			}
-			if counting, ok := w.(*countingWriter); ok {
-				w = counting.ResponseWriter // the Python gateway counts what it serves itself
-			}
-			p.decide(w, retry)
+	response, engine, err := exchange(engines, grant, engineURL.Host, r, target, reader, p.timeout)
+	var down notSent
+	if errors.As(err, &down) {
+		p.activity.Abandoned(grant.Cluster)
+		p.grants.Drop(grant)
+		if body == nil && r.ContentLength > 0 {
+			errorAnswer(w, http.StatusServiceUnavailable, "engine_unavailable",
+				fmt.Sprintf("the cluster's engine is not reachable (%v); retry shortly", err))
 			return
 		}
-		errorAnswer(w, http.StatusServiceUnavailable, "engine_unavailable",
-			fmt.Sprintf("the cluster's engine is not reachable (%v); retry shortly", err))
+		// nothing sent (the engine stopped, to hibernate or restart): the Python gateway serves it,
+		// holding it through a wake, and counts it itself
+		retry := r.Clone(r.Context())
+		retry.Body = http.NoBody
+		if body != nil {
+			retry.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		p.decide(w, retry)
 		return
 	}
-	if errors.Is(err, context.Canceled) {
-		return // the client went away
+	var sent int64
+	defer func() { p.activity.Finished(grant.Cluster, grant.Tenant, max(r.ContentLength, 0), sent) }()
+	if err != nil {
+		errorAnswer(w, http.StatusBadGateway, "engine_error", fmt.Sprintf("the cluster's engine failed to answer: %v", err))
+		return
 	}
-	errorAnswer(w, http.StatusBadGateway, "engine_error", fmt.Sprintf("the cluster's engine failed to answer: %v", err))
+	var reusable bool
+	sent, reusable = answer(w, response)
+	if !reusable {
+		engine.conn.Close()
+		delete(engines, engineURL.Host)
+	}
 }
 
 // FollowChanges: a long poll of the Python gateway's record changes, so a grant ends with them.
@@ -199,35 +189,5 @@ func (p *Pump) FollowChanges(stop <-chan struct{}) {
 			p.grants.Changed(feed.Clusters, feed.Seq)
 		}
 		after = feed.Seq
-	}
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n int64
-}
-
-func (c *countingBody) Read(b []byte) (int, error) {
-	n, err := c.ReadCloser.Read(b)
-	c.n += int64(n)
-	return n, err
-}
-
-type countingWriter struct {
-	http.ResponseWriter
-	n int64
-}
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(b)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
-
-func (c *countingWriter) Flush() {
-	if f, ok := c.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
 	}
 }

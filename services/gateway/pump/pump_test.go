@@ -114,7 +114,9 @@ func TestDecidedRequestsGoToTheEngineWithItsCredentialsAndTheRestToTheDecider(t 
 	defer python.Close()
 	pump := NewPump(python.URL, 5*time.Second)
 	pump.grants.Reset("e1")
-	front := httptest.NewServer(pump)
+	front := httptest.NewUnstartedServer(pump)
+	front.Config = pump.Server("")
+	front.Start()
 	defer front.Close()
 
 	get := func(path string, headers map[string]string) (string, http.Header) {
