@@ -7,7 +7,8 @@ gateway alone (its internal port, as without the pump), so the pump's gain shows
 same gateway in the same run. Rounds alternate direct, pump, Python, ... so drift on a busy
 machine hits all alike; the figures are medians over the rounds with their spread (min..max).
 Targets (issue 23), at 20 connections: GET _doc through the gateway >= 50 % of direct, <= 0.5 ms
-added at p50 and <= 2 ms at p99; _search >= 80 %. At 200 connections: no errors.
+added at p50 and <= 2 ms at p99; _search >= 80 %. At 200 connections: no errors (non-2xx
+answers stop the run; socket errors and calls over 10 s are counted).
 Run: .venv/bin/python bench/gateway_overhead.py   (needs wrk: apt install wrk)
 """
 
@@ -37,20 +38,23 @@ DOCS = 1000
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, headers: dict[str, str], connections: int) -> tuple[float, float, float]:
-    """(p50 ms, p99 ms, requests/s) of one wrk run; raises on any error or non-2xx answer."""
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{DURATION_S}s", "--latency"]
+def wrk(url: str, headers: dict[str, str], connections: int) -> tuple[float, float, float, int]:
+    """(p50 ms, p99 ms, requests/s, socket errors) of one wrk run; raises on a non-2xx answer.
+    A call may take up to 10 s before wrk counts it as an error (its default is 2 s)."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{DURATION_S}s", "--timeout", "10s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
+    if "Non-2xx" in out:
         raise RuntimeError(f"wrk saw errors on {url}:\n{out}")
 
     def latency(p: str) -> float:
         value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
         return float(value) * UNITS[unit]
 
-    return latency("50"), latency("99"), float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return (latency("50"), latency("99"), float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            sum(int(n) for n in errors.groups()) if errors else 0)
 
 
 def _spread(values: list[float], digits: int = 2) -> str:
@@ -93,9 +97,9 @@ def run(running: Running, internal_port: int) -> list[str]:
     for name, path in paths.items():
         for connections in CONNECTIONS:
             d = results[(name, connections, "direct")]
-            lines.append(f"{name} at {connections} connections, median of {ROUNDS} (min..max), 0 errors: direct "
+            lines.append(f"{name} at {connections} connections, median of {ROUNDS} (min..max): direct "
                          f"{_spread([r[2] for r in d], 0)}/s p50 {_spread([r[0] for r in d])} ms "
-                         f"p99 {_spread([r[1] for r in d])} ms")
+                         f"p99 {_spread([r[1] for r in d])} ms, socket errors {sum(r[3] for r in d)}")
             for way in ("pump", "python"):
                 g = results[(name, connections, way)]
                 lines.append(
@@ -103,7 +107,7 @@ def run(running: Running, internal_port: int) -> list[str]:
                     f"{_spread([r[2] for r in g], 0)}/s = {_spread([gp[2] / dp[2] * 100 for dp, gp in zip(d, g)], 0)} "
                     f"% of direct; p50 {_spread([r[0] for r in g])} ms, added "
                     f"{_spread([gp[0] - dp[0] for dp, gp in zip(d, g)])} ms; p99 {_spread([r[1] for r in g])} ms, "
-                    f"added {_spread([gp[1] - dp[1] for dp, gp in zip(d, g)])} ms")
+                    f"added {_spread([gp[1] - dp[1] for dp, gp in zip(d, g)])} ms; socket errors {sum(r[3] for r in g)}")
         lines.append(f"  the tenant policy's decision alone on {name}: {_spread(policy_cost(path))} us")
     return lines
 
