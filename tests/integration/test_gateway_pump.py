@@ -56,21 +56,32 @@ def requests_counted(settings, cluster_id: str) -> float:
                  if l.startswith("ess_gateway_requests_total") and cluster_id in l), 0.0)
 
 
+def settled_count(settings, cluster_id: str) -> float:
+    """The count once the pump has reported everything it carried (it reports every second)."""
+    counted = requests_counted(settings, cluster_id)
+    while True:
+        time.sleep(settings.pump_report_s + 0.5)
+        again = requests_counted(settings, cluster_id)
+        if again == counted:
+            return counted
+        counted = again
+
+
 def test_repeated_calls_are_carried_by_the_pump_and_metered_once_each(cluster, tenants, settings):
     (_, key), _ = tenants
     base = cluster["endpoint"]
     assert httpx.put(f"{base}/books/_doc/1?refresh=true", json={"title": "one"}, headers=as_key(key)).status_code == 201
     first = httpx.get(f"{base}/books/_doc/1", headers=as_key(key))
     assert first.json()["_source"] == {"title": "one"}
-    before = requests_counted(settings, cluster["id"])
+    before = settled_count(settings, cluster["id"])  # the first GET may be the pump's (shapes are per engine)
     answers = [httpx.get(f"{base}/books/_doc/{i % 3}", headers=as_key(key)) for i in range(30)]
     assert [a.status_code for a in answers].count(200) == 10 and {a.status_code for a in answers} == {200, 404}
     carried_by = [a.headers.get("server", "the pump") for a in answers]
     assert not [s for s in carried_by if PYTHON_SERVER in s], carried_by
     assert answers[1].json()["_source"] == {"title": "one"}
-    wait_until(lambda: requests_counted(settings, cluster["id"]) == before + 30, 10, what="30 calls metered")
+    wait_until(lambda: requests_counted(settings, cluster["id"]) >= before + 30, 10, what="30 calls metered")
     time.sleep(2.5)  # another report of the pump's counts: nothing counted twice
-    assert requests_counted(settings, cluster["id"]) == before + 30
+    assert requests_counted(settings, cluster["id"]) - before == 30
 
 
 def test_large_bodies_stream_through_the_pump_both_ways_whole(cluster, tenants, settings):
@@ -81,12 +92,12 @@ def test_large_bodies_stream_through_the_pump_both_ways_whole(cluster, tenants, 
     assert httpx.get(f"{base}/big/_search", headers=as_key(key)).status_code == 200  # both shapes learned
     text = "y" * 2000
     bulk = "".join(f'{{"index":{{"_index":"big","_id":"d{i}"}}}}\n{{"text":"{text}","n":{i}}}\n' for i in range(1500))
-    assert len(bulk) > 3 << 20  # more than the 1 MiB the gateways read whole: streamed
+    assert len(bulk) > 2 << 20  # more than the 1 MiB the gateways read whole: streamed
     answer = httpx.post(f"{base}/_bulk?refresh=true", content=bulk.encode(), headers=ndjson, timeout=120)
     assert answer.status_code == 200 and PYTHON_SERVER not in answer.headers.get("server", "")
     assert answer.json()["errors"] is False and len(answer.json()["items"]) == 1500
     found = httpx.get(f"{base}/big/_search?size=1000&sort=n", headers=as_key(key), timeout=60)
-    assert len(found.content) > 2 << 20 and PYTHON_SERVER not in found.headers.get("server", "")
+    assert len(found.content) > 1 << 20 and PYTHON_SERVER not in found.headers.get("server", "")
     hits = found.json()["hits"]["hits"]
     assert [h["_source"]["n"] for h in hits] == list(range(-1, 999)) and hits[1]["_source"]["text"] == text
 
