@@ -1,6 +1,7 @@
 package main
 
-// The two ways a request goes: to the engine (a decided request) or to the Python gateway.
+// The two ways a call goes: to the engine (one the Python gateway decided already), or to the
+// Python gateway, which serves it and may say how to carry the next ones (learned.go).
 
 import (
 	"bytes"
@@ -36,18 +37,13 @@ func NewPump(python string, timeout time.Duration) *Pump {
 	p := &Pump{python: python, grants: NewGrants(100_000), shapes: NewShapes(512), activity: NewActivity(),
 		control: &http.Client{Timeout: 30 * time.Second},
 		clients: &clientConns{byKey: map[net.Conn]map[string]*engineConn{}}, timeout: timeout}
-	transport := func() *http.Transport {
-		return &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:          0,
-			MaxIdleConnsPerHost:   1024,
-			IdleConnTimeout:       90 * time.Second,
-			DisableCompression:    true, // bodies pass as they are; no Accept-Encoding is added
-			ResponseHeaderTimeout: timeout,
-		}
-	}
 	p.toPython = &httputil.ReverseProxy{
-		Transport: transport(),
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 1024,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true, // bodies pass as they are; no Accept-Encoding is added
+		},
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.Out.URL.Scheme, r.Out.URL.Host = pythonURL.Scheme, pythonURL.Host
 			r.Out.Host = r.In.Host
