@@ -141,6 +141,7 @@ def create_app(settings: GatewaySettings, pump: Path | None = None, internal_por
             nonlocal stopping
             stopping = True
             await stop_pump(process, drain_s)
+            feed.release()
             raise GracefulExit()
 
         keep: list[asyncio.Task] = []  # the stopping task, referenced until the loop ends
@@ -162,6 +163,7 @@ def create_app(settings: GatewaySettings, pump: Path | None = None, internal_por
         watcher.cancel()
         if process.poll() is None:
             await stop_pump(process, drain_s)
+        feed.release()
 
     feed = ChangeFeed() if pump else None
     app = web.Application(client_max_size=1 << 20, handler_args={"max_field_size": 65536})

@@ -71,6 +71,10 @@ class ChangeFeed:
         self._event.set()
         self._event = asyncio.Event()
 
+    def release(self) -> None:
+        """Answer every waiting poll now (stopping: a poll must not hold the shutdown for its 20 s)."""
+        self._event.set()
+
     def since(self, after: int, epoch: str) -> dict:
         if epoch != self.epoch or after < 0 or after > self.seq:
             return {"epoch": self.epoch, "seq": self.seq, "clusters": [], "all": True}
