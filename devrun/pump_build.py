@@ -25,4 +25,7 @@ def build_pump(settings: GatewaySection) -> str:
     subprocess.run([go, "build", "-trimpath", "-o", str(partial), "."], cwd=SOURCE, check=True,
                    env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"})
     os.replace(partial, binary)  # whole or absent: a gateway never starts a half-written binary
+    for older in binary.parent.parent.iterdir():  # builds of earlier sources (a running one keeps its file)
+        if older != binary.parent and older.is_dir():
+            shutil.rmtree(older, ignore_errors=True)
     return f"gateway byte pump built: {binary}"

@@ -36,10 +36,13 @@ def pump_binary(settings: GatewaySection) -> Path:
     """The pump to run: ESS_GATEWAY_PUMP_BIN, else the one built from these sources (named by their hash)."""
     if settings.gateway_pump_bin:
         return settings.gateway_pump_bin
+    cache = Path.home() / ".cache" / "es-serverless" / "pump"
+    if not (SOURCE / "go.mod").is_file():  # installed without its sources (an image names its binary)
+        return cache / "no-sources" / "ess-pump"
     digest = hashlib.sha256()
     for path in sorted(SOURCE.glob("*.go")) + [SOURCE / "go.mod"]:
         digest.update(path.name.encode() + path.read_bytes())
-    return Path.home() / ".cache" / "es-serverless" / "pump" / digest.hexdigest()[:16] / "ess-pump"
+    return cache / digest.hexdigest()[:16] / "ess-pump"
 
 
 def start_pump(settings: GatewaySection, binary: Path, internal_port: int) -> subprocess.Popen:
