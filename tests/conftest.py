@@ -19,7 +19,7 @@ from services.manager.drivers.local_processes import find_engines, find_standbys
 from devrun.pump_build import build_pump
 from devrun.supervisor import free_port
 from devrun.supervisor import ServiceProcess
-from tests.helpers import PlatformSettings
+from tests.helpers import PlatformSettings, wait_for_status
 
 
 OPERATOR_KEY = f"op-{uuid.uuid4().hex}"
@@ -155,6 +155,16 @@ def tenant_with_key(api: httpx.Client) -> tuple[str, str]:
     key = api.post(f"/tenants/{tenant}/keys", json={}).json()["key"]
     ISSUED_KEYS.append(key)
     return tenant, key
+
+
+@contextmanager
+def ready_cluster(api: httpx.Client, **overrides):
+    """A cluster of the seed's request (with `overrides`), once `ready`; deleted afterwards."""
+    created = api.post("/clusters", json=seed_request(**overrides)).json()
+    try:
+        yield wait_for_status(api, created["id"], "ready")
+    finally:
+        api.delete(f"/clusters/{created['id']}")
 
 
 def seed_request(**overrides) -> dict:

@@ -8,8 +8,8 @@ import pytest
 from opensearchpy import NotFoundError, helpers
 from opensearchpy.exceptions import AuthenticationException
 
-from tests.conftest import OPERATOR, OPERATOR_KEY, seed_request, tenant_with_key
-from tests.helpers import endpoint_client, wait_for_status
+from tests.conftest import OPERATOR, OPERATOR_KEY, ready_cluster, tenant_with_key
+from tests.helpers import endpoint_client
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,8 @@ def tenants(api):
 @pytest.fixture(scope="module")
 def cluster(api, tenants):
     (tenant, _), _ = tenants
-    created = api.post("/clusters", json=seed_request(tenant_org_id=tenant, service_name="gw")).json()
-    yield wait_for_status(api, created["id"], "ready")
-    api.delete(f"/clusters/{created['id']}")
+    with ready_cluster(api, tenant_org_id=tenant, service_name="gw") as ready:
+        yield ready
 
 
 def test_the_endpoint_is_the_gateway_and_the_engine_is_for_the_operator(api, settings, cluster, tenants):

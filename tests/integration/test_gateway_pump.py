@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import OPERATOR, seed_request, tenant_with_key
+from tests.conftest import OPERATOR, ready_cluster, tenant_with_key
 from tests.helpers import wait_for_status, wait_until
 
 # the Python gateway's server names itself; the pump passes the engine's headers alone, which
@@ -28,10 +28,8 @@ def tenants(api):
 @pytest.fixture(scope="module")
 def cluster(api, tenants):
     (tenant, _), _ = tenants
-    created = api.post("/clusters", json=seed_request(tenant_org_id=tenant, service_name="pump",
-                                                      hibernate_after_s=0)).json()
-    yield wait_for_status(api, created["id"], "ready")
-    api.delete(f"/clusters/{created['id']}")
+    with ready_cluster(api, tenant_org_id=tenant, service_name="pump", hibernate_after_s=0) as ready:
+        yield ready
 
 
 def as_key(key: str) -> dict[str, str]:

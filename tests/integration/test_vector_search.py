@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from tests.conftest import OPERATOR_KEY, seed_request
-from tests.helpers import endpoint_client, wait_for_status
+from tests.conftest import OPERATOR_KEY, ready_cluster
+from tests.helpers import endpoint_client
 
 DIMENSIONS = 16
 COUNT = 300
@@ -30,9 +30,8 @@ def _l2(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def cluster(api):
-    created = api.post("/clusters", json=seed_request(service_name="vectors")).json()
-    yield wait_for_status(api, created["id"], "ready")
-    api.delete(f"/clusters/{created['id']}")
+    with ready_cluster(api, service_name="vectors") as ready:
+        yield ready
 
 
 @pytest.fixture(scope="module")
