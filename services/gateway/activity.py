@@ -37,29 +37,27 @@ class Activity:
 
     def finished(self, cluster_id: str, tenant_org_id: str, bytes_in: int, bytes_out: int) -> None:
         self.in_flight[cluster_id] -= 1
-        now = utcnow()
-        for book in (self.pending, self.totals):
-            tally = book.get(cluster_id) or book.setdefault(cluster_id, Tally(tenant_org_id))
-            tally.requests += 1
-            tally.bytes_in += bytes_in
-            tally.bytes_out += bytes_out
-            tally.last_request_at = now
+        self._count(cluster_id, tenant_org_id, 1, bytes_in, bytes_out)
 
     def pumped(self, reports: list[dict]) -> None:
         """The pump's counts since its last report, metered as the gateway's own."""
-        now = utcnow()
         for report in reports:
             cluster_id, tenant = str(report["cluster"]), str(report["tenant"])
             self.tenants[cluster_id] = tenant
             if int(report.get("in_flight", 0)) > 0:
                 self.busy_in_pump.add(cluster_id)
             if int(report.get("requests", 0)) > 0:
-                for book in (self.pending, self.totals):
-                    tally = book.get(cluster_id) or book.setdefault(cluster_id, Tally(tenant))
-                    tally.requests += int(report["requests"])
-                    tally.bytes_in += int(report.get("bytes_in", 0))
-                    tally.bytes_out += int(report.get("bytes_out", 0))
-                    tally.last_request_at = now
+                self._count(cluster_id, tenant, int(report["requests"]), int(report.get("bytes_in", 0)),
+                            int(report.get("bytes_out", 0)))
+
+    def _count(self, cluster_id: str, tenant_org_id: str, requests: int, bytes_in: int, bytes_out: int) -> None:
+        now = utcnow()
+        for book in (self.pending, self.totals):
+            tally = book.get(cluster_id) or book.setdefault(cluster_id, Tally(tenant_org_id))
+            tally.requests += requests
+            tally.bytes_in += bytes_in
+            tally.bytes_out += bytes_out
+            tally.last_request_at = now
 
     def take(self) -> list[ClusterActivity]:
         """The reports of this flush; a cluster with a request still running counts as active now."""
