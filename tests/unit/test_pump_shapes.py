@@ -5,6 +5,7 @@ among them), on both engines; and the pump's own tests (Go) run here too."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -62,6 +63,12 @@ def test_every_path_of_a_shape_gets_the_verdict_of_the_call_it_came_from(engine)
 ])
 def test_shapes_of_common_calls(method, path, shape):
     assert shape_of(method, path, "opensearch") == shape
+
+
+def test_the_policy_and_the_pump_agree_on_what_a_star_stands_for():
+    vectors = json.loads((SOURCE / "testdata" / "plain_segments.json").read_text())  # Go's test reads it too
+    assert [s for s in vectors["plain"] if not PLAIN.fullmatch(s)] == []
+    assert [s for s in vectors["not_plain"] if PLAIN.fullmatch(s)] == []
 
 
 def test_the_pumps_own_tests_pass():

@@ -206,12 +206,8 @@ func equal(a, b []string) bool {
 }
 
 // Drop: a grant whose engine did not answer is not used again.
-func (g *Grants) Drop(grant *Grant) {
+func (g *Grants) Drop(key grantKey) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	for key, known := range g.byKey {
-		if known == grant {
-			delete(g.byKey, key)
-		}
-	}
+	delete(g.byKey, key)
+	g.mu.Unlock()
 }

@@ -76,9 +76,10 @@ func (b *bufferPool) Put(p []byte) { b.pool.Put(p) } //nolint:staticcheck // a s
 func (p *Pump) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cluster, path, query, ok := target(r)
 	if ok {
-		grant := p.grants.Get(keyOf(r, cluster), time.Now())
+		key := keyOf(r, cluster)
+		grant := p.grants.Get(key, time.Now())
 		if grant != nil && p.shapes.Allows(grant.Engine, r.Method, path) {
-			p.forward(w, r, grant, path, query)
+			p.forward(w, r, key, grant, path, query)
 			return
 		}
 	}
@@ -91,7 +92,7 @@ func (p *Pump) decide(w http.ResponseWriter, r *http.Request) {
 	p.toPython.ServeHTTP(w, r.WithContext(ctx))
 }
 
-func (p *Pump) forward(w http.ResponseWriter, r *http.Request, grant *Grant, path, query string) {
+func (p *Pump) forward(w http.ResponseWriter, r *http.Request, key grantKey, grant *Grant, path, query string) {
 	engineURL, err := url.Parse(grant.Endpoint)
 	engines, _ := r.Context().Value(connKey{}).(map[string]*engineConn)
 	if err != nil || engines == nil {
@@ -117,7 +118,7 @@ func (p *Pump) forward(w http.ResponseWriter, r *http.Request, grant *Grant, pat
 	var down notSent
 	if errors.As(err, &down) {
 		p.activity.Abandoned(grant.Cluster)
-		p.grants.Drop(grant)
+		p.grants.Drop(key)
 		if body == nil && r.ContentLength > 0 {
 			errorAnswer(w, http.StatusServiceUnavailable, "engine_unavailable",
 				fmt.Sprintf("the cluster's engine is not reachable (%v); retry shortly", err))
