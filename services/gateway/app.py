@@ -160,6 +160,9 @@ def create_app(settings: GatewaySettings, pump: Path | None = None, internal_por
             asyncio.get_running_loop().add_signal_handler(signum, stop_soon)
         watcher = asyncio.create_task(watch())
         yield
+        for task in keep:  # its GracefulExit stopped the loop on purpose: read, so it is not logged as lost
+            if task.done() and not task.cancelled():
+                task.exception()
         watcher.cancel()
         if process.poll() is None:
             await stop_pump(process, drain_s)
