@@ -93,7 +93,7 @@ def _create_clusters(api: ApiPool, config: ChaosConfig, timeline: Timeline) -> l
         client.close()
         answer, _ = api.request("POST", f"/clusters/{cluster_id}/vector-indices", json={"name": VECTOR_INDEX, "dimensions": 2})
         assert answer.status_code == 201, answer.text
-        clusters.append(ChaosCluster(cluster_id, tenant, view["engine_endpoint"], target=1))
+        clusters.append(ChaosCluster(cluster_id, tenant, view["engine_endpoint"], view["endpoint"], target=1))
         timeline.say(f"{cluster_id} ready at {view['endpoint']}")
     return clusters
 

@@ -1,5 +1,6 @@
-"""The traffic of a chaos run: per cluster a writer and a reader on its engine endpoint, a writer
-through the manager API, and a poller of its status through the API. Every request is recorded
+"""The traffic of a chaos run: per cluster a writer and a reader on its endpoint (through the
+gateway, as a tenant's client goes), a writer through the manager API, and a poller of its status
+through the API. Every request is recorded
 with its time span and outcome, so the run can tell later which fault window it fell in.
 
 A write counts as acknowledged only on a 2xx; a failed write is tried again later with the same
@@ -41,7 +42,8 @@ class ChaosCluster:
 
     id: str
     tenant: str
-    endpoint: str
+    endpoint: str  # the engine's own address: what the checks read, around the gateway
+    tenant_endpoint: str  # the gateway's address of the cluster: what the traffic uses
     target: int
     answered: bool = True  # False while a request for `target` got no 202 yet (it is sent again)
     # polled: (time sent, status, nodes, replicas, replica that answered)
@@ -118,8 +120,8 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc)[:160]}"
 
 
-def endpoint_client(endpoint: str) -> OpenSearch:
-    return OpenSearch(hosts=[endpoint], max_retries=0, timeout=REQUEST_TIMEOUT_S)
+def endpoint_client(endpoint: str, headers: dict[str, str] | None = None) -> OpenSearch:
+    return OpenSearch(hosts=[endpoint], max_retries=0, timeout=REQUEST_TIMEOUT_S, headers=headers)
 
 
 class Ids:
@@ -172,7 +174,7 @@ class ClusterTraffic:
             self._stop.wait(pause_s)
 
     def _endpoint_writes(self) -> None:
-        client = endpoint_client(self.cluster.endpoint)
+        client = endpoint_client(self.cluster.tenant_endpoint, self._headers)
 
         def write(doc_id: str) -> bool:
             start = time.monotonic()
@@ -188,7 +190,7 @@ class ClusterTraffic:
         client.close()
 
     def _endpoint_reads(self) -> None:
-        client = endpoint_client(self.cluster.endpoint)
+        client = endpoint_client(self.cluster.tenant_endpoint, self._headers)
         while not self._stop.is_set():
             start = time.monotonic()
             try:

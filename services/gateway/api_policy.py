@@ -30,6 +30,7 @@ UNWRAPPED = frozenset({"settings", "template"})  # wrappers around index setting
 class Allow:
     path: str  # the engine path to forward: normalised, with the query
     check: BodyCheck | None = None  # read the body and ask `check_body` before forwarding
+    read: bool = False  # changes nothing: may be sent again (see `retries.py`)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def decide(method: str, engine_path: str, engine: str) -> Allow | Deny:
             check = next((what for methods, what in allowed.checks if routed in methods), None)
             if check is not None and _has_source_param(query):
                 return unreadable("send the body as the request's body, not as the `source` query parameter")
-            return Allow(forward, check)
+            return Allow(forward, check, routed in allowed.reads)
     shown = "/" + "/".join(segments)
     reason = REFUSAL_REASONS.get("/".join(segments[:2])) or REFUSAL_REASONS.get(first)
     return not_available(method, shown, reason or "this platform runs the cluster's nodes, snapshots and "
@@ -145,7 +146,8 @@ def shape_of(method: str, engine_path: str, engine: str) -> str | None:
     """The paths that get this call's verdict, for the byte pump to recognise: `METHOD /a/*/c`, each
     `*` standing for any plain segment. Only for a call allowed with no body to read and forwarded
     unchanged, and only where every row that a path of the shape could match reads no body either
-    (so every path of it is allowed just the same). None: this call is decided each time."""
+    (so every path of it is allowed just the same). ` read` after it: a call that changes nothing,
+    which the pump may send again as the gateway does. None: this call is decided each time."""
     verdict = decide(method, engine_path, engine)
     path = engine_path.partition("?")[0]
     if not isinstance(verdict, Allow) or verdict.check is not None or verdict.path.partition("?")[0] != path:
@@ -161,7 +163,13 @@ def shape_of(method: str, engine_path: str, engine: str) -> str | None:
     for row in rows:
         if _could_match(row.pattern, shape) and any(routed in methods for methods, _ in row.checks):
             return None
-    return f"{method} /{'/'.join(shape)}"
+    return f"{method} /{'/'.join(shape)}" + (" read" if verdict.read else "")
+
+
+def is_read(method: str, engine_path: str, engine: str) -> bool:
+    """A call a tenant may make that changes nothing (the operator's calls are read by it too)."""
+    verdict = decide(method, engine_path, engine)
+    return isinstance(verdict, Allow) and verdict.read
 
 
 def _has_source_param(query: str) -> bool:

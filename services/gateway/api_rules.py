@@ -5,6 +5,8 @@ expression: a name, a comma list, a wildcard or `_all`, never another `_keyword`
 segment of any text: a document id, a template name, a task id). `HEAD` is checked as `GET`.
 Every row names the engines it exists on; a route that no row allows is refused (deny by default).
 Refusals with a known platform route are listed too, so the answer can say where to go instead.
+A row's `reads` are its methods that only read: the gateway may send such a call again when the
+engine failed it for a moment (a node leaving during a scale-in); `GET` is one unless said otherwise.
 """
 
 from __future__ import annotations
@@ -37,12 +39,22 @@ class Allowed:
     methods: frozenset[str]
     engines: frozenset[str] = BOTH
     checks: tuple[tuple[frozenset[str], BodyCheck], ...] = ()  # (methods whose body is read, what)
+    reads: frozenset[str] = READ  # methods that change nothing: safe to send twice
 
 
 def row(pattern: str, methods: frozenset[str], engines: frozenset[str] = BOTH,
-        check: BodyCheck | None = None, check_methods: frozenset[str] = WRITE) -> Allowed:
+        check: BodyCheck | None = None, check_methods: frozenset[str] = WRITE,
+        reads: frozenset[str] = READ) -> Allowed:
     parts = tuple(p for p in pattern.split("/") if p)
-    return Allowed(parts, methods, engines, ((check_methods, check),) if check else ())
+    return Allowed(parts, methods, engines, ((check_methods, check),) if check else (), reads & methods)
+
+
+def lookup(pattern: str, engines: frozenset[str] = BOTH) -> Allowed:
+    """A GET or POST that reads (a POST carries its query as the body): search, count, multi-get."""
+    return row(pattern, READ_POST, engines, reads=READ_POST)
+
+
+NOTHING = frozenset()
 
 
 S = BodyCheck.SETTINGS
@@ -51,26 +63,27 @@ ALLOWED: tuple[Allowed, ...] = (
     row("/", READ), row("_cluster/health", READ), row(f"_cluster/health/{IDX}", READ),
     # documents
     row("_bulk", WRITE), row(f"{IDX}/_bulk", WRITE),
-    row("_mget", READ_POST), row(f"{IDX}/_mget", READ_POST),
+    lookup("_mget"), lookup(f"{IDX}/_mget"),
     row(f"{IDX}/_doc", frozenset({"POST"})), row(f"{IDX}/_doc/{ANY}", ALL),
     row(f"{IDX}/_create/{ANY}", WRITE), row(f"{IDX}/_update/{ANY}", frozenset({"POST"})),
     row(f"{IDX}/_source/{ANY}", READ),
-    row("_mtermvectors", READ_POST), row(f"{IDX}/_mtermvectors", READ_POST),
-    row(f"{IDX}/_termvectors", READ_POST), row(f"{IDX}/_termvectors/{ANY}", READ_POST),
+    lookup("_mtermvectors"), lookup(f"{IDX}/_mtermvectors"),
+    lookup(f"{IDX}/_termvectors"), lookup(f"{IDX}/_termvectors/{ANY}"),
     # search and its relatives
-    row("_search", READ_POST), row(f"{IDX}/_search", READ_POST),
-    row("_msearch", READ_POST), row(f"{IDX}/_msearch", READ_POST),
-    row("_search/template", READ_POST), row(f"{IDX}/_search/template", READ_POST),
-    row("_msearch/template", READ_POST), row(f"{IDX}/_msearch/template", READ_POST),
-    row("_render/template", READ_POST),
-    row("_search/scroll", frozenset({"GET", "POST", "DELETE"})),
-    row(f"_search/scroll/{ANY}", frozenset({"GET", "POST", "DELETE"})),
-    row("_count", READ_POST), row(f"{IDX}/_count", READ_POST),
-    row("_field_caps", READ_POST), row(f"{IDX}/_field_caps", READ_POST),
-    row(f"{IDX}/_explain/{ANY}", READ_POST),
-    row("_validate/query", READ_POST), row(f"{IDX}/_validate/query", READ_POST),
-    row("_analyze", READ_POST), row(f"{IDX}/_analyze", READ_POST),
-    row(f"{IDX}/_knn_search", READ_POST, ES),
+    lookup("_search"), lookup(f"{IDX}/_search"),
+    lookup("_msearch"), lookup(f"{IDX}/_msearch"),
+    lookup("_search/template"), lookup(f"{IDX}/_search/template"),
+    lookup("_msearch/template"), lookup(f"{IDX}/_msearch/template"),
+    lookup("_render/template"),
+    # a scroll's every call moves it on: never sent twice
+    row("_search/scroll", frozenset({"GET", "POST", "DELETE"}), reads=NOTHING),
+    row(f"_search/scroll/{ANY}", frozenset({"GET", "POST", "DELETE"}), reads=NOTHING),
+    lookup("_count"), lookup(f"{IDX}/_count"),
+    lookup("_field_caps"), lookup(f"{IDX}/_field_caps"),
+    lookup(f"{IDX}/_explain/{ANY}"),
+    lookup("_validate/query"), lookup(f"{IDX}/_validate/query"),
+    lookup("_analyze"), lookup(f"{IDX}/_analyze"),
+    lookup(f"{IDX}/_knn_search", ES),
     # point in time: Elasticsearch's and OpenSearch's spellings
     row(f"{IDX}/_pit", frozenset({"POST"}), ES), row("_pit", frozenset({"DELETE"}), ES),
     row(f"{IDX}/_search/point_in_time", frozenset({"POST"}), OS),

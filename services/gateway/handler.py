@@ -16,7 +16,7 @@ from libs.common.api_keys import Principal, api_key_of
 from libs.common.failures import NATS_FAILURES
 from libs.common.models import ClusterRecord
 from libs.common.store import ClusterStore
-from services.gateway import api_policy
+from services.gateway import api_policy, retries
 from services.gateway.activity import Activity
 from services.gateway.forwarding import (NotSent, error_answer, forward, read_checked_body, read_small_body,
                                          upstream_headers)
@@ -93,15 +93,16 @@ class Gateway:
         if principal.is_operator:
             # the operator's key passes every call; each one is on record
             self._log.info("operator call", cluster=cluster_id, method=request.method, path=path.partition("?")[0])
+            read = api_policy.is_read(request.method, path, record.spec.engine)
         else:
             allowed = await self._allowed(request, record, path)
             if isinstance(allowed, web.Response):
                 return allowed
-            path, body = allowed
+            path, body, read = allowed
         self._activity.started(cluster_id, record.tenant_org_id)
         sizes = (0, 0)
         try:
-            answer, sizes, at_once = await self._serve(request, record, decision, path, body)
+            answer, sizes, at_once = await self._serve(request, record, decision, path, body, read)
             if self._feed and at_once and not principal.is_operator and not answer.prepared:
                 answer.headers.update(self._grant(request, record, engine_path, seq))
             return answer
@@ -116,13 +117,14 @@ class Gateway:
         return grant_headers(record, engine_authorization(record), ttl, shape, self._feed, seq)
 
     async def _allowed(self, request: web.Request, record: ClusterRecord,
-                       path: str) -> tuple[str, bytes | None] | web.Response:
-        """The tenant API policy: (the path to forward, the body if it was read to check it), or a refusal."""
+                       path: str) -> tuple[str, bytes | None, bool] | web.Response:
+        """The tenant API policy: (the path to forward, the body if it was read to check it, whether
+        the call only reads), or a refusal."""
         verdict = api_policy.decide(request.method, path, record.spec.engine)
         if isinstance(verdict, api_policy.Deny):
             return error_answer(verdict.status, verdict.kind, verdict.reason)
         if verdict.check is None:
-            return verdict.path, None
+            return verdict.path, None, verdict.read
         body = await read_checked_body(request, api_policy.MAX_CHECKED_BODY)
         if body is None:
             return error_answer(400, "illegal_argument_exception", f"this call's body is checked by the gateway "
@@ -132,15 +134,17 @@ class Gateway:
             verdict.check, request.method, verdict.path.partition("?")[0], parsed)
         if refusal is not None:
             return error_answer(refusal.status, refusal.kind, refusal.reason)
-        return verdict.path, body
+        return verdict.path, body, verdict.read
 
-    async def _serve(self, request: web.Request, record: ClusterRecord, decision, path: str, body: bytes | None):
+    async def _serve(self, request: web.Request, record: ClusterRecord, decision, path: str, body: bytes | None,
+                     read: bool):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.wake_timeout_s
         if body is None:
             body = await read_small_body(request)
         started = time.perf_counter()
         at_once = True  # forwarded on the first look, neither held nor sent again
+        pauses = iter(retries.PAUSES_S if read else ())
         while True:
             if isinstance(decision, Refuse):
                 refusal = error_answer(decision.status, decision.kind, decision.reason, decision.retry_after_s)
@@ -151,7 +155,12 @@ class Gateway:
                     answer, bytes_in, bytes_out = await forward(
                         self._session, request, decision.endpoint + path, headers, body,
                         self._settings.upstream_timeout_s)
-                    return answer, (bytes_in, bytes_out), at_once
+                    pause = self._send_again(record, answer, body, pauses)
+                    if pause is None:
+                        return answer, (bytes_in, bytes_out), at_once
+                    at_once = False
+                    await asyncio.sleep(pause)
+                    continue
                 except NotSent as exc:
                     if body is None:  # a streamed body cannot be sent twice
                         return error_answer(503, "engine_unavailable", f"the cluster's engine is not reachable "
@@ -175,6 +184,18 @@ class Gateway:
                 self._log.info("held request goes on", cluster=record.id,
                                held_ms=round((time.perf_counter() - started) * 1000))
                 started = 0.0
+
+    def _send_again(self, record: ClusterRecord, answer: web.StreamResponse, body: bytes | None,
+                    pauses) -> float | None:
+        """The pause before sending a read again that the engine failed for a moment; None: answer."""
+        if body is None or answer.prepared or not isinstance(answer, web.Response) or answer.body is None:
+            return None  # streamed either way: it cannot be sent twice
+        failure = retries.transient_failure(answer.status, answer.headers.get("Content-Encoding"), answer.body)
+        pause = next(pauses, None) if failure else None
+        if pause is not None:
+            self._log.warning("read sent again", cluster=record.id, status=answer.status, error=failure,
+                              pause_s=pause)
+        return pause
 
     async def _ask_to_wake(self, record: ClusterRecord, reason: str) -> None:
         now = time.monotonic()

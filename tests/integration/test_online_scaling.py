@@ -1,6 +1,9 @@
-"""Scaling never takes a cluster offline: while it goes 1 -> 3 -> 2 -> 1 nodes, a writer and a
-reader through the cluster's endpoint see no failed request, and every acknowledged write is
-found afterwards. Nodes join and leave one at a time; the leaving ones are drained first."""
+"""Scaling never takes a cluster offline: while it goes 1 -> 3 -> 2 -> 1 nodes, a writer and two
+readers through the cluster's endpoint see no failed request, and every acknowledged write is
+found afterwards. Nodes join and leave one at a time; the leaving ones are drained first.
+
+The tenant's key reads through the byte pump, the operator's through the Python gateway: a search
+the engine fails as a node leaves under it is sent again by either, never passed on."""
 
 from __future__ import annotations
 
@@ -9,21 +12,22 @@ import time
 
 
 from services.manager.drivers.local_processes import find_engines
-from tests.conftest import OPERATOR_KEY, seed_request
+from tests.conftest import OPERATOR_KEY, seed_request, tenant_with_key
 from tests.helpers import endpoint_client, wait_for_status, wait_until
 
 
 class Traffic:
-    """A writer and a reader on the cluster's endpoint; every failure is counted, none retried."""
+    """A writer and readers on the cluster's endpoint, one per key; every failure is counted, and
+    the clients retry nothing."""
 
-    def __init__(self, endpoint: str, index: str):
-        self.endpoint, self.index = endpoint, index
+    def __init__(self, endpoint: str, index: str, tenant_key: str):
+        self.endpoint, self.index, self.tenant_key = endpoint, index, tenant_key
         self.acked: set[str] = set()
         self.failures: list[str] = []
         self.reads = 0
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._write, daemon=True),
-                        threading.Thread(target=self._read, daemon=True)]
+        self.threads = [threading.Thread(target=self._write, daemon=True)] + [
+            threading.Thread(target=self._read, args=(key,), daemon=True) for key in (tenant_key, OPERATOR_KEY)]
 
     def __enter__(self) -> Traffic:
         for thread in self.threads:
@@ -35,11 +39,11 @@ class Traffic:
         for thread in self.threads:
             thread.join()
 
-    def _client(self):
-        return endpoint_client(self.endpoint, OPERATOR_KEY, timeout=30, max_retries=0)
+    def _client(self, key: str):
+        return endpoint_client(self.endpoint, key, timeout=30, max_retries=0)
 
     def _write(self) -> None:
-        client, i = self._client(), 0
+        client, i = self._client(self.tenant_key), 0
         while not self.stop.is_set():
             doc_id = f"w{i}"
             try:
@@ -52,14 +56,15 @@ class Traffic:
             time.sleep(0.02)
         client.close()
 
-    def _read(self) -> None:
-        client = self._client()
+    def _read(self, key: str) -> None:
+        client = self._client(key)
         while not self.stop.is_set():
             try:
                 client.search(index=self.index, body={"size": 1, "query": {"match_all": {}}})
                 self.reads += 1
             except Exception as exc:
-                self.failures.append(f"read: {type(exc).__name__}: {exc}")
+                who = "tenant" if key == self.tenant_key else "operator"
+                self.failures.append(f"{who} read: {type(exc).__name__}: {exc} {getattr(exc, 'info', '')}")
             time.sleep(0.02)
         client.close()
 
@@ -69,14 +74,15 @@ def nodes_running(settings, cluster_id: str) -> list[int]:
 
 
 def test_scaling_1_3_2_1_under_traffic_fails_no_request_and_loses_no_write(api, settings):
-    cluster = api.post("/clusters", json=seed_request(service_name="online")).json()
+    tenant, key = tenant_with_key(api)
+    cluster = api.post("/clusters", json=seed_request(service_name="online", tenant_org_id=tenant)).json()
     ready = wait_for_status(api, cluster["id"], "ready")
     endpoint = ready["endpoint"]
     admin = endpoint_client(endpoint, OPERATOR_KEY)
     admin.indices.create(index="live", body={"settings": {"number_of_shards": 2, "number_of_replicas": 1}})
     events_seen: list[str] = []
 
-    with Traffic(endpoint, "live") as traffic:
+    with Traffic(endpoint, "live", key) as traffic:
         for nodes in (3, 2, 1):
             answer = api.patch(f"/clusters/{cluster['id']}", json={"replicas": nodes})
             assert answer.status_code == 202

@@ -40,22 +40,25 @@ def test_every_path_of_a_shape_gets_the_verdict_of_the_call_it_came_from(engine)
             shapes += 1
             verdict = decide(method, path, engine)
             assert isinstance(verdict, Allow) and verdict.check is None and verdict.path == path
-            shape_method, pattern = shape.split(" ", 1)
+            shape_method, pattern, *marks = shape.split(" ")
             assert shape_method == method
+            assert marks == (["read"] if verdict.read else [])  # the pump sends again only what the gateway would
             parts = pattern.split("/")[1:] if pattern != "/" else []
             for substitute in SUBSTITUTES:
                 variant = "/" + "/".join(substitute if part == WILD else part for part in parts)
                 other = decide(method, variant, engine)
                 assert isinstance(other, Allow) and other.check is None and other.path == variant, \
                     (method, path, shape, variant, other)
+                assert other.read == verdict.read, (method, path, shape, variant)
     assert shapes > 40  # the common calls do get shapes
 
 
 @pytest.mark.parametrize("method,path,shape", [
-    ("GET", "/books/_doc/d42", "GET /*/_doc/*"), ("GET", "/", "GET /"), ("POST", "/_bulk", "POST /_bulk"),
-    ("POST", "/books/_search?q=x", "POST /*/_search"), ("GET", "/_cluster/health", "GET /_cluster/health"),
-    ("PUT", "/_ingest/pipeline/p1", "PUT /_ingest/pipeline/*"),
-    ("GET", "/books,films/_search", "GET /books,films/_search"),  # not plain: compared literally
+    ("GET", "/books/_doc/d42", "GET /*/_doc/* read"), ("GET", "/", "GET / read"), ("POST", "/_bulk", "POST /_bulk"),
+    ("POST", "/books/_search?q=x", "POST /*/_search read"), ("GET", "/_cluster/health", "GET /_cluster/health read"),
+    ("PUT", "/_ingest/pipeline/p1", "PUT /_ingest/pipeline/*"), ("DELETE", "/books/_doc/d42", "DELETE /*/_doc/*"),
+    ("POST", "/_search/scroll", "POST /_search/scroll"),  # a scroll moves on with every call: never sent twice
+    ("GET", "/books,films/_search", "GET /books,films/_search read"),  # not plain: compared literally
     # no shape: refused, a body the policy reads, or a spelling the pump compares only as bytes
     ("GET", "/_snapshot", None), ("PUT", "/books", None), ("PUT", "/books/_settings", None),
     ("POST", "/_reindex", None), ("GET", "/books/_doc/%41", None), ("GET", "/books//_doc/1", None),

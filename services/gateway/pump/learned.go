@@ -103,6 +103,7 @@ func (g *Grants) Epoch() string {
 // to read, forwarded unchanged).
 type shape struct {
 	segments []string
+	read     bool // changes nothing: may be sent again (the header's ` read`)
 }
 
 type shapeKey struct {
@@ -144,18 +145,19 @@ func alnum(c byte) bool {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
 }
 
-// Learn a shape from the header `<method> <path pattern>`.
+// Learn a shape from the header `<method> <path pattern>[ read]`.
 func (s *Shapes) Learn(engine, header string) bool {
 	method, pattern, ok := strings.Cut(header, " ")
-	if !ok || !strings.HasPrefix(pattern, "/") {
+	pattern, mark, marked := strings.Cut(pattern, " ")
+	if !ok || !strings.HasPrefix(pattern, "/") || (marked && mark != "read") {
 		return false
 	}
-	learned := shape{segments: splitPath(pattern)}
+	learned := shape{segments: splitPath(pattern), read: marked}
 	key := shapeKey{engine, method, len(learned.segments)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, known := range s.known[key] {
-		if equal(known.segments, learned.segments) {
+		if equal(known.segments, learned.segments) && known.read == learned.read {
 			return true
 		}
 	}
@@ -167,17 +169,17 @@ func (s *Shapes) Learn(engine, header string) bool {
 	return true
 }
 
-// Allows: a learned shape covers this request (the path holds no query).
-func (s *Shapes) Allows(engine, method, path string) bool {
+// Allows: a learned shape covers this request (the path holds no query), and whether it reads.
+func (s *Shapes) Allows(engine, method, path string) (allowed, read bool) {
 	segments := splitPath(path)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, known := range s.known[shapeKey{engine, method, len(segments)}] {
 		if covers(known.segments, segments) {
-			return true
+			return true, known.read
 		}
 	}
-	return false
+	return false, false
 }
 
 func covers(pattern, segments []string) bool {

@@ -38,11 +38,17 @@ func main() {
 	report := flag.Duration("report", time.Second, "how often activity goes to the Python gateway")
 	timeout := flag.Duration("upstream-timeout", 120*time.Second, "an engine's answer may take this long")
 	drain := flag.Duration("drain", 35*time.Second, "on SIGTERM, requests in flight may finish this long")
+	retryErrors := flag.String("retry-errors", "", "engine error types that fail a read for a moment (comma list)")
+	retryPauses := flag.String("retry-pauses", "", "pauses before sending such a read again (comma list)")
 	flag.Parse()
 	dieWithParent()
 	debug.SetGCPercent(400) // a few MiB more heap for a quarter of the collections
+	retry, err := NewRetry(*retryErrors, *retryPauses)
+	if err != nil {
+		log.Fatalf("ess-pump: -retry-pauses: %v", err)
+	}
 
-	pump := NewPump(*python, *timeout)
+	pump := NewPump(*python, *timeout, retry)
 	server := pump.Server(*listen)
 	listener, err := net.Listen("tcp", *listen)
 	if err != nil {

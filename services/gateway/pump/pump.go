@@ -27,16 +27,17 @@ type Pump struct {
 	clients  *clientConns
 	timeout  time.Duration
 	control  *http.Client
+	retry    *Retry
 }
 
-func NewPump(python string, timeout time.Duration) *Pump {
+func NewPump(python string, timeout time.Duration, retry *Retry) *Pump {
 	pythonURL, err := url.Parse(python)
 	if err != nil {
 		panic(err)
 	}
 	p := &Pump{python: python, grants: NewGrants(100_000), shapes: NewShapes(512), activity: NewActivity(),
 		control: &http.Client{Timeout: 30 * time.Second},
-		clients: &clientConns{byKey: map[net.Conn]map[string]*engineConn{}}, timeout: timeout}
+		clients: &clientConns{byKey: map[net.Conn]map[string]*engineConn{}}, timeout: timeout, retry: retry}
 	p.toPython = &httputil.ReverseProxy{
 		Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -78,9 +79,11 @@ func (p *Pump) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		key := keyOf(r, cluster)
 		grant := p.grants.Get(key, time.Now())
-		if grant != nil && p.shapes.Allows(grant.Engine, r.Method, path) {
-			p.forward(w, r, key, grant, path, query)
-			return
+		if grant != nil {
+			if allowed, read := p.shapes.Allows(grant.Engine, r.Method, path); allowed {
+				p.forward(w, r, key, grant, path, query, read)
+				return
+			}
 		}
 	}
 	p.decide(w, r)
@@ -92,7 +95,8 @@ func (p *Pump) decide(w http.ResponseWriter, r *http.Request) {
 	p.toPython.ServeHTTP(w, r.WithContext(ctx))
 }
 
-func (p *Pump) forward(w http.ResponseWriter, r *http.Request, key grantKey, grant *Grant, path, query string) {
+func (p *Pump) forward(w http.ResponseWriter, r *http.Request, key grantKey, grant *Grant, path, query string,
+	read bool) {
 	engineURL, err := url.Parse(grant.Endpoint)
 	engines, _ := r.Context().Value(connKey{}).(map[string]*engineConn)
 	if err != nil || engines == nil {
@@ -109,12 +113,8 @@ func (p *Pump) forward(w http.ResponseWriter, r *http.Request, key grantKey, gra
 			return // the client went away mid-body
 		}
 	}
-	var reader io.Reader = r.Body
-	if body != nil {
-		reader = bytes.NewReader(body)
-	}
 	p.activity.Started(grant.Cluster, grant.Tenant)
-	response, engine, err := exchange(engines, grant, engineURL.Host, r, target, reader, p.timeout)
+	response, engine, err := p.exchangeRead(engines, grant, engineURL.Host, r, target, body, read)
 	var down notSent
 	if errors.As(err, &down) {
 		p.activity.Abandoned(grant.Cluster)
@@ -145,6 +145,40 @@ func (p *Pump) forward(w http.ResponseWriter, r *http.Request, key grantKey, gra
 	if !reusable {
 		engine.conn.Close()
 		delete(engines, engineURL.Host)
+	}
+}
+
+// exchangeRead: exchange, and for a read the engine failed for a moment (a copy gone under it),
+// again after each of the retry pauses; the last answer is the one passed on.
+func (p *Pump) exchangeRead(engines map[string]*engineConn, grant *Grant, host string, r *http.Request,
+	target string, body []byte, read bool) (*http.Response, *engineConn, error) {
+	var pauses []time.Duration
+	if read && (body != nil || r.ContentLength <= 0) { // a streamed body cannot be sent twice
+		pauses = p.retry.pauses
+	}
+	for attempt := 0; ; attempt++ {
+		var reader io.Reader = r.Body
+		if body != nil {
+			reader = bytes.NewReader(body)
+		}
+		response, engine, err := exchange(engines, grant, host, r, target, reader, p.timeout)
+		if err != nil || attempt >= len(pauses) || !worthLooking(response, engine.reader.Peek) {
+			return response, engine, err
+		}
+		whole, err := readWhole(response)
+		if err != nil {
+			engine.conn.Close()
+			delete(engines, host)
+			return nil, nil, err
+		}
+		if p.retry.Transient(whole) == "" {
+			return response, engine, nil
+		}
+		if response.Close {
+			engine.conn.Close()
+			delete(engines, host)
+		}
+		time.Sleep(pauses[attempt])
 	}
 }
 

@@ -46,16 +46,23 @@ func TestShapesCoverOnlyPlainSegmentsWhereTheyHoldAStar(t *testing.T) {
 		"/bench//_doc/x": false, "/bench/_doc/x/y": false, "/bench/_docs/x": false, "/bench/_doc/a%2fb": false,
 	}
 	for path, want := range cases {
-		if got := shapes.Allows("opensearch", "GET", path); got != want {
+		if got, _ := shapes.Allows("opensearch", "GET", path); got != want {
 			t.Errorf("GET %s: got %v, want %v", path, got, want)
 		}
 	}
-	if shapes.Allows("elasticsearch", "GET", "/bench/_doc/d1") || shapes.Allows("opensearch", "PUT", "/bench/_doc/d1") {
-		t.Error("a shape holds for its engine and method only")
+	if ok, _ := shapes.Allows("elasticsearch", "GET", "/bench/_doc/d1"); ok {
+		t.Error("a shape holds for its engine only")
 	}
-	shapes.Learn("opensearch", "GET /")
-	if !shapes.Allows("opensearch", "GET", "/") || shapes.Allows("opensearch", "GET", "//") {
-		t.Error("the root is its own shape")
+	if ok, _ := shapes.Allows("opensearch", "PUT", "/bench/_doc/d1"); ok {
+		t.Error("a shape holds for its method only")
+	}
+	shapes.Learn("opensearch", "GET / read")
+	root, read := shapes.Allows("opensearch", "GET", "/")
+	if twice, _ := shapes.Allows("opensearch", "GET", "//"); !root || !read || twice {
+		t.Error("the root is its own shape, and a read")
+	}
+	if shapes.Learn("opensearch", "GET /x sometimes") {
+		t.Error("a shape with an unknown mark was learned")
 	}
 }
 
@@ -93,6 +100,7 @@ func TestAGrantEndsWithItsTTLItsClusterChangeOrANewEpoch(t *testing.T) {
 type decider struct {
 	engine  string
 	epoch   string
+	shape   string // "": GET /*/_doc/*
 	calls   atomic.Int64
 	lastHdr atomic.Value
 }
@@ -111,7 +119,11 @@ func (d *decider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	grant, _ := json.Marshal(Grant{Cluster: "c0123456789ab", Tenant: "t", Engine: "opensearch", Endpoint: d.engine,
 		Authorization: "Basic ZW5naW5lOnB3", TTL: 30, Epoch: d.epoch})
 	w.Header().Set(grantHeader, string(grant))
-	w.Header().Set(shapeHeader, "GET /*/_doc/*")
+	shape := d.shape
+	if shape == "" {
+		shape = "GET /*/_doc/*"
+	}
+	w.Header().Set(shapeHeader, shape)
 	fmt.Fprint(w, "decided")
 }
 
@@ -125,7 +137,7 @@ func TestDecidedRequestsGoToTheEngineWithItsCredentialsAndTheRestToTheDecider(t 
 	d := &decider{engine: engine.URL, epoch: "e1"}
 	python := httptest.NewServer(d)
 	defer python.Close()
-	pump := NewPump(python.URL, 5*time.Second)
+	pump := NewPump(python.URL, 5*time.Second, &Retry{})
 	pump.grants.Reset("e1")
 	front := httptest.NewUnstartedServer(pump)
 	front.Config = pump.Server("")
