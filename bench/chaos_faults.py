@@ -240,7 +240,8 @@ class Monkey:
         """A service that exited by itself (not killed here) is a finding; it is started again."""
         for name in self._sup.names:
             if name not in self._busy and not self._sup.running(name):
-                code = (self._sup.nats.process if name == NATS else self._sup.services[name].process).returncode
+                code = (self._sup.nats[name].process if name in self._sup.nats
+                        else self._sup.services[name].process).returncode
                 self.problems.append(f"{name} exited by itself with code {code} (see logs/{name}.log)")
                 self._timeline.say(f"{name} EXITED BY ITSELF (code {code}); starting it again")
                 self._busy.add(name)

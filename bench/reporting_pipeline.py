@@ -299,7 +299,7 @@ async def seed_clusters(nats_url: str, endpoint: str, count: int) -> None:
     broker = build_broker(settings)
     await broker.connect()
     try:
-        store = await ClusterStore.open(broker)
+        store = await ClusterStore.open(broker, replicas=1)
         spec = ClusterSpec(replicas=1, cpu="500m", memory="512Mi", storage="5Gi", engine="opensearch",
                            version=ENGINE_VERSION)
 

@@ -130,7 +130,7 @@ def up(settings: DevrunSettings) -> int:
                                     "ESS_GATEWAY_METRICS_PORT": str(settings.gateway_metrics_port)},
                             ports=_ports(settings), service_logs=False)
     try:
-        supervisor.nats.start()
+        supervisor.start_nats()
         for service in supervisor.services.values():
             service.spawn()
         api = f"http://{settings.api_host}:{settings.api_port}"

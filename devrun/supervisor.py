@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from devrun.nats_server import ChildProcess, NatsServer
+from devrun.nats_server import ChildProcess, NatsServer, jetstream_ready, nats_cluster
 from services.manager.drivers.local_processes import stop_all_engines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,7 +159,10 @@ class Supervisor:
         self.logs = state / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = env
-        self.nats = NatsServer(env["ESS_NATS_URL"], state / "nats", self.logs / "nats.log")
+        # one server, or a JetStream cluster of several (ESS_NATS_URL a comma list): `nats-1`, ...
+        servers = nats_cluster(env["ESS_NATS_URL"].split(","), free_port, state / "nats", self.logs)
+        self.nats: dict[str, NatsServer] = ({NATS: servers[0]} if len(servers) == 1 else
+                                            {s.route.name: s for s in servers if s.route})
         ports = ports or {}
         gateway_port = ports.get("gateway") or free_port()
         self.env.setdefault("ESS_GATEWAY_URL", f"http://127.0.0.1:{gateway_port}")  # the endpoint the API shows
@@ -186,22 +189,28 @@ class Supervisor:
 
     @property
     def names(self) -> list[str]:
-        """Everything that can be killed and started again: NATS and each service."""
-        return [NATS, *self.services]
+        """Everything that can be killed and started again: NATS (each server) and each service."""
+        return [*self.nats, *self.services]
 
     def pids(self) -> dict[str, int]:
         return {s.name: s.process.pid for s in self.services.values() if s.running()}
 
     def running(self, name: str) -> bool:
-        if name == NATS:
-            return self.nats.process is not None and self.nats.process.poll() is None
+        if name in self.nats:
+            process = self.nats[name].process
+            return process is not None and process.poll() is None
         return self.services[name].running()
 
     def ready(self, name: str) -> bool:
-        return self.running(name) and (name == NATS or is_ready(self.services[name].port))
+        return self.running(name) and (name in self.nats or is_ready(self.services[name].port))
+
+    def start_nats(self) -> None:
+        for server in self.nats.values():
+            server.start()
+        jetstream_ready(list(self.nats.values()))
 
     def start_all(self, timeout_s: float = 30) -> None:
-        self.nats.start()
+        self.start_nats()
         for service in self.services.values():
             service.spawn()
         for service in self.services.values():
@@ -209,19 +218,19 @@ class Supervisor:
 
     def start(self, name: str, timeout_s: float = 60) -> None:
         """Start one again (after a kill) and wait until it is ready."""
-        if name == NATS:
-            with open(self.logs / "nats.log", "a") as log:
+        if name in self.nats:
+            with open(self.nats[name].log_file, "a") as log:
                 log.write(f"--- supervisor: start at {datetime.datetime.now().isoformat(timespec='milliseconds')}\n")
-            self.nats.start()
+            self.nats[name].start()
             return
         self.services[name].start(timeout_s)
 
     def kill(self, name: str) -> int:
         """SIGKILL one (no chance to clean up) and reap it; its pid."""
-        if name == NATS:
-            pid = self.nats.process.pid
-            self.nats.kill()
-            with open(self.logs / "nats.log", "a") as log:
+        if name in self.nats:
+            pid = self.nats[name].process.pid
+            self.nats[name].kill()
+            with open(self.nats[name].log_file, "a") as log:
                 log.write(f"--- supervisor: SIGKILL of pid {pid}\n")
             return pid
         return self.services[name].kill()
@@ -238,5 +247,6 @@ class Supervisor:
         NATS; how many engines were stopped."""
         stop_all([s.process for s in self.services.values() if s.process])
         stopped = stop_all_engines(self.state / "clusters", engine_stop_timeout_s)
-        self.nats.stop()
+        for server in self.nats.values():
+            server.stop()
         return stopped

@@ -22,8 +22,9 @@ Hook = Callable[[], Awaitable[None]]
 def build_broker(settings: NatsSection, on_reconnect: Hook | None = None) -> NatsBroker:
     """The service's NATS connection; `on_reconnect` runs each time it is back after an outage."""
     return NatsBroker(
-        settings.nats_url, connect_timeout=settings.nats_connect_timeout_s,
+        settings.nats_servers, connect_timeout=settings.nats_connect_timeout_s,
         max_reconnect_attempts=-1, reconnect_time_wait=0.5, logger=None, reconnected_cb=on_reconnect,
+        js_options={"timeout": settings.nats_timeout_s},
     )
 
 

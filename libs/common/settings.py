@@ -37,9 +37,19 @@ class Section(BaseSettings):
 class NatsSection(Section):
     """Every service: the spine and the store."""
 
-    # NATS: the spine and the store
+    # NATS: the spine and the store. A cluster's servers as a comma list: a service fails over
+    # between them without a restart
     nats_url: str = "nats://127.0.0.1:4222"
     nats_connect_timeout_s: float = 2.0
+    # one JetStream request (a KV read or write, a publish's ack) waits this long: through a
+    # stream leader's election when a server of a cluster dies (a few seconds), not beyond
+    nats_timeout_s: float = Field(default=10.0, gt=0)
+    # copies JetStream keeps of every stream and KV bucket: 1 on one server, 3 on a cluster of three
+    nats_replicas: int = Field(default=1, ge=1, le=5)
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
 
 class BindSection(Section):

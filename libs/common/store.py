@@ -16,7 +16,8 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.common import subjects
-from libs.common.kv import all_keys
+from libs.common.failures import NATS_FAILURES
+from libs.common.kv import all_keys, open_bucket
 from libs.common.models import ClusterRecord, utcnow
 
 log = structlog.get_logger("store")
@@ -35,9 +36,9 @@ class ClusterStore:
         self._watching: asyncio.Task | None = None
 
     @classmethod
-    async def open(cls, broker) -> "ClusterStore":
+    async def open(cls, broker, replicas: int) -> "ClusterStore":
         """Open (declaring if needed) the records bucket through a connected FastStream NatsBroker."""
-        return cls(await records_bucket(broker))
+        return cls(await records_bucket(broker, replicas))
 
     async def get(self, cluster_id: str) -> tuple[ClusterRecord, int] | None:
         try:
@@ -114,7 +115,12 @@ class ClusterStore:
         if self._mirror_ready:
             found = self._mirror.get(cluster_id)
             return found[0] if found else None
-        found = await self.get(cluster_id)
+        try:
+            found = await self.get(cluster_id)
+        except NATS_FAILURES:
+            if cluster_id not in self._mirror:
+                raise
+            return self._mirror[cluster_id][0]  # the store not answering (a leader election): the last seen
         return found[0] if found else None
 
     async def read_all(self) -> list[ClusterRecord]:
@@ -160,5 +166,5 @@ class ClusterStore:
         self._mirror.pop(record.id, None)
 
 
-async def records_bucket(broker) -> KeyValue:
-    return await broker.key_value(subjects.KV_CLUSTERS, history=5)
+async def records_bucket(broker, replicas: int) -> KeyValue:
+    return await open_bucket(broker, subjects.KV_CLUSTERS, replicas, history=5)

@@ -5,10 +5,13 @@ The definitions say `declare=False`: FastStream never declares a stream on its o
 subscriber or publisher names it. The owner calls `declare_stream` at start-up; a consumer calls
 `bind_stream`, which creates a missing stream from this same definition and otherwise leaves it
 as its owner made it, so start-up order does not matter and nobody but the owner changes one.
+Both make a stream with `ESS_NATS_REPLICAS` copies; the owner also moves an existing stream to
+that count (one made on a single server, now on a cluster of three).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import datetime
 
@@ -41,24 +44,40 @@ ACTIVITY = _define(subjects.ACTIVITY_STREAM, subjects.ACTIVITY_SUBJECTS, subject
 AUDIT = _define(subjects.AUDIT_STREAM, subjects.AUDIT_SUBJECTS, subjects.AUDIT_MAX_AGE_S)
 
 
-def _config(stream: JStream, max_age_s: float | None = None) -> StreamConfig:
-    config = dataclasses.replace(stream.config, subjects=list(stream.subjects))
+def _config(stream: JStream, replicas: int, max_age_s: float | None = None) -> StreamConfig:
+    config = dataclasses.replace(stream.config, subjects=list(stream.subjects), num_replicas=replicas)
     if max_age_s is not None:
         config.max_age = max_age_s
     return config
 
 
-async def declare_stream(js, stream: JStream, max_age_s: float | None = None) -> None:
+async def declare_stream(js, stream: JStream, replicas: int, max_age_s: float | None = None) -> None:
     """The owner, at start-up: create the stream, or bring an existing one in line with the
-    definition (`max_age_s`: a retention the owner's settings tune)."""
-    config = _config(stream, max_age_s)
+    definition (`max_age_s`: a retention the owner's settings tune; `replicas`: ESS_NATS_REPLICAS)."""
+    config = _config(stream, replicas, max_age_s)
     try:
         await js.add_stream(config)
     except BadRequestError:  # it exists with other settings: the owner brings them in line
         await js.update_stream(config)
+        await copies_current(js, stream.name, replicas)
 
 
-async def bind_stream(js, stream: JStream) -> None:
+async def copies_current(js, name: str, replicas: int, timeout_s: float = 60) -> None:
+    """Until a stream moved to `replicas` copies has a leader and every copy caught up: a write
+    before that can time out."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        cluster = (await js.stream_info(name)).cluster
+        peers = (cluster.replicas or []) if cluster else []
+        if replicas == 1 or (cluster and cluster.leader and len(peers) == replicas - 1
+                             and all(p.current and not p.offline for p in peers)):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"stream {name}: {len(peers) + 1} of {replicas} copies current after {timeout_s} s")
+        await asyncio.sleep(0.2)
+
+
+async def bind_stream(js, stream: JStream, replicas: int) -> None:
     """A consumer, at start-up, before its durable consumer is made on the stream.
 
     A missing stream is created from the same definition rather than waited for: a consumer
@@ -69,7 +88,7 @@ async def bind_stream(js, stream: JStream) -> None:
         await js.stream_info(stream.name)
     except NotFoundError:
         try:
-            await js.add_stream(_config(stream))
+            await js.add_stream(_config(stream, replicas))
         except BadRequestError:  # the owner made it just now, with its own settings: kept
             pass
 

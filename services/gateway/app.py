@@ -24,6 +24,7 @@ from faststream.nats import NatsRouter
 from libs.common import streams, subjects
 from libs.common.events import ClusterActivity, ClusterWakeRequested
 from libs.common.failures import NATS_FAILURES
+from libs.common.kv import open_bucket
 from libs.common.models import ClusterRecord
 from libs.common.service import build_broker, new_registry
 from libs.common.settings import AccessSection
@@ -82,10 +83,11 @@ def create_app(settings: GatewaySettings, pump: Path | None = None, internal_por
         # request held while its cluster wakes still sees the wake through a graceful stop
         await broker.start()
         # the activity stream is the gateway's: declared here, bound by the manager and reporting
-        await streams.declare_stream(broker.connection.jetstream(), streams.ACTIVITY)
-        store = await ClusterStore.open(broker)
+        await streams.declare_stream(broker.connection.jetstream(), streams.ACTIVITY, settings.nats_replicas)
+        store = await ClusterStore.open(broker, settings.nats_replicas)
         guard = KeyGuard(settings.auth_failures_per_minute, settings.key_lookups_per_s, settings.key_cache_s)
-        keys = KeyCache(await broker.key_value(subjects.KV_API_KEYS), _secret(settings), settings.key_cache_s, guard)
+        keys = KeyCache(await open_bucket(broker, subjects.KV_API_KEYS, settings.nats_replicas), _secret(settings),
+                        settings.key_cache_s, guard)
         # headers are the client's own: none added (an added Accept-Encoding once sent gzip to curl)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                                         skip_auto_headers=("User-Agent", "Content-Type", "Accept", "Accept-Encoding"))

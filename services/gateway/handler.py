@@ -78,8 +78,13 @@ class Gateway:
                                 "API says which")
         cluster_id, path = target
         seq = self._feed.seq if self._feed else 0  # before the read: a change after it voids a grant
-        record = await self._store.read(cluster_id)
-        principal = await self._principal(request, record)
+        try:
+            record = await self._store.read(cluster_id)
+            principal = await self._principal(request, record)
+        except NATS_FAILURES as exc:
+            self._log.warning("key not checked: the store did not answer", cluster=cluster_id, error=type(exc).__name__)
+            return error_answer(503, "store_unavailable", "the platform could not check the key just now (its store "
+                                "did not answer); retry shortly", 1)
         if isinstance(principal, Throttled):
             return error_answer(429, "too_many_requests", principal.reason, principal.retry_after_s)
         if principal is None:

@@ -1,6 +1,8 @@
 """Tenant keys at the gateway: checked as the manager checks them, remembered briefly so a
 request costs no KV read (a revoked key keeps working for at most `ESS_KEY_CACHE_S`), and a
-refused key bounded by `KeyGuard` so a flood of bad keys costs neither NATS nor other tenants."""
+refused key bounded by `KeyGuard` so a flood of bad keys costs neither NATS nor other tenants.
+While the store does not answer (a NATS leader election, an outage), a key that was valid in the
+last ten minutes keeps working; an unknown one gets 503."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 from nats.js.kv import KeyValue
 
 from libs.common.api_keys import Principal, verify_key
+from libs.common.failures import NATS_FAILURES
 from libs.common.models import utcnow
 from services.gateway.key_guard import Expiring, KeyGuard, Throttled
 
@@ -43,7 +46,12 @@ class KeyCache:
             throttled = self._guard.may_look_up(address, now)
             if throttled:
                 return throttled
-        principal = await verify_key(self._kv, self._operator_key, key, utcnow())
+        try:
+            principal = await verify_key(self._kv, self._operator_key, key, utcnow())
+        except NATS_FAILURES:
+            if known and self._known_good.fresh(digest, now):
+                return known[0]  # the store not answering: a key valid lately stays so until it does
+            raise
         if principal is None:
             self._known.pop(digest, None)
             self._known_good.drop(digest)

@@ -12,6 +12,7 @@ from nats.js.kv import KeyValue
 from libs.common import subjects
 from libs.common.kv import read_value
 from libs.common.models import ClusterRecord
+from libs.common.kv import open_bucket
 from libs.common.store import ClusterStore, records_bucket
 
 
@@ -26,12 +27,12 @@ class ManagerStore(ClusterStore):
         self._idempotency = idempotency
 
     @classmethod
-    async def open(cls, broker, idempotency_ttl_s: float | None = None) -> "ManagerStore":
+    async def open(cls, broker, replicas: int, idempotency_ttl_s: float | None = None) -> "ManagerStore":
         """Open (declaring if needed) the three buckets through a connected FastStream NatsBroker."""
         return cls(
-            await records_bucket(broker),
-            await broker.key_value(subjects.KV_CLUSTER_NAMES),
-            await broker.key_value(subjects.KV_IDEMPOTENCY, ttl=idempotency_ttl_s),
+            await records_bucket(broker, replicas),
+            await open_bucket(broker, subjects.KV_CLUSTER_NAMES, replicas),
+            await open_bucket(broker, subjects.KV_IDEMPOTENCY, replicas, ttl=idempotency_ttl_s),
         )
 
     async def create(self, record: ClusterRecord) -> None:

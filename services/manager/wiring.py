@@ -15,6 +15,7 @@ from libs.common import subjects
 from libs.common.kv import read_model
 from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ControllerState
+from libs.common.kv import open_bucket
 from libs.common.streams import ACTIVITY, AUDIT, LIFECYCLE, bind_stream, declare_stream
 from services.manager import operations
 from services.manager.auth import ApiKeys, RateLimiter
@@ -72,17 +73,19 @@ class ManagerDeps:
 async def connect(settings: ManagerSettings, broker: NatsBroker, driver: Driver, outbox: Outbox) -> ManagerDeps:
     """Declare the manager's streams, open its KV buckets through the connected broker, and
     build what uses them."""
-    store = await ManagerStore.open(broker, settings.idempotency_ttl_s)
+    copies = settings.nats_replicas
+    store = await ManagerStore.open(broker, copies, settings.idempotency_ttl_s)
     operator_key = settings.operator_key.get_secret_value() if settings.operator_key else None
     js = broker.connection.jetstream()
     # the manager owns the lifecycle and audit streams; activity is the gateway's, bound here
     # since the manager's subscriber may start first (before `broker.start` makes its consumers)
     for owned in (LIFECYCLE, AUDIT):
-        await declare_stream(js, owned)
-    await bind_stream(js, ACTIVITY)
+        await declare_stream(js, owned, copies)
+    await bind_stream(js, ACTIVITY, copies)
     # a stable holder: a manager restarted in place takes its clusters back at once
     holder = settings.instance_id or f"{socket.gethostname()}:{settings.api_port}"
-    leases = Leases(await broker.key_value(subjects.KV_PROVISIONER_LEASES, ttl=settings.lease_ttl_s), holder)
+    leases = Leases(await open_bucket(broker, subjects.KV_PROVISIONER_LEASES, copies, ttl=settings.lease_ttl_s),
+                    holder)
     engines = EngineClients()
     # kubernetes repositories are in the bucket: the snapshotter makes it and empties purged prefixes
     objects = ObjectStore(settings) if settings.driver == "kubernetes" and settings.snapshot_bucket else None
@@ -91,10 +94,10 @@ async def connect(settings: ManagerSettings, broker: NatsBroker, driver: Driver,
                               final_snapshot=backups.final_snapshot)
     return ManagerDeps(
         settings=settings, broker=broker, store=store,
-        plans=await broker.key_value(subjects.KV_SHARD_PLANS),
-        tenants=Tenants(await broker.key_value(subjects.KV_TENANTS)),
-        quotas=QuotaLedger(await broker.key_value(subjects.KV_QUOTA_CLAIMS), store),
-        keys=ApiKeys(await broker.key_value(subjects.KV_API_KEYS), operator_key),
+        plans=await open_bucket(broker, subjects.KV_SHARD_PLANS, copies),
+        tenants=Tenants(await open_bucket(broker, subjects.KV_TENANTS, copies)),
+        quotas=QuotaLedger(await open_bucket(broker, subjects.KV_QUOTA_CLAIMS, copies), store),
+        keys=ApiKeys(await open_bucket(broker, subjects.KV_API_KEYS, copies), operator_key),
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         driver=driver, provisioner=provisioner, backups=backups, engines=engines,
         activity=ActivityBatch(store, settings.activity_flush_s), outbox=outbox,

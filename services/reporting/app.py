@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from libs.common import streams, subjects
 from libs.common.failures import NATS_FAILURES
+from libs.common.kv import open_bucket
 from libs.common.service import build_broker, new_registry, service_app
 from libs.common.store import ClusterStore
 from services.reporting.exposition import FleetCollector, ServiceMetrics
@@ -44,15 +45,16 @@ def create_app(settings: ReportingSettings) -> FastAPI:
         # usage), the activity stream bound (the gateway's), and the handler's poller made
         await broker.connect()
         js = broker.connection.jetstream()
-        await streams.declare_stream(js, streams.METRICS, max_age_s=settings.metrics_max_age_s)
-        await streams.declare_stream(js, streams.USAGE)
-        await streams.bind_stream(js, streams.ACTIVITY)
+        copies = settings.nats_replicas
+        await streams.declare_stream(js, streams.METRICS, copies, max_age_s=settings.metrics_max_age_s)
+        await streams.declare_stream(js, streams.USAGE, copies)
+        await streams.bind_stream(js, streams.ACTIVITY, copies)
         poller = Poller(settings, publish_sample, publish_usage,
-                        UsageMeters(await broker.key_value(subjects.KV_USAGE_METERS)), metrics)
+                        UsageMeters(await open_bucket(broker, subjects.KV_USAGE_METERS, copies)), metrics)
         broker.context.set_global(POLLER, poller)
         registry.register(FleetCollector(poller.latest, poller.up, poller.tracked))
         running["poller"] = poller
-        running["store"] = await ClusterStore.open(broker)
+        running["store"] = await ClusterStore.open(broker, copies)
 
     async def on_start() -> None:
         poller, store = running["poller"], running["store"]

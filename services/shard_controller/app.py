@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from libs.common import streams, subjects
+from libs.common.kv import open_bucket
 from libs.common.leases import Leases
 from libs.common.service import build_broker, new_registry, service_app
 from libs.common.store import ClusterStore
@@ -29,12 +30,13 @@ def create_app(settings: ShardControllerSettings):
         # connected, before the subscribers start: the durable consumer needs the metrics stream
         # (reporting's, bound here whichever started first) and the handler its controller
         await broker.connect()
-        await streams.bind_stream(broker.connection.jetstream(), streams.METRICS)
-        store = running["store"] = await ClusterStore.open(broker)
+        copies = settings.nats_replicas
+        await streams.bind_stream(broker.connection.jetstream(), streams.METRICS, copies)
+        store = running["store"] = await ClusterStore.open(broker, copies)
         broker.context.set_global(CONTROLLER, ShardController(
             settings,  # its policy: the settings are a ShardPolicySection
-            ControllerStates(await broker.key_value(subjects.KV_SHARD_PLANS)),
-            Leases(await broker.key_value(subjects.KV_CONTROLLER_LEASES, ttl=settings.lease_ttl_s)),
+            ControllerStates(await open_bucket(broker, subjects.KV_SHARD_PLANS, copies)),
+            Leases(await open_bucket(broker, subjects.KV_CONTROLLER_LEASES, copies, ttl=settings.lease_ttl_s)),
             store.read,
         ))
         running["mirror"] = asyncio.create_task(store.follow())

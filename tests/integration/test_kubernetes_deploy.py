@@ -65,8 +65,11 @@ async def test_the_control_plane_manifests_are_accepted_and_its_pods_come_up(con
     for name in ("manager", "shard-controller", "reporting"):
         await until(lambda: apps.read_namespaced_deployment(name, PLATFORM).status.available_replicas,
                     f"deployment {name} available")
-    await until(lambda: apps.read_namespaced_stateful_set("nats", PLATFORM).status.ready_replicas,
-                "nats ready, its volume bound")
+    # three servers of one JetStream cluster, each with its own volume
+    await until(lambda: apps.read_namespaced_stateful_set("nats", PLATFORM).status.ready_replicas == 3,
+                "3 nats servers ready, their volumes bound")
+    budget = client.PolicyV1Api(control_plane.admin()).read_namespaced_pod_disruption_budget("nats", PLATFORM)
+    assert budget.spec.max_unavailable == 1
     # the air-gapped overlay changes the same objects: the server validates it without storing it
     api = dynamic.DynamicClient(control_plane.admin())
     for obj in kustomize_build("deploy/kubernetes/overlays/air-gapped"):
@@ -105,6 +108,8 @@ async def test_the_platforms_network_policies_held_keep_metrics_ports_and_nats_t
             assert admits(policies, pods[name], port, elsewhere) and admits(policies, pods[name], port, OUTSIDE)
         assert admits(policies, pods["nats"], 4222, pods["reporting"])
         assert not any(admits(policies, pods["nats"], 4222, s) for s in (prometheus, elsewhere, OUTSIDE))
+        assert admits(policies, pods["nats"], 6222, pods["nats"])  # the servers' routes to each other
+        assert not any(admits(policies, pods["nats"], 6222, s) for s in (pods["manager"], prometheus, OUTSIDE))
     finally:
         core.delete_namespace(monitoring)
 

@@ -20,15 +20,15 @@ async def test_consumer_first_then_owner_with_its_own_retention(nats, settings):
     js = connection.jetstream()
     stream = definition("TEST_OWNERSHIP")
     try:
-        await streams.bind_stream(js, stream)  # the consumer started first: made from the definition
+        await streams.bind_stream(js, stream, 1)  # the consumer started first: made from the definition
         made = (await js.stream_info(stream.name)).config
         assert (made.subjects, made.max_age, made.duplicate_window) == (["test_ownership.>"], HOUR, 120)
 
-        await streams.declare_stream(js, stream, max_age_s=2 * HOUR)  # the owner, with its setting
-        await streams.bind_stream(js, stream)  # a consumer restarting leaves the owner's setting be
+        await streams.declare_stream(js, stream, 1, max_age_s=2 * HOUR)  # the owner, with its setting
+        await streams.bind_stream(js, stream, 1)  # a consumer restarting leaves the owner's setting be
         assert (await js.stream_info(stream.name)).config.max_age == 2 * HOUR
 
-        await streams.declare_stream(js, stream)  # the owner again, without it: the definition
+        await streams.declare_stream(js, stream, 1)  # the owner again, without it: the definition
         assert (await js.stream_info(stream.name)).config.max_age == HOUR
     finally:
         await js.delete_stream(stream.name)

@@ -265,12 +265,21 @@ def test_settings_configmap_names_services_by_cluster_dns_and_only_real_settings
     settings = find(control_plane, "ConfigMap", "es-serverless-settings")["data"]
     assert ess_keys_are_settings(settings) == []
     PlatformSettings(**{k[4:].lower(): v for k, v in settings.items()})  # every value parses
-    host = urlparse(settings["ESS_NATS_URL"]).hostname
-    service, namespace, *rest = host.split(".")
-    assert rest == ["svc", "cluster", "local"]
-    nats = find(control_plane, "Service", service)
-    assert nats["metadata"]["namespace"] == namespace == settings["ESS_KUBE_PLATFORM_NAMESPACE"]
-    assert urlparse(settings["ESS_NATS_URL"]).port in {p["port"] for p in nats["spec"]["ports"]}
+    # every NATS server by its pod's name under the StatefulSet's headless Service, one copy of
+    # every stream per server
+    servers = [urlparse(url) for url in settings["ESS_NATS_URL"].split(",")]
+    statefulset = find(control_plane, "StatefulSet", "nats")
+    assert len(servers) == statefulset["spec"]["replicas"] == int(settings["ESS_NATS_REPLICAS"]) == 3
+    for i, url in enumerate(servers):
+        pod, service, namespace, *rest = url.hostname.split(".")
+        assert (pod, rest) == (f"nats-{i}", ["svc", "cluster", "local"])
+        nats = find(control_plane, "Service", service)
+        assert service == statefulset["spec"]["serviceName"]
+        assert nats["metadata"]["namespace"] == namespace == settings["ESS_KUBE_PLATFORM_NAMESPACE"]
+        assert url.port in {p["port"] for p in nats["spec"]["ports"]}
+    args = statefulset["spec"]["template"]["spec"]["containers"][0]["args"]
+    routes = next(a for a in args if a.startswith("--routes=")).removeprefix("--routes=").split(",")
+    assert [urlparse(r).hostname for r in routes] == [url.hostname for url in servers]
     assert settings["ESS_DRIVER"] == "kubernetes" and settings["ESS_KUBE_IN_CLUSTER"] == "true"
     for deployment in find(control_plane, "Deployment"):
         container = deployment["spec"]["template"]["spec"]["containers"][0]

@@ -95,6 +95,10 @@ def test_the_sections_keep_their_validation_and_parsing(monkeypatch):
         ShardPolicy(sustain_samples=0)
     gateway = GatewaySection(gateway_host="gw", gateway_port=1)
     assert gateway.public_gateway_url == "http://gw:1"
+    nats = NatsSection(nats_url="nats://a:4222, nats://b:4222,nats://c:4222,")
+    assert nats.nats_servers == ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+    with pytest.raises(ValueError):
+        NatsSection(nats_replicas=0)
     local = LocalDriverSection(state_dir=Path("/tmp/ess-state"))
     assert (local.clusters_dir, local.snapshots_dir) == (Path("/tmp/ess-state/clusters"), Path("/tmp/ess-state/snapshots"))
 

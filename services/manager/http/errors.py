@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from libs.common.failures import NATS_FAILURES
 from services.manager.schemas import field_of, fix_for
+
+STORE_RETRY_AFTER_S = 2
+log = structlog.get_logger("api")
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -14,6 +19,17 @@ def add_error_handlers(app: FastAPI) -> None:
     async def problem(request: Request, exc: HTTPException) -> JSONResponse:
         body = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # NATS away, or a leader election longer than ESS_NATS_TIMEOUT_S: a retryable answer
+        # that says so, never a bare 500
+        log.warning("store unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        return JSONResponse({"error": "store_unavailable", "message": "the platform's store (NATS) did not "
+                             f"answer in time ({type(exc).__name__}); send the request again shortly"},
+                            status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+
+    for failure in NATS_FAILURES:
+        app.add_exception_handler(failure, store_unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
