@@ -38,6 +38,7 @@ from bench.chaos_traffic import (
     endpoint_client,
 )
 from bench.private_platform import AUTH, private_platform
+from devrun.supervisor import free_port
 from libs.common.settings import LocalDriverSection
 from devrun.engine_setup import install_engine
 
@@ -54,6 +55,9 @@ class ChaosConfig:
     lease_ttl_s: float = 5
     recovery_cap_s: float = 180  # an engine kill's window closes by then at the latest
     seed: int | None = None
+    # NATS servers: 1, whose kill excuses what fails meanwhile; or a JetStream cluster (3), whose
+    # kills, one server at a time, excuse nothing
+    nats_servers: int = 1
 
 
 @dataclass
@@ -110,11 +114,15 @@ def run_chaos(config: ChaosConfig, echo=print) -> ChaosReport:
     header = (f"== chaos run: {config.seconds:.0f} s of faults, {config.clusters} clusters of 1-{config.max_nodes} "
               f"nodes, {config.managers} manager replicas (lease TTL {config.lease_ttl_s:g} s), {config.cpu_hogs} CPU "
               f"hogs, a fault every {config.pause_s[0]:g}-{config.pause_s[1]:g} s, settle up to {config.settle_s:.0f} s, "
+              f"{config.nats_servers} NATS server(s), "
               f"seed {seed}, {os.cpu_count()} cores ==")
     echo(header, flush=True)
     env = {"ESS_LEASE_TTL_S": str(config.lease_ttl_s), "ESS_LOG_LEVEL": "INFO", "ESS_RECONCILE_INTERVAL_S": "1",
            "ESS_POLL_INTERVAL_S": "2", "ESS_RATE_LIMIT_PER_MINUTE": "1000000", "ESS_RATE_LIMIT_BURST": "100000",
            "ESS_LOCAL_PORT_BASE": "41200", "ESS_ENGINE_HOME": str(settings.engine_home)}
+    if config.nats_servers > 1:
+        env["ESS_NATS_URL"] = ",".join(f"nats://127.0.0.1:{free_port()}" for _ in range(config.nats_servers))
+        env["ESS_NATS_REPLICAS"] = str(config.nats_servers)
     with private_platform(config.managers, env) as running:
         running.keep_state = True  # until every check passed: also when this run itself breaks
         echo(f"state dir {running.state_dir}; services {running.pids}", flush=True)
@@ -239,9 +247,11 @@ def main() -> int:
     parser.add_argument("--managers", type=int, default=defaults.managers)
     parser.add_argument("--lease-ttl", type=float, default=defaults.lease_ttl_s)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--nats-servers", type=int, default=defaults.nats_servers, choices=(1, 3))
     args = parser.parse_args()
     report = run_chaos(ChaosConfig(args.seconds, args.clusters, args.max_nodes, args.cpu_hogs, tuple(args.pause),
-                                   args.settle, args.managers, args.lease_ttl, seed=args.seed))
+                                   args.settle, args.managers, args.lease_ttl, seed=args.seed,
+                                   nats_servers=args.nats_servers))
     return 1 if report.violations else 0
 
 

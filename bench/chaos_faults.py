@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import httpx
 
 from bench.chaos_traffic import API_SCALE, ApiPool, ChaosCluster, Recorder
+from devrun.nats_server import jetstream_ready
 from devrun.supervisor import NATS, Supervisor
 from services.manager.drivers.local import node_name
 from services.manager.drivers.local_processes import find_engines
@@ -184,6 +185,8 @@ class Monkey:
         if action == "engine":
             return self._kill_engine()
         names = [n for n in self._sup.names if n.startswith(action) and n not in self._busy]
+        if action == NATS and len(self._sup.nats) > 1 and any(n in self._busy for n in self._sup.nats):
+            return False  # a JetStream cluster loses one server at a time, as its PodDisruptionBudget says
         if not names:
             return False
         self._kill_service(self._rng.choice(names))
@@ -222,6 +225,11 @@ class Monkey:
                 time.sleep(1)
         else:
             return  # halted
+        if name in self._sup.nats and name != NATS:  # a cluster's server: back once it caught up
+            try:
+                jetstream_ready([self._sup.nats[name]], timeout_s=60)
+            except TimeoutError as exc:
+                self.problems.append(str(exc))
         if name == NATS:  # back when the services found it again (but those being restarted themselves)
             def others() -> list[str]:
                 return [n for n in self._sup.names if n != NATS and n not in self._busy]

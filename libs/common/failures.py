@@ -21,6 +21,9 @@ from pydantic import ValidationError
 # NATS away, reconnecting or slow to answer: every nats-py error (publish, KV, JetStream API)
 NATS_FAILURES: tuple[type[BaseException], ...] = (nats.errors.Error, asyncio.TimeoutError, ConnectionError)
 RETRY_DELAY_S = 5.0  # long enough for a NATS reconnect (0.5 s apart) or an engine restart to begin
+# a request that has a recent answer (a record seen, a key checked lately) waits for the store
+# this long before it goes on with what it knew: a NATS server's death costs it no more
+KNOWN_STATE_WAIT_S = 2.0
 
 _log = structlog.get_logger("failures")
 

@@ -16,11 +16,13 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.common import subjects
-from libs.common.failures import NATS_FAILURES
+from libs.common.failures import KNOWN_STATE_WAIT_S, NATS_FAILURES
 from libs.common.kv import all_keys, open_bucket
 from libs.common.models import ClusterRecord, utcnow
 
 log = structlog.get_logger("store")
+LANDED_WAIT_S = 10.0  # reading back an unanswered write: through a leader election, not longer
+READ_PATIENCE_S = 8.0  # a record read asked again this long: a leader election, not an outage
 
 
 class RecordGone(Exception):
@@ -41,10 +43,20 @@ class ClusterStore:
         return cls(await records_bucket(broker, replicas))
 
     async def get(self, cluster_id: str) -> tuple[ClusterRecord, int] | None:
-        try:
-            entry = await self._records.get(cluster_id)
-        except KeyNotFoundError:
-            return None
+        """The record and its revision, read from KV. A read is asked again when the store does not
+        answer at once (a request lost with a dying server's connection, a leader being elected),
+        for up to READ_PATIENCE_S, so a NATS server's death is a pause for the caller."""
+        deadline = asyncio.get_running_loop().time() + READ_PATIENCE_S
+        while True:
+            try:
+                entry = await asyncio.wait_for(self._records.get(cluster_id), KNOWN_STATE_WAIT_S)
+                break
+            except KeyNotFoundError:
+                return None
+            except NATS_FAILURES:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
         if not entry.value:
             return None
         return ClusterRecord.model_validate_json(entry.value), entry.revision
@@ -115,12 +127,13 @@ class ClusterStore:
         if self._mirror_ready:
             found = self._mirror.get(cluster_id)
             return found[0] if found else None
-        try:
+        if cluster_id not in self._mirror:
             found = await self.get(cluster_id)
-        except NATS_FAILURES:
-            if cluster_id not in self._mirror:
-                raise
-            return self._mirror[cluster_id][0]  # the store not answering (a leader election): the last seen
+            return found[0] if found else None
+        try:
+            found = await asyncio.wait_for(self.get(cluster_id), KNOWN_STATE_WAIT_S)
+        except NATS_FAILURES:  # the store not answering (a leader election): the record last seen
+            return self._mirror[cluster_id][0]
         return found[0] if found else None
 
     async def read_all(self) -> list[ClusterRecord]:
@@ -153,12 +166,34 @@ class ClusterStore:
             if updated is None:
                 return record
             updated.updated_at = utcnow()
+            value = updated.model_dump_json().encode()
             try:
-                written = await self._records.update(cluster_id, updated.model_dump_json().encode(), last=revision)
-                self._remember(updated, written)
-                return updated
+                written = await self._records.update(cluster_id, value, last=revision)
             except KeyWrongLastSequenceError:
                 continue
+            except NATS_FAILURES:
+                # no answer (the server holding the connection died): read back whether it was
+                # written (this exact value: its updated_at is new); if not, read and change again
+                if await self._landed(cluster_id, value):
+                    return updated
+                continue
+            self._remember(updated, written)
+            return updated
+
+    async def _landed(self, cluster_id: str, value: bytes) -> bool:
+        deadline = asyncio.get_running_loop().time() + LANDED_WAIT_S
+        while True:
+            try:
+                entry = await self._records.get(cluster_id)
+                if entry.value == value:
+                    self._remember(ClusterRecord.model_validate_json(value), entry.revision)
+                return entry.value == value
+            except KeyNotFoundError:
+                return False
+            except NATS_FAILURES:
+                if asyncio.get_running_loop().time() > deadline:
+                    return False
+                await asyncio.sleep(0.2)
 
     async def remove(self, record: ClusterRecord) -> None:
         """Forget a deleted cluster's record."""

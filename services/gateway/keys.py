@@ -6,13 +6,14 @@ last ten minutes keeps working; an unknown one gets 503."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
 from nats.js.kv import KeyValue
 
 from libs.common.api_keys import Principal, verify_key
-from libs.common.failures import NATS_FAILURES
+from libs.common.failures import KNOWN_STATE_WAIT_S, NATS_FAILURES
 from libs.common.models import utcnow
 from services.gateway.key_guard import Expiring, KeyGuard, Throttled
 
@@ -46,8 +47,12 @@ class KeyCache:
             throttled = self._guard.may_look_up(address, now)
             if throttled:
                 return throttled
+        lookup = verify_key(self._kv, self._operator_key, key, utcnow())
         try:
-            principal = await verify_key(self._kv, self._operator_key, key, utcnow())
+            if known and self._known_good.fresh(digest, now):
+                principal = await asyncio.wait_for(lookup, KNOWN_STATE_WAIT_S)
+            else:
+                principal = await lookup
         except NATS_FAILURES:
             if known and self._known_good.fresh(digest, now):
                 return known[0]  # the store not answering: a key valid lately stays so until it does

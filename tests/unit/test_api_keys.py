@@ -25,7 +25,7 @@ async def test_a_key_works_until_it_expires_and_is_stored_only_as_a_hash():
     keys = ApiKeys(MemoryKV(), operator_key="op")
     key, record = new_key("acme", expires_in_s=3600)
     await keys.put(record)
-    assert key.split("_")[2] not in keys._kv.values[record.key_id].decode()  # the secret is not stored
+    assert key.split("_", 2)[2] not in keys._kv.values[record.key_id].decode()  # the secret is not stored
     now = utcnow()
     principal = await keys.authenticate(f"ApiKey {key}", now)
     assert (principal.actor, principal.tenant_org_id) == (record.key_id, "acme")

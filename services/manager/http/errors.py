@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +25,10 @@ def add_error_handlers(app: FastAPI) -> None:
     async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
         # NATS away, or a leader election longer than ESS_NATS_TIMEOUT_S: a retryable answer
         # that says so, never a bare 500
-        log.warning("store unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        ours = [f for f in traceback.extract_tb(exc.__traceback__) if "/services/" in f.filename or "/libs/" in f.filename]
+        where = f"{ours[-1].filename.rsplit('/', 2)[-1]}:{ours[-1].lineno} {ours[-1].name}" if ours else "?"
+        log.warning("store unavailable", method=request.method, path=request.url.path, where=where,
+                    error=f"{type(exc).__name__}: {exc}")
         return JSONResponse({"error": "store_unavailable", "message": "the platform's store (NATS) did not "
                              f"answer in time ({type(exc).__name__}); send the request again shortly"},
                             status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
