@@ -1,5 +1,6 @@
 """The `ess` command: `login` and the `clusters` group here; indices, documents, search,
-snapshots, usage and keys in `cli.data`. Every command takes `--json`."""
+snapshots, usage and keys in `cli.data`; the operator's control-plane backups in
+`cli.platform_state`. Every command takes `--json`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 
 import typer
 
-from cli import config, data
+from cli import config, data, platform_state
 from cli.client import ApiError, Client
 from cli.output import (
     JsonOption, NoWaitOption, WaitOption, as_json, client, err, event_text, fail, handles_errors, out, own_tenant,
@@ -40,6 +41,7 @@ def login(url: str = typer.Option("http://127.0.0.1:8080", "--url", help="the pl
 
 app.add_typer(clusters, name="clusters")
 data.register(app)
+platform_state.register(app)
 
 
 @clusters.command("create")

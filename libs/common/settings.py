@@ -139,6 +139,10 @@ class BackupsSection(Section):
     snapshot_access_key: SecretStr | None = None
     snapshot_secret_key: SecretStr | None = None
     snapshot_store_timeout_s: float = Field(default=10.0, gt=0)  # one call of the manager to the store
+    # the platform's own state (KV buckets, usage and audit streams) backed up to the same store:
+    # locally under <state>/control-plane-backups, on Kubernetes in the bucket under control-plane/
+    control_backup_every_s: int = Field(default=3600, ge=0)  # 0: on demand only
+    control_backup_keep: int = Field(default=48, ge=1)
 
 
 class ProvisionerSection(Section):

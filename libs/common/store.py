@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable
 
 import structlog
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.common import subjects
@@ -194,6 +194,17 @@ class ClusterStore:
                 if asyncio.get_running_loop().time() > deadline:
                     return False
                 await asyncio.sleep(0.2)
+
+    async def forgotten(self, cluster_id: str) -> bool:
+        """Whether this store once held the cluster's record and deleted it (its delete marker is
+        the latest entry): unlike a key never seen, as after NATS lost its data."""
+        try:
+            await self._records.get(cluster_id)
+        except KeyDeletedError:
+            return True
+        except KeyNotFoundError:
+            return False
+        return False
 
     async def remove(self, record: ClusterRecord) -> None:
         """Forget a deleted cluster's record."""

@@ -18,5 +18,7 @@
                     machine; `kubernetes`: a namespace per cluster, objects rendered by
                     `kubernetes_manifests` following `kubernetes_rules`)
 - `backups.py`, `snapshotter.py`  snapshot decisions (pure) and the pass that applies them
+- `control_backup.py`, `control_plane.py`  backups of the platform's own state (NATS): what and
+                    when (pure), and taking, scheduling and restoring them
 - `render.py`       `python -m services.manager render`: a cluster's manifests for review
 """

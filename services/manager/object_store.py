@@ -3,7 +3,8 @@ making the bucket `ESS_SNAPSHOT_BUCKET` when the manager starts, and emptying a 
 prefix `clusters/<id>/` once its retention is over.
 
 Engines write and read their snapshots themselves through their `s3` repositories; this module
-owns only what no engine does. boto3 blocks, so each call runs in a worker thread. The keys come
+owns only what no engine does, and the files of the control plane's own backups (`put`, `get`,
+`folders` under `control-plane/`). boto3 blocks, so each call runs in a worker thread. The keys come
 from settings as `SecretStr` and are never logged; every failure is an `ObjectStoreError` whose
 message says whether the store was unreachable or refused the keys, for the log and the next pass.
 """
@@ -118,3 +119,28 @@ class ObjectStore:
             return deleted
 
         return await self._call(f"empty {prefix} in bucket {self.bucket!r}", work)
+
+    async def put(self, key: str, data: bytes) -> None:
+        await self._call(f"write {key} in bucket {self.bucket!r}",
+                         lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=data))
+
+    async def get(self, key: str) -> bytes | None:
+        """The object's bytes; None if there is none by that key."""
+        def work() -> bytes | None:
+            try:
+                return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) in MISSING | {"NoSuchKey"}:
+                    return None
+                raise
+
+        return await self._call(f"read {key} in bucket {self.bucket!r}", work)
+
+    async def folders(self, prefix: str) -> list[str]:
+        """The names of the folders directly under `prefix` (which ends with '/')."""
+        def work() -> list[str]:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/")
+            return [p["Prefix"][len(prefix):].rstrip("/") for page in pages for p in page.get("CommonPrefixes", [])]
+
+        return await self._call(f"list {prefix} in bucket {self.bucket!r}", work)

@@ -53,6 +53,7 @@ class Provisioner:
         self._running: dict[str, asyncio.Task] = {}
         self._again: set[str] = set()
         self._queued: set[str] = set()  # clusters whose start waits its turn: looked at less often
+        self._unknown: set[str] = set()  # engines no record ever knew, said once each
         self._log = structlog.get_logger("provisioner")
 
     def desired_size(self, record: ClusterRecord) -> EngineSize:
@@ -104,6 +105,14 @@ class Provisioner:
             # removal destroys a tenant's data: only on a direct read saying there is no record,
             # never on a listing alone (a short listing once deleted a live cluster this way)
             if await self._store.get(orphan) is not None or not await self._leases.hold(orphan):
+                continue
+            # and only what this store deleted itself: a cluster it never knew may be a tenant's
+            # whose record went with NATS's data, waiting for a control-plane restore
+            if not await self._store.forgotten(orphan):
+                if orphan not in self._unknown:
+                    self._unknown.add(orphan)
+                    self._log.warning("an engine or data no record ever knew: kept until a control-plane "
+                                      "restore, or removed by hand", cluster=orphan)
                 continue
             self._log.warning("removing an engine no record knows", cluster=orphan)
             await self._driver.remove(orphan)

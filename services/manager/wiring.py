@@ -19,6 +19,7 @@ from libs.common.kv import open_bucket
 from libs.common.streams import ACTIVITY, AUDIT, LIFECYCLE, bind_stream, declare_stream
 from services.manager import operations
 from services.manager.auth import ApiKeys, RateLimiter
+from services.manager.control_plane import ControlPlaneBackups, target_for
 from services.manager.drivers import Driver
 from services.manager.engine_clients import EngineClients
 from services.manager.operations import ActivityBatch
@@ -46,6 +47,7 @@ class ManagerDeps:
     driver: Driver
     provisioner: Provisioner
     backups: Snapshotter
+    control: ControlPlaneBackups  # backups of the platform's own state
     engines: EngineClients
     activity: ActivityBatch
     outbox: Outbox
@@ -100,6 +102,7 @@ async def connect(settings: ManagerSettings, broker: NatsBroker, driver: Driver,
         keys=ApiKeys(await open_bucket(broker, subjects.KV_API_KEYS, copies), operator_key),
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         driver=driver, provisioner=provisioner, backups=backups, engines=engines,
+        control=ControlPlaneBackups(settings, broker, target_for(settings, objects), leases, driver),
         activity=ActivityBatch(store, settings.activity_flush_s), outbox=outbox,
         offer=EnginesOnOffer(settings.driver, driver.engine_versions, driver.engine_lacks),
         new_cluster_defaults=NewClusterDefaults.of(settings),

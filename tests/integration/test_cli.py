@@ -131,3 +131,16 @@ def test_scale_waits_until_the_nodes_serve(env, cluster):
     assert (answer["status"], answer["nodes"], answer["replicas"]) == ("ready", 2, 2)
     hits = json.loads(ess(env, "search", listed["id"], "recipes", "title:tart", "--json").stdout)
     assert [h["id"] for h in hits] == ["tart"]  # the documents served on through the scale
+
+
+def test_the_operator_backs_up_the_platform_and_a_restore_over_live_state_is_refused(env):
+    operator = {**env, "ESS_API_KEY": OPERATOR_KEY}
+    taken = ess(operator, "platform", "backup", "--json")
+    assert taken.returncode == 0, taken.stderr
+    manifest = json.loads(taken.stdout)
+    assert manifest["buckets"]["ess_tenants"] >= 1 and all(f["sha256"] for f in manifest["files"])
+    listed = ess(operator, "platform", "backups")
+    assert listed.returncode == 0 and manifest["id"] in listed.stdout
+    refused = ess(operator, "platform", "restore", manifest["id"], "--yes")
+    assert refused.returncode == 1 and "control_plane_not_empty" in refused.stderr  # nothing was written
+    assert ess(env, "platform", "backups").returncode == 1  # a tenant's key may not
