@@ -6,7 +6,8 @@
 On exit (normal, exception, Ctrl-C or SIGTERM) the services get SIGTERM (then SIGKILL),
 every engine under <state>/clusters is stopped, NATS is stopped and the temp dir removed,
 unless the caller set `keep_state` (a failed chaos run keeps its logs to be read).
-`private_platform(managers=2, env={...})` runs two manager replicas and extra settings; the
+`private_platform(managers=2, env={...}, replicas=2)` runs two manager replicas (two shard
+controllers and two reporting) and extra settings; the
 `supervisor` of a running platform kills and restarts its parts (devrun/supervisor.py).
 
 Scripts run as `python bench/<script>.py` put the repo, not bench/, first on sys.path:
@@ -55,7 +56,7 @@ def run_alone(run) -> None:
 
 
 @contextmanager
-def private_platform(managers: int = 1, env: dict[str, str] | None = None):
+def private_platform(managers: int = 1, env: dict[str, str] | None = None, replicas: int = 1):
     state = Path(tempfile.mkdtemp(prefix="ess-bench-")).resolve()
     settings = {
         "ESS_NATS_URL": f"nats://127.0.0.1:{free_port()}",
@@ -66,7 +67,7 @@ def private_platform(managers: int = 1, env: dict[str, str] | None = None):
         "ESS_RATE_LIMIT_BURST": "1000",  # the benchmarks measure speed, not the limiter
         **(env or {}),
     }
-    supervisor = Supervisor(state, settings, managers)
+    supervisor = Supervisor(state, settings, managers, replicas=replicas)
     running = Running(supervisor.api_urls[0], state, {}, supervisor)
     previous_sigterm = signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:

@@ -150,11 +150,12 @@ class ServiceProcess(ChildProcess):
 
 class Supervisor:
     def __init__(self, state: Path, env: dict[str, str], managers: int = 1,
-                 ports: dict[str, int] | None = None, service_logs: bool = True):
+                 ports: dict[str, int] | None = None, service_logs: bool = True, replicas: int = 1):
         """`env`: the ESS_* settings every service shares (ESS_NATS_URL and ESS_STATE_DIR at least).
         `ports`: by kind (`make up`'s fixed ones); else free ports are chosen here (the gateway's
         metrics port too, unless `env` names one).
-        `service_logs` False: the services write to this terminal instead of `<state>/logs`."""
+        `service_logs` False: the services write to this terminal instead of `<state>/logs`.
+        `replicas`: of the shard controller and reporting each (`reporting-a`, `reporting-b`, ...)."""
         self.state = state
         self.logs = state / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -176,8 +177,10 @@ class Supervisor:
             for name in names
         }
         for kind in KINDS[1:]:
-            port = gateway_port if kind == "gateway" else ports.get(kind) or free_port()
-            self.services[kind] = ServiceProcess(f"services.{kind}", self.env, port, log_dir)
+            count = 1 if kind == "gateway" else replicas
+            for name in [kind] if count == 1 else [f"{kind}-{chr(ord('a') + i)}" for i in range(count)]:
+                port = gateway_port if kind == "gateway" else (ports.get(kind) if count == 1 else None) or free_port()
+                self.services[name] = ServiceProcess(f"services.{kind}", self.env, port, log_dir, name)
 
     @property
     def api_urls(self) -> list[str]:

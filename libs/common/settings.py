@@ -161,9 +161,9 @@ class ProvisionerSection(Section):
 
 
 class LeaseSection(Section):
-    """The manager and the shard controller: leases that share clusters among their instances."""
+    """The manager, the shard controller and reporting: leases that share clusters among their instances."""
 
-    # a dead instance's clusters (provisioner, shard controller) pass to another after this
+    # a dead instance's clusters (provisioner, shard controller, reporting's polls) pass to another after this
     lease_ttl_s: float = Field(default=30.0, gt=0)
 
 

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable
 
 import structlog
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.common import subjects
@@ -200,10 +200,8 @@ class ClusterStore:
         the latest entry): unlike a key never seen, as after NATS lost its data."""
         try:
             await self._records.get(cluster_id)
-        except KeyDeletedError:
-            return True
-        except KeyNotFoundError:
-            return False
+        except KeyNotFoundError as exc:  # nats-py raises it for a deleted key too, with the marker
+            return exc.entry is not None
         return False
 
     async def remove(self, record: ClusterRecord) -> None:

@@ -5,6 +5,8 @@ Nothing else spells a subject string.
 
 from __future__ import annotations
 
+import re
+
 DUPLICATE_WINDOW_S = 120.0  # a stream drops a message re-sent with the same Nats-Msg-Id within this
 
 # JetStream KV buckets: control-plane state
@@ -54,6 +56,7 @@ USAGE_ALL = "ess.usage.*.*"
 USAGE_MAX_AGE_S = 400 * 24 * 3600.0
 USAGE_DUPLICATE_WINDOW_S = 2 * 3600.0  # a record re-sent after a restart within this is dropped
 KV_USAGE_METERS = "ess_usage_meters"  # cluster id -> the open period's running totals
+KV_REPORTING_LEASES = "ess_reporting_leases"  # cluster id -> the reporting replica polling it
 
 
 def cluster_usage(tenant_org_id: str, cluster_id: str) -> str:
@@ -70,7 +73,14 @@ def usage_message_id(cluster_id: str, period_start_epoch: int) -> str:
 # the shard controller: its plans and actions go to the cluster's lifecycle subjects
 SCALE_ALL = "ess.cluster.*.*.scale"
 MANAGER_SCALE_DURABLE = "manager-scale"
-CONTROLLER_DURABLE = "shard-controller"
+CONTROLLER_DURABLE = "shard-controller"  # the one consumer all instances shared once: removed at start
+CONTROLLER_DURABLE_IDLE_S = 600.0  # a gone instance's consumer is removed by the server after this
+
+
+def controller_durable(instance: str) -> str:
+    """Each shard controller instance's own consumer of the metrics: every instance sees every
+    sample (a plan needs a cluster's whole history), the holder of the cluster's lease acts."""
+    return f"{CONTROLLER_DURABLE}-{re.sub(r'[^A-Za-z0-9_-]', '-', instance)}"
 KV_SHARD_PLANS = "ess_shard_plans"  # cluster id -> the controller's latest plan and operation
 KV_CONTROLLER_LEASES = "ess_controller_leases"  # cluster id -> the controller instance acting on it
 

@@ -1,9 +1,11 @@
 """Wiring of reporting: its handlers (`handlers.py`) on a broker, the metrics and usage streams
-it owns, the clusters it polls (a KV watch), /metrics and the period sweeper."""
+it owns, the clusters it polls (a KV watch; with several replicas, those whose lease it holds),
+/metrics and the period sweeper."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import structlog
 from fastapi import FastAPI
@@ -11,6 +13,7 @@ from fastapi import FastAPI
 from libs.common import streams, subjects
 from libs.common.failures import NATS_FAILURES
 from libs.common.kv import open_bucket
+from libs.common.leases import Leases
 from libs.common.service import build_broker, new_registry, service_app
 from libs.common.store import ClusterStore
 from services.reporting.exposition import FleetCollector, ServiceMetrics
@@ -49,8 +52,12 @@ def create_app(settings: ReportingSettings) -> FastAPI:
         await streams.declare_stream(js, streams.METRICS, copies, max_age_s=settings.metrics_max_age_s)
         await streams.declare_stream(js, streams.USAGE, copies)
         await streams.bind_stream(js, streams.ACTIVITY, copies)
+        # a stable holder: reporting restarted in place takes its clusters back at once
+        leases = Leases(await open_bucket(broker, subjects.KV_REPORTING_LEASES, copies, ttl=settings.lease_ttl_s),
+                        f"{socket.gethostname()}:{settings.reporting_port}")
         poller = Poller(settings, publish_sample, publish_usage,
-                        UsageMeters(await open_bucket(broker, subjects.KV_USAGE_METERS, copies)), metrics)
+                        UsageMeters(await open_bucket(broker, subjects.KV_USAGE_METERS, copies)), metrics,
+                        leases=leases)
         broker.context.set_global(POLLER, poller)
         registry.register(FleetCollector(poller.latest, poller.up, poller.tracked))
         running["poller"] = poller

@@ -36,6 +36,12 @@ class UsageMeter(BaseModel):
     bytes_out: int = 0
     # opened by gateway activity before any sample: the next sample is the baseline, billing nothing
     awaiting_baseline: bool = False
+    # the latest gateway batches folded in (their event ids): a batch delivered again, after a
+    # reporting replica died between its write and its ack, counts once
+    activity_ids: list[str] = []
+
+
+ACTIVITY_IDS_KEPT = 256  # far more batches than arrive for one cluster within a redelivery's wait
 
 
 def period_of(epoch_s: float, period_s: int) -> int:
@@ -82,7 +88,7 @@ def meter_sample(
         closed = close_period(meter, period_s)
         meter = UsageMeter(cluster_id=cluster_id, tenant_org_id=tenant_org_id,
                            period_start=period_of(taken_at, period_s), last_sample_at=taken_at,
-                           last_totals=totals, samples=0)
+                           last_totals=totals, samples=0, activity_ids=meter.activity_ids)
         _bill(meter, billable - in_this_period, stats, node_memory_gb)
     meter.last_sample_at = taken_at
     meter.last_totals = totals
@@ -100,13 +106,17 @@ def meter_storage_only(
 
 
 def add_activity(meter: UsageMeter | None, cluster_id: str, tenant_org_id: str, requests: int, bytes_in: int,
-                 bytes_out: int, at: float, period_s: int) -> UsageMeter:
-    """Gateway counts go into the open period (the next sample closes it when it ends)."""
+                 bytes_out: int, at: float, period_s: int, batch_id: str | None = None) -> UsageMeter:
+    """Gateway counts go into the open period (the next sample closes it when it ends); a batch
+    (`batch_id`, its event id) already folded in changes nothing."""
     if meter is None:
         meter = UsageMeter(cluster_id=cluster_id, tenant_org_id=tenant_org_id, period_start=period_of(at, period_s),
                            last_sample_at=at, last_totals=OperationTotals(), samples=0, awaiting_baseline=True)
+    if batch_id is not None and batch_id in meter.activity_ids:
+        return meter
+    seen = [*meter.activity_ids, batch_id][-ACTIVITY_IDS_KEPT:] if batch_id else meter.activity_ids
     return meter.model_copy(update={"requests": meter.requests + requests, "bytes_in": meter.bytes_in + bytes_in,
-                                    "bytes_out": meter.bytes_out + bytes_out})
+                                    "bytes_out": meter.bytes_out + bytes_out, "activity_ids": seen})
 
 
 def close_period(meter: UsageMeter, period_s: int) -> UsageRecord:

@@ -3,6 +3,10 @@ cluster never holds up the others. Each sample becomes a MetricsSample event, th
 sample feeds /metrics, and every sample is metered into the cluster's open usage period.
 A hibernated cluster is not polled (no engine runs): its kept store is metered instead, and
 the gateway's request counts are added to the open period as they come.
+
+With several reporting replicas each cluster is polled by the holder of its lease only (one
+sample per interval, as with one replica), and a meter changes only if nobody wrote it since
+it was read (a replica's poll and another's gateway counts would otherwise lose one of them).
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 import structlog
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.common.engines import ENGINE_NO_ANSWER, SearchEngine, connect_engine
 from libs.common.events import ClusterActivity, MetricsSample, UsageRecord
 from libs.common.failures import NATS_FAILURES
 from libs.common.kv import all_keys, read_model
+from libs.common.leases import Leases
 from libs.common.metrics import ClusterStats, OperationTotals
 from libs.common.models import ClusterRecord, utcnow
 from libs.common.quantities import parse_bytes
@@ -41,8 +47,21 @@ class UsageMeters:
     async def get(self, cluster_id: str) -> UsageMeter | None:
         return await read_model(self._kv, cluster_id, UsageMeter)
 
-    async def put(self, meter: UsageMeter) -> None:
-        await self._kv.put(meter.cluster_id, meter.model_dump_json().encode())
+    async def change(self, cluster_id: str, fold: Callable[[UsageMeter | None], Awaitable[UsageMeter]]) -> None:
+        """Read the meter, fold into it, and write it back only if nobody wrote it meanwhile (then
+        read and fold again): two replicas' changes both count, neither twice."""
+        while True:
+            try:
+                entry = await self._kv.get(cluster_id)
+                current, revision = UsageMeter.model_validate_json(entry.value), entry.revision
+            except KeyNotFoundError as exc:  # none, or a deleted one (its marker's revision)
+                current, revision = None, exc.entry.revision if exc.entry else 0
+            meter = await fold(current)
+            try:
+                await self._kv.update(cluster_id, meter.model_dump_json().encode(), last=revision)
+                return
+            except KeyWrongLastSequenceError:
+                continue
 
     async def delete(self, cluster_id: str) -> None:
         await self._kv.delete(cluster_id)
@@ -54,8 +73,9 @@ class UsageMeters:
 class Poller:
     def __init__(self, settings: ReportingSection, publish_sample: PublishSample, publish_usage: PublishUsage,
                  meters: UsageMeters, metrics: ServiceMetrics,
-                 engine_for: Callable[[ClusterRecord], SearchEngine] | None = None):
+                 engine_for: Callable[[ClusterRecord], SearchEngine] | None = None, leases: Leases | None = None):
         self._settings = settings
+        self._leases = leases  # None: the only replica, polling every cluster
         self._send_sample = publish_sample
         self._send_usage = publish_usage
         self._meters = meters
@@ -120,14 +140,19 @@ class Poller:
         while True:
             await asyncio.sleep(self._settings.poll_interval_s)
             current = self._records.get(record.id, record)
+
+            async def fold(meter: UsageMeter | None) -> UsageMeter:
+                meter, closed = meter_storage_only(
+                    meter, record.id, record.tenant_org_id, current.stored_bytes, time.time(),
+                    self._settings.metering_period_s, self.max_gap_s)
+                if closed:
+                    await self._publish_usage(closed)
+                return meter
             try:
+                if not await self._holds(record.id):
+                    continue
                 async with self._meter_lock(record.id):
-                    meter, closed = meter_storage_only(
-                        await self._meters.get(record.id), record.id, record.tenant_org_id, current.stored_bytes,
-                        time.time(), self._settings.metering_period_s, self.max_gap_s)
-                    if closed:
-                        await self._publish_usage(closed)
-                    await self._meters.put(meter)
+                    await self._meters.change(record.id, fold)
             except NATS_FAILURES as exc:  # NATS away: this interval is not billed, the loop goes on
                 self._log.warning("storage not metered", cluster=record.id, error=type(exc).__name__)
 
@@ -146,6 +171,11 @@ class Poller:
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
                 next_at = max(next_at + step, loop.time())
                 step = interval
+                if not await self._holds(record.id):  # another replica polls it
+                    previous = None
+                    self.latest.pop(record.id, None)
+                    self.up.pop(record.id, None)
+                    continue
                 sample = await self._poll_once(engine, record.id, previous, index_previous)
                 if sample is None:
                     previous = None  # rates restart after a gap rather than spanning it
@@ -192,6 +222,14 @@ class Poller:
         self.up[cluster_id] = (record.tenant_org_id, True)
         return sample
 
+    async def _holds(self, cluster_id: str) -> bool:
+        if self._leases is None:
+            return True
+        try:
+            return await self._leases.hold(cluster_id)
+        except NATS_FAILURES:  # NATS away: nothing could be published either
+            return False
+
     # -- metering -------------------------------------------------------------------------
     def _meter_lock(self, cluster_id: str) -> asyncio.Lock:
         return self._meter_locks.setdefault(cluster_id, asyncio.Lock())
@@ -200,23 +238,25 @@ class Poller:
         record = self._records.get(sample.cluster_id)
         if record is None:
             return
-        async with self._meter_lock(sample.cluster_id):
+        async def fold(meter: UsageMeter | None) -> UsageMeter:
             meter, closed = meter_sample(
-                await self._meters.get(sample.cluster_id), sample.cluster_id, sample.tenant_org_id, sample.stats,
-                sample.taken_at.timestamp(), parse_bytes(record.spec.memory) / 2**30,
-                self._settings.metering_period_s, self.max_gap_s,
+                meter, sample.cluster_id, sample.tenant_org_id, sample.stats, sample.taken_at.timestamp(),
+                parse_bytes(record.spec.memory) / 2**30, self._settings.metering_period_s, self.max_gap_s,
             )
-            if closed:
+            if closed:  # the same id for the same period: a fold redone publishes nothing twice
                 await self._publish_usage(closed)
-            await self._meters.put(meter)
+            return meter
+        async with self._meter_lock(sample.cluster_id):
+            await self._meters.change(sample.cluster_id, fold)
 
     async def add_activity(self, event: ClusterActivity) -> None:
         """A gateway's request counts, into the cluster's open period."""
+        async def fold(meter: UsageMeter | None) -> UsageMeter:
+            return add_activity(meter, event.cluster_id, event.tenant_org_id, event.requests, event.bytes_in,
+                                event.bytes_out, event.last_request_at.timestamp(), self._settings.metering_period_s,
+                                event.event_id)
         async with self._meter_lock(event.cluster_id):
-            meter = add_activity(await self._meters.get(event.cluster_id), event.cluster_id, event.tenant_org_id,
-                                 event.requests, event.bytes_in, event.bytes_out, event.last_request_at.timestamp(),
-                                 self._settings.metering_period_s)
-            await self._meters.put(meter)
+            await self._meters.change(event.cluster_id, fold)
 
     async def _publish_usage(self, usage: UsageRecord) -> None:
         await self._send_usage(usage)

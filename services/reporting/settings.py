@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from libs.common.settings import BindSection, LoggingSection, NatsSection, ReportingSection
+from libs.common.settings import BindSection, LeaseSection, LoggingSection, NatsSection, ReportingSection
 
 
-class ReportingSettings(NatsSection, LoggingSection, BindSection, ReportingSection):
+class ReportingSettings(NatsSection, LoggingSection, BindSection, ReportingSection, LeaseSection):
     pass

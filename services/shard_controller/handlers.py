@@ -2,7 +2,8 @@
 requests out, through the publishers declared here once (they also make its AsyncAPI document).
 
 The handler only carries: `ShardController.on_sample` decides and acts and returns its events,
-the handler publishes them, then keeps the controller's state.
+the handler publishes them, then keeps the controller's state. Each instance has its own consumer
+(`sample_router`), so with two instances both see every sample and the lease holder acts.
 """
 
 from __future__ import annotations
@@ -49,11 +50,18 @@ async def publish_events(events: Iterable[Event]) -> None:
                                 headers={"Nats-Msg-Id": event.event_id})
 
 
-@router.subscriber(
-    subjects.METRICS_ALL, stream=streams.METRICS, durable=subjects.CONTROLLER_DURABLE,
-    pull_sub=PullSub(batch_size=32, timeout=1.0), config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
-    ack_policy=AckPolicy.ACK, title="cluster metrics", description="Samples the shard controller plans from.",
-)
+def sample_router(instance: str) -> NatsRouter:
+    """The samples in, on this instance's own durable consumer (`subjects.controller_durable`)."""
+    samples = NatsRouter(middlewares=[FailureOutcomes])
+    samples.subscriber(
+        subjects.METRICS_ALL, stream=streams.METRICS, durable=subjects.controller_durable(instance),
+        pull_sub=PullSub(batch_size=32, timeout=1.0),
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW, inactive_threshold=subjects.CONTROLLER_DURABLE_IDLE_S),
+        ack_policy=AckPolicy.ACK, title="cluster metrics", description="Samples the shard controller plans from.",
+    )(on_sample)
+    return samples
+
+
 async def on_sample(sample: MetricsSample, controller: Annotated[ShardController, Context(CONTROLLER)]) -> None:
     try:
         turn = await controller.on_sample(sample)

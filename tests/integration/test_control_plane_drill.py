@@ -20,16 +20,13 @@ from opensearchpy import OpenSearch
 
 from bench.private_platform import AUTH, private_platform, seed_body
 from devrun.nats_server import jetstream_ready
+from tests.helpers import wait_until
 
 DOCUMENTS = 30
 
 
 def wait_for(what: str, check, timeout_s: float = 120):
-    deadline = time.monotonic() + timeout_s
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
-        time.sleep(0.3)
-    return found
+    return wait_until(check, timeout_s, 0.3, what)
 
 
 def usage_of(api: httpx.Client, tenant: str) -> set[tuple[str, str]]:

@@ -62,9 +62,11 @@ async def a_short_life(driver, cluster_id: str) -> None:
 
 async def test_the_control_plane_manifests_are_accepted_and_its_pods_come_up(control_plane):
     apps = client.AppsV1Api(control_plane.admin())
-    for name in ("manager", "shard-controller", "reporting"):
-        await until(lambda: apps.read_namespaced_deployment(name, PLATFORM).status.available_replicas,
-                    f"deployment {name} available")
+    for name in ("manager", "shard-controller", "reporting"):  # two replicas each, each with its budget
+        await until(lambda: apps.read_namespaced_deployment(name, PLATFORM).status.available_replicas == 2,
+                    f"deployment {name}: 2 replicas available")
+        assert client.PolicyV1Api(control_plane.admin()).read_namespaced_pod_disruption_budget(
+            name, PLATFORM).spec.min_available == 1
     # three servers of one JetStream cluster, each with its own volume
     await until(lambda: apps.read_namespaced_stateful_set("nats", PLATFORM).status.ready_replicas == 3,
                 "3 nats servers ready, their volumes bound")

@@ -24,3 +24,23 @@ async def test_every_key_is_listed_in_every_one_of_many_concurrent_listings(nats
         await js.delete_key_value("test_listing")
     finally:
         await connection.close()
+
+
+async def test_a_deleted_record_is_told_from_one_never_written(nats, settings):
+    """What the orphan sweep asks before it removes data: only a record this store deleted."""
+    from libs.common.store import ClusterStore
+
+    connection = await nats_client.connect(settings.nats_url)
+    try:
+        js = connection.jetstream()
+        kv = await js.create_key_value(bucket="test_forgotten", history=5)
+        store = ClusterStore(kv)
+        await kv.put("c-deleted", b"{}")
+        await kv.delete("c-deleted")
+        await kv.put("c-live", b"{}")
+        assert await store.forgotten("c-deleted")
+        assert not await store.forgotten("c-never")  # as after NATS lost its data
+        assert not await store.forgotten("c-live")
+        await js.delete_key_value("test_forgotten")
+    finally:
+        await connection.close()

@@ -37,8 +37,8 @@ class MemoryMeters:
             raise nats.errors.TimeoutError
         return self.meters.get(cluster_id)
 
-    async def put(self, meter: UsageMeter) -> None:
-        self.meters[meter.cluster_id] = meter
+    async def change(self, cluster_id: str, fold) -> None:
+        self.meters[cluster_id] = await fold(await self.get(cluster_id))
 
     async def delete(self, cluster_id: str) -> None:
         self.meters.pop(cluster_id, None)

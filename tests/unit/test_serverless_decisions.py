@@ -135,6 +135,20 @@ def test_gateway_counts_go_into_the_open_period_and_a_sleeping_cluster_pays_stor
     assert close_period(meter, 3600).requests == 0  # the next period starts from nothing
 
 
+def test_a_gateway_batch_delivered_again_counts_once_also_across_a_period_end():
+    meter = add_activity(None, "c1", "acme", requests=3, bytes_in=1, bytes_out=1, at=3600.0, period_s=3600,
+                         batch_id="b1")
+    meter = add_activity(meter, "c1", "acme", requests=3, bytes_in=1, bytes_out=1, at=3600.0, period_s=3600,
+                         batch_id="b1")  # a replica died before its ack: the batch comes again
+    assert meter.requests == 3
+    meter, _ = meter_storage_only(meter, "c1", "acme", 0, 3800.0, 3600, 1e9)
+    meter, closed = meter_storage_only(meter, "c1", "acme", 0, 7300.0, 3600, 1e9)
+    assert closed.requests == 3
+    meter = add_activity(meter, "c1", "acme", requests=3, bytes_in=1, bytes_out=1, at=7300.0, period_s=3600,
+                         batch_id="b1")
+    assert meter.requests == 0  # the new period remembers the batches of the one before
+
+
 class StoppingEngine:
     """An engine for the flush before a hibernation: answering, or already on its way down."""
 

@@ -40,7 +40,7 @@ SERVICES = {
                                   LocalDriverSection, KubernetesSection}),
     "shard_controller": (ShardControllerSettings, {NatsSection, LoggingSection, BindSection, ShardControllerSection,
                                                    LeaseSection, ShardPolicySection}),
-    "reporting": (ReportingSettings, {NatsSection, LoggingSection, BindSection, ReportingSection}),
+    "reporting": (ReportingSettings, {NatsSection, LoggingSection, BindSection, ReportingSection, LeaseSection}),
     "gateway": (GatewaySettings, {NatsSection, LoggingSection, AccessSection, GatewaySection, ServerlessSection}),
 }
 

@@ -75,6 +75,7 @@ async def deliver(message, found: ClusterRecord | None | Exception, states: Memo
 
     broker = NatsBroker()
     broker.include_router(handlers.router)
+    broker.include_router(handlers.sample_router("test:1"))
     broker.context.set_global(handlers.CONTROLLER, ShardController(
         ShardPolicy(sustain_samples=1), states, HeldLeases(), read_record, engine_for=lambda r: IdleEngine()))
     async with TestNatsBroker(broker) as test_broker:
