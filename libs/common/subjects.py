@@ -17,6 +17,7 @@ KV_TENANTS = "ess_tenants"  # tenant id -> TenantRecord
 KV_QUOTA_CLAIMS = "ess_quota_claims"  # tenant id -> its clusters' claims on its quotas (TenantClaims)
 KV_API_KEYS = "ess_api_keys"  # key id -> ApiKeyRecord (a salted hash, never the key)
 KV_PROVISIONER_LEASES = "ess_provisioner_leases"  # cluster id -> the manager replica provisioning it
+KV_PLATFORM = "ess_platform"  # platform-wide facts: "restore" -> the control-plane restore under way or done
 
 # the lifecycle stream: desired-state changes in, status changes out
 LIFECYCLE_STREAM = "ESS_CLUSTER_LIFECYCLE"
@@ -81,6 +82,8 @@ def controller_durable(instance: str) -> str:
     """Each shard controller instance's own consumer of the metrics: every instance sees every
     sample (a plan needs a cluster's whole history), the holder of the cluster's lease acts."""
     return f"{CONTROLLER_DURABLE}-{re.sub(r'[^A-Za-z0-9_-]', '-', instance)}"
+
+
 KV_SHARD_PLANS = "ess_shard_plans"  # cluster id -> the controller's latest plan and operation
 KV_CONTROLLER_LEASES = "ess_controller_leases"  # cluster id -> the controller instance acting on it
 

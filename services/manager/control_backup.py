@@ -119,6 +119,11 @@ def decode_messages(data: bytes) -> list[tuple[str, bytes, dict[str, str]]]:
             for row in map(json.loads, data.splitlines()) if row]
 
 
+def restore_mark(backup_id: str, done: bool) -> bytes:
+    """What KV_PLATFORM says of a restore: under way (a failed one may be redone), or done."""
+    return f"{backup_id} {'done' if done else 'under way'}".encode()
+
+
 def describe(path: str, data: bytes, entries: int) -> BackupFile:
     return BackupFile(path=path, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), entries=entries)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 import structlog
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from libs.common import subjects
@@ -34,6 +34,7 @@ from services.manager.settings import ManagerSettings
 FIRST_CHECK_S = 5.0  # the first scheduled look, soon after start: a new platform gets its first backup early
 CHECK_EVERY_S = 60.0  # then this often at most
 DEFINITIONS = {USAGE.name: USAGE, AUDIT.name: AUDIT}  # a stream missing at a restore is made from these
+RESTORE_MARK = "restore"  # in KV_PLATFORM: which restore is under way, or done
 
 
 class BackupsUnavailable(Exception):
@@ -122,7 +123,7 @@ class ControlPlaneBackups:
         js = self._broker.connection.jetstream()
         try:
             return await js.key_value(name)
-        except (BucketNotFoundError, NotFoundError):  # a bucket its owner has not made yet
+        except NotFoundError:  # a bucket its owner has not made yet
             return await open_bucket(self._broker, name, self._settings.nats_replicas)
 
     # -- backup --------------------------------------------------------------------------
@@ -199,9 +200,13 @@ class ControlPlaneBackups:
             read = {f.path: await target.get(f"{base}/{f.path}") for f in manifest.files}
             if problems := plan.damaged_files(manifest, read):
                 raise BackupDamaged(problems)  # checked whole before anything is written
+            marks = await self._bucket(subjects.KV_PLATFORM)
+            under_way = await read_value(marks, RESTORE_MARK)
             occupied = [name for name in plan.MUST_BE_EMPTY if await _holds_any(await self._bucket(name))]
-            if occupied:
+            # only an unfinished restore of this same backup may go on over what it wrote itself
+            if occupied and plan.restore_mark(backup_id, done=False) != under_way:
                 raise ControlPlaneNotEmpty(occupied)
+            await marks.put(RESTORE_MARK, plan.restore_mark(backup_id, done=False))
             records: list[ClusterRecord] = []
             meters = 0
             for name in plan.BUCKETS:
@@ -214,8 +219,11 @@ class ControlPlaneBackups:
             js = self._broker.connection.jetstream()
             for stream in plan.STREAMS:
                 await bind_stream(js, DEFINITIONS[stream], self._settings.nats_replicas)  # its owner may not run yet
-                for subject, data, headers in plan.decode_messages(read[plan.stream_file(stream)]):
-                    await js.publish(subject, data, stream=stream, headers=headers or None)
+                for n, (subject, data, headers) in enumerate(plan.decode_messages(read[plan.stream_file(stream)])):
+                    # an id for each: a restore redone after a failure stores no message twice
+                    headers = {"Nats-Msg-Id": f"restore.{backup_id}.{stream}.{n}", **headers}
+                    await js.publish(subject, data, stream=stream, headers=headers)
+            await marks.put(RESTORE_MARK, plan.restore_mark(backup_id, done=True))
             live = {r.id for r in records if r.status != ClusterStatus.DELETED}
             report = plan.compare_with_engines(manifest, live, await self._driver.orphans(set()), utcnow(), meters)
             self._log.warning("control plane restored from a backup", backup=backup_id, clusters=len(live),
