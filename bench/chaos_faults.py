@@ -6,7 +6,9 @@ A kill's window runs from the SIGKILL until what was killed serves again, plus a
 clients to reconnect: a service is started again (as an orchestrator would, again and again
 until it stays up) and is ready; NATS is back and every service not itself being restarted is
 ready again; an engine node runs again (the platform restarts it, never this script) and has
-joined its cluster, or is no longer wanted, and the cluster is green or yellow. A node-count
+joined its cluster, or is no longer wanted, and the cluster is green or yellow, and then the
+platform serves it again (a status poll sent after that says `ready` or `scaling`: the gateway
+forwards only then, and a manager killed meanwhile delays it by its lease). A node-count
 request opens a scaling window, closed when the cluster is polled `ready` at that count.
 """
 
@@ -275,6 +277,10 @@ class Monkey:
     def _watch_engine(self, cluster: ChaosCluster, node: int, pid: int, key: str, window: Window) -> None:
         try:
             _wait_for(lambda: self._engine_back(cluster, node, pid), self._cap, key, self._halted)
+            back_at = time.monotonic()
+            _wait_for(lambda: any(sent > back_at and status in ("ready", "scaling")
+                                  for sent, status, *_ in cluster.statuses[-5:]),
+                      max(1.0, window.start + self._cap - back_at), key, self._halted)
         except TimeoutError:
             if self._halted.is_set():
                 return

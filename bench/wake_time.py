@@ -7,8 +7,10 @@ document. Each wake is broken into stages from the services' own JSON logs and t
 gateway asks, manager starts (status waking), node handed to a JVM, engine started, manager sees
 it (ready), gateway forwards, client answered. Targets (issue 21): p50 < 1.5 s, p99 < 3 s.
 Concurrent: N hibernated clusters, one request each at the same moment: all answered, none 503.
-Density: N clusters hibernated at once: engine processes left, the platform's RSS, disk each.
-Run: .venv/bin/python bench/wake_time.py
+Density: N clusters hibernated at once: engine processes left, port slots held, the platform's
+RSS, disk each, one woken.
+Run: .venv/bin/python bench/wake_time.py; the density part alone, for the issue's 200:
+BENCH_DENSITY=200 .venv/bin/python bench/wake_time.py --density-only (about 25 min on 2 cores)
 """
 
 from __future__ import annotations
@@ -230,6 +232,12 @@ def run(running: Running) -> list[str]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--density-only"]:
+        # deleted at the end without a final snapshot: 200 cold starts to take them would double the run
+        with private_platform(env={"ESS_DELETED_RETENTION_S": "0", "ESS_WARM_ENGINES": "0"}) as platform:
+            with httpx.Client(base_url=platform.api, headers=AUTH, timeout=30) as api:
+                print(density(api, platform))
+        sys.exit(0)
     # the services' JSON logs give the stages of each wake
     with private_platform(env={"ESS_LOG_LEVEL": "INFO", "ESS_LOG_FORMAT": "json"}) as platform:
         figures = run(platform)

@@ -18,7 +18,7 @@ from datetime import datetime
 from faststream.nats import JStream
 
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
 from libs.common import subjects
@@ -95,7 +95,8 @@ async def bind_stream(js, stream: JStream, replicas: int) -> None:
 
 async def read_subject(js, stream: str, subject: str, since: datetime | None = None) -> list[Msg]:
     """Every message on `subject` (wildcards allowed), from `since` or the start, oldest first."""
-    config = ConsumerConfig(inactive_threshold=30.0, deliver_policy=DeliverPolicy.ALL)
+    # no acks: a reader acks nothing, and with acks asked the server stops at max_ack_pending (1,000)
+    config = ConsumerConfig(inactive_threshold=30.0, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE)
     if since is not None:
         config.deliver_policy, config.opt_start_time = DeliverPolicy.BY_START_TIME, since.isoformat()
     try:

@@ -223,10 +223,12 @@ class Provisioner:
             return True, None
         if not observed.running:
             try:
-                await self._driver.start(record, desired)
+                endpoint = await self._driver.start(record, desired)
             except EngineUnavailable:
                 return True, None  # its data is gone or cannot run here: nothing left to keep
-            await self._record(record.id, None, "starting the engine for the final snapshot")
+            # a hibernated cluster starts on whichever port slot is free: the snapshot must go to
+            # this engine, not to the one now on the slot it slept from (another cluster's)
+            await self._record(record.id, None, "starting the engine for the final snapshot", endpoint=endpoint)
             return False, None
         if observed.health not in HEALTHY:
             return False, None

@@ -44,3 +44,23 @@ async def test_a_deleted_record_is_told_from_one_never_written(nats, settings):
         await js.delete_key_value("test_forgotten")
     finally:
         await connection.close()
+
+
+async def test_a_stream_is_read_back_whole_past_a_consumers_ack_limit(nats, settings):
+    """The audit trail and the control-plane backup read every message: past 1,000 a reader that
+    asked for acks and sent none was stopped by the server, and the backup answered 503."""
+    from nats.js.api import StreamConfig
+
+    from libs.common.streams import read_subject
+
+    connection = await nats_client.connect(settings.nats_url)
+    try:
+        js = connection.jetstream()
+        await js.add_stream(StreamConfig(name="TEST_LONG", subjects=["test.long.>"]))
+        for i in range(1500):
+            await js.publish(f"test.long.{i % 3}", str(i).encode())
+        messages = await read_subject(js, "TEST_LONG", "test.long.>")
+        assert [int(m.data) for m in messages] == list(range(1500))
+        await js.delete_stream("TEST_LONG")
+    finally:
+        await connection.close()

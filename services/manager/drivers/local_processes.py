@@ -142,6 +142,9 @@ def find_standbys(standby_dir: Path) -> list[StandbyProcess]:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
+        # as the engine binds: a port whose last connections wait out TIME_WAIT (an engine just
+        # stopped, its slot given back) is free; one something listens on is not
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
