@@ -58,6 +58,7 @@ class ChaosConfig:
     # NATS servers: 1, whose kill excuses what fails meanwhile; or a JetStream cluster (3), whose
     # kills, one server at a time, excuse nothing
     nats_servers: int = 1
+    replicas: int = 1  # of the shard controller and of reporting each (a kill takes one of them)
 
 
 @dataclass
@@ -114,7 +115,7 @@ def run_chaos(config: ChaosConfig, echo=print) -> ChaosReport:
     header = (f"== chaos run: {config.seconds:.0f} s of faults, {config.clusters} clusters of 1-{config.max_nodes} "
               f"nodes, {config.managers} manager replicas (lease TTL {config.lease_ttl_s:g} s), {config.cpu_hogs} CPU "
               f"hogs, a fault every {config.pause_s[0]:g}-{config.pause_s[1]:g} s, settle up to {config.settle_s:.0f} s, "
-              f"{config.nats_servers} NATS server(s), "
+              f"{config.nats_servers} NATS server(s), {config.replicas} shard controller(s) and reporting(s), "
               f"seed {seed}, {os.cpu_count()} cores ==")
     echo(header, flush=True)
     env = {"ESS_LEASE_TTL_S": str(config.lease_ttl_s), "ESS_LOG_LEVEL": "INFO", "ESS_RECONCILE_INTERVAL_S": "1",
@@ -123,7 +124,7 @@ def run_chaos(config: ChaosConfig, echo=print) -> ChaosReport:
     if config.nats_servers > 1:
         env["ESS_NATS_URL"] = ",".join(f"nats://127.0.0.1:{free_port()}" for _ in range(config.nats_servers))
         env["ESS_NATS_REPLICAS"] = str(config.nats_servers)
-    with private_platform(config.managers, env) as running:
+    with private_platform(config.managers, env, replicas=config.replicas) as running:
         running.keep_state = True  # until every check passed: also when this run itself breaks
         echo(f"state dir {running.state_dir}; services {running.pids}", flush=True)
         run = _Run(config, running.supervisor, random.Random(seed), echo)
@@ -248,10 +249,12 @@ def main() -> int:
     parser.add_argument("--lease-ttl", type=float, default=defaults.lease_ttl_s)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--nats-servers", type=int, default=defaults.nats_servers, choices=(1, 3))
+    parser.add_argument("--replicas", type=int, default=defaults.replicas, choices=(1, 2),
+                        help="shard controllers and reporting replicas, each")
     args = parser.parse_args()
     report = run_chaos(ChaosConfig(args.seconds, args.clusters, args.max_nodes, args.cpu_hogs, tuple(args.pause),
                                    args.settle, args.managers, args.lease_ttl, seed=args.seed,
-                                   nats_servers=args.nats_servers))
+                                   nats_servers=args.nats_servers, replicas=args.replicas))
     return 1 if report.violations else 0
 
 

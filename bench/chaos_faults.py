@@ -201,7 +201,7 @@ class Monkey:
 
     def _kill_service(self, name: str) -> None:
         self._busy.add(name)
-        kind = "manager" if name.startswith("manager") else name
+        kind = kind_of(name)
         window = self._timeline.open(kind, name)  # before the signal: a request failing with it falls in
         pid = self._sup.kill(name)
         self.counts[f"kill {kind}"] += 1
@@ -255,7 +255,7 @@ class Monkey:
                 self.problems.append(f"{name} exited by itself with code {code} (see logs/{name}.log)")
                 self._timeline.say(f"{name} EXITED BY ITSELF (code {code}); starting it again")
                 self._busy.add(name)
-                window = self._timeline.open("manager" if name.startswith("manager") else name, name, "exited")
+                window = self._timeline.open(kind_of(name), name, "exited")
                 self._background(self._bring_back, name, window.kind, window)
 
     def _kill_engine(self) -> bool:
@@ -317,6 +317,12 @@ class Monkey:
         cluster.answered = answer is not None
         self._timeline.say(f"{cluster.id}: {nodes} node(s) asked" + ("" if cluster.answered else ", NOT answered 202")
                            + (" (again)" if again else ""))
+
+
+def kind_of(name: str) -> str:
+    """What a killed service is, whichever of its replicas (`manager-a`, `reporting-b`); a NATS
+    server keeps its own name."""
+    return next((kind for kind in ("manager", "shard_controller", "reporting") if name.startswith(kind)), name)
 
 
 def _wait_for(check, timeout_s: float, what: str, halted: threading.Event) -> None:
