@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -37,10 +38,27 @@ PORT_SETTING = {"manager": "ESS_API_PORT", "shard_controller": "ESS_SHARD_CONTRO
                 "reporting": "ESS_REPORTING_PORT", "gateway": "ESS_GATEWAY_PORT"}
 
 
+# listening ports are drawn from below Linux's ephemeral range (32768-60999 by default) and the
+# engines' port slots: a port the kernel handed out (bind to 0) could be taken as the local port
+# of an outgoing connection before its server bound it (an etcd start failed so in CI)
+LISTEN_PORTS = range(10000, 19000)
+_given: set[int] = set()  # never the same twice in one process, bound or not yet
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on now, for a server about to start."""
+    for _ in range(2000):
+        port = random.choice(LISTEN_PORTS)
+        if port in _given:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise RuntimeError(f"no free port in {LISTEN_PORTS.start}-{LISTEN_PORTS.stop - 1}")
 
 
 def wait_ready(name: str, process: subprocess.Popen, port: int, log: Path | None, timeout_s: float = 30) -> None:

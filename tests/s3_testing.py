@@ -4,7 +4,6 @@ free port, with key checking on, so wrong keys are refused as S3 refuses them.""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ import boto3
 import httpx
 from pydantic import SecretStr
 
+from devrun.supervisor import free_port
 from services.manager.settings import ManagerSettings
 
 ALL_OF_S3 = json.dumps({"Version": "2012-10-17",
                         "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -12,12 +12,13 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from devrun.supervisor import free_port
 from libs.common.models import ClusterStatus, utcnow
 from services.manager.object_store import ObjectStore, ObjectStoreError
 from services.manager import snapshotter as snapshotter_module
 from services.manager.snapshotter import Snapshotter
 from tests.kube_testing import RecordsInMemory, record, until
-from tests.s3_testing import S3Server, free_port
+from tests.s3_testing import S3Server
 
 
 def put(s3: S3Server, bucket: str, keys: list[str]) -> None:
