@@ -92,8 +92,13 @@ class FolderTarget:
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
     async def delete_prefix(self, prefix: str) -> int:
-        await asyncio.to_thread(shutil.rmtree, self.root / prefix, True)
-        return 1
+        """Remove the folder; how many files went (as the bucket's answers how many objects)."""
+        def work() -> int:
+            files = sum(1 for p in (self.root / prefix).rglob("*") if p.is_file())
+            shutil.rmtree(self.root / prefix, ignore_errors=True)
+            return files
+
+        return await asyncio.to_thread(work)
 
 
 def target_for(settings: ManagerSettings, objects: ObjectStore | None) -> BackupTarget | None:
@@ -208,14 +213,12 @@ class ControlPlaneBackups:
                 raise ControlPlaneNotEmpty(occupied)
             await marks.put(RESTORE_MARK, plan.restore_mark(backup_id, done=False))
             records: list[ClusterRecord] = []
-            meters = 0
             for name in plan.BUCKETS:
                 kv = await self._bucket(name)
                 for key, value in plan.decode_entries(read[plan.kv_file(name)]):
                     await kv.put(key, value)
                     if name == subjects.KV_CLUSTERS:
                         records.append(ClusterRecord.model_validate_json(value))
-                    meters += name == subjects.KV_USAGE_METERS
             js = self._broker.connection.jetstream()
             for stream in plan.STREAMS:
                 await bind_stream(js, DEFINITIONS[stream], self._settings.nats_replicas)  # its owner may not run yet
@@ -225,6 +228,7 @@ class ControlPlaneBackups:
                     await js.publish(subject, data, stream=stream, headers=headers)
             await marks.put(RESTORE_MARK, plan.restore_mark(backup_id, done=True))
             live = {r.id for r in records if r.status != ClusterStatus.DELETED}
+            meters = manifest.buckets.get(subjects.KV_USAGE_METERS, 0)  # the files matched the manifest
             report = plan.compare_with_engines(manifest, live, await self._driver.orphans(set()), utcnow(), meters)
             self._log.warning("control plane restored from a backup", backup=backup_id, clusters=len(live),
                               unknown_engines=report.engines_unknown_to_backup,
