@@ -33,6 +33,18 @@ class ClusterStatus(StrEnum):
 SERVING = (ClusterStatus.READY, ClusterStatus.SCALING)
 # on the way down, down, or on the way up again: nothing to serve, poll, snapshot or resize
 ASLEEP = (ClusterStatus.HIBERNATING, ClusterStatus.HIBERNATED, ClusterStatus.WAKING)
+# a start that waits its turn on a busy machine says so first in its reason: the gateway holds
+# a request for such a cluster past `wake_timeout_s`, which counts from the start itself
+QUEUED = "queued: "
+
+
+def queued_reason(why: str) -> str:
+    return QUEUED + why
+
+
+def waits_its_turn(record: ClusterRecord) -> bool:
+    """The cluster's engine start waits its turn (the provisioner wrote `queued_reason`)."""
+    return record.status_reason.startswith(QUEUED)
 
 
 class ClusterSpec(BaseModel):

@@ -117,6 +117,14 @@ class ServerlessSection(Section):
     hibernate_after_s: int = Field(default=600, ge=0)  # a new cluster's default; 0: never
     hibernate_grace_s: float = Field(default=1.0, ge=0)  # in-flight requests finish before the stop
     wake_timeout_s: float = Field(default=60.0, gt=0)  # a held request gets 503 after this
+    # ... counted from its cluster's engine start when the start waited its turn on a busy
+    # machine (the local driver's ESS_LOCAL_CONCURRENT_STARTS), but never longer than this in all
+    wake_queued_max_s: float = Field(default=180.0, gt=0)
+
+    @property
+    def hold_max_s(self) -> float:
+        """The longest a request is held for a wake: a gateway stopping drains this long."""
+        return max(self.wake_timeout_s, self.wake_queued_max_s)
 
 
 class BackupsSection(Section):

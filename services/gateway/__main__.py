@@ -15,9 +15,9 @@ from services.gateway.settings import GatewaySettings
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(settings.log_format, settings.log_level)
-    # on SIGTERM: stop listening, let in-flight and held requests finish (a wake takes up to
-    # wake_timeout_s), then close NATS
-    options = dict(access_log=None, shutdown_timeout=settings.wake_timeout_s + 5, print=None,
+    # on SIGTERM: stop listening, let in-flight and held requests finish (a request is held up to
+    # hold_max_s), then close NATS
+    options = dict(access_log=None, shutdown_timeout=settings.hold_max_s + 5, print=None,
                    loop=uvloop.new_event_loop())
     pump = pump_binary(settings) if settings.gateway_pump else None
     if pump and not usable(pump):

@@ -136,7 +136,7 @@ def create_app(settings: GatewaySettings, pump: Path | None = None, internal_por
         log.info("pump started", pid=process.pid, listen=f"{settings.gateway_host}:{settings.gateway_port}",
                  decides=f"127.0.0.1:{internal_port}")
         stopping = False
-        drain_s = settings.wake_timeout_s + 10
+        drain_s = settings.hold_max_s + 10
 
         async def pump_first_then_us():
             # the pump drains first (its held requests are served here meanwhile), then this app

@@ -23,7 +23,8 @@ from services.gateway.forwarding import (NotSent, error_answer, forward, read_ch
 from services.gateway.key_guard import Throttled
 from services.gateway.keys import KeyCache
 from services.gateway.pump_link import CLIENT_HEADER, ChangeFeed, grant_headers
-from services.gateway.routing import Forward, Hold, Refuse, basic_credentials, decide, engine_user, split_path
+from services.gateway.routing import (Forward, Hold, Refuse, basic_credentials, decide, engine_user, hold_deadline,
+                                     split_path)
 from services.gateway.settings import GatewaySettings
 
 RequestWake = Callable[[ClusterRecord, str], Awaitable[None]]
@@ -144,7 +145,8 @@ class Gateway:
     async def _serve(self, request: web.Request, record: ClusterRecord, decision, path: str, body: bytes | None,
                      read: bool):
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.wake_timeout_s
+        arrived = loop.time()
+        deadline = arrived + self._settings.wake_timeout_s
         if body is None:
             body = await read_small_body(request)
         started = time.perf_counter()
@@ -175,9 +177,11 @@ class Gateway:
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     return error_answer(502, "engine_error", f"the cluster's engine failed to answer: "
                                         f"{type(exc).__name__} {exc}"), (0, 0), False
+            deadline = hold_deadline(deadline, loop.time(), arrived, record, self._settings.wake_timeout_s,
+                                     self._settings.wake_queued_max_s)
             if loop.time() >= deadline:
                 return error_answer(503, "cluster_waking", f"cluster {record.id} did not answer within "
-                                    f"{self._settings.wake_timeout_s:.0f} s; retry shortly", 10), (0, 0), False
+                                    f"{loop.time() - arrived:.0f} s; retry shortly", 10), (0, 0), False
             at_once = False
             if isinstance(decision, Hold) and decision.ask_to_wake:
                 await self._ask_to_wake(record, decision.reason)

@@ -51,7 +51,7 @@ def start_pump(settings: GatewaySection, binary: Path, internal_port: int) -> su
     return subprocess.Popen(
         [str(binary), f"-listen={settings.gateway_host}:{settings.gateway_port}",
          f"-python=http://127.0.0.1:{internal_port}", f"-report={settings.pump_report_s}s",
-         f"-upstream-timeout={settings.upstream_timeout_s}s", f"-drain={settings.wake_timeout_s + 5}s",
+         f"-upstream-timeout={settings.upstream_timeout_s}s", f"-drain={settings.hold_max_s + 5}s",
          *retries.pump_args()],
         stdin=subprocess.DEVNULL, process_group=0)  # own group: a Ctrl-C reaches the gateway, which stops it
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from libs.common.api_keys import Principal
-from libs.common.models import SERVING, ClusterRecord, ClusterStatus
+from libs.common.models import SERVING, ClusterRecord, ClusterStatus, waits_its_turn
 
 CLUSTER_PATH = re.compile(r"^/(c[0-9a-f]{12})(/.*)?$")
 
@@ -88,3 +88,13 @@ def decide(record: ClusterRecord | None, principal: Principal, cluster_id: str) 
     if record.status == ClusterStatus.FAILED:
         return Refuse(503, "cluster_failed", f"cluster {cluster_id} failed: {record.status_reason}")
     return Refuse(503, "cluster_not_ready", f"cluster {cluster_id} is {record.status}; retry shortly", 5)
+
+
+def hold_deadline(deadline: float, now: float, arrived: float, record: ClusterRecord, wake_timeout_s: float,
+                  queued_max_s: float) -> float:
+    """When a held request gives up: `wake_timeout_s` after it arrived or after its cluster's
+    start was last seen waiting its turn (a queue that moves is no failed wake), but never later
+    than `queued_max_s` after it arrived for the queue's sake."""
+    if not waits_its_turn(record):
+        return deadline
+    return max(deadline, min(now + wake_timeout_s, arrived + queued_max_s))

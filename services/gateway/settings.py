@@ -2,7 +2,7 @@
 
 It binds `gateway_host`/`gateway_port` (tenants) and `gateway_metrics_port` (monitoring) of its
 own section, accepts the operator key, and holds requests for a waking cluster up to the
-serverless section's `wake_timeout_s`.
+serverless section's `wake_timeout_s` (longer for a start that waits its turn, `wake_queued_max_s`).
 """
 
 from __future__ import annotations

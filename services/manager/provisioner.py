@@ -18,7 +18,7 @@ from libs.common.engines import ENGINE_NO_ANSWER, EngineError
 from libs.common.failures import NATS_FAILURES
 from libs.common.events import ClusterStatusChanged, Event
 from libs.common.leases import Leases
-from libs.common.models import ClusterRecord, ClusterStatus, utcnow
+from libs.common.models import ClusterRecord, ClusterStatus, queued_reason, utcnow
 from libs.common.store import RecordGone
 from services.manager import backups
 from services.manager.drivers import Driver, EngineUnavailable, ResizeAbandoned, ResizeInProgress
@@ -41,6 +41,14 @@ QUEUED_POLL_S = 0.5  # a start waiting its turn looks again this often
 FinalSnapshot = Callable[[ClusterRecord], Awaitable[tuple[bool, str | None]]]
 
 
+def settle_pause(ready_poll_s: float, queued: bool, settling: int) -> float:
+    """How long a cluster whose engine comes up waits before it looks again. Each look reads
+    every process and asks the engine, so the clusters settling at once share one look every
+    `ready_poll_s` (20 wakes at once spent a core on looking); a queued start looks less often."""
+    slowest = max(QUEUED_POLL_S, ready_poll_s)
+    return slowest if queued else min(slowest, ready_poll_s * max(1, settling))
+
+
 class Provisioner:
     def __init__(self, settings: ManagerSettings, store: ManagerStore, driver: Driver, publish: Publish, leases: Leases,
                  final_snapshot: FinalSnapshot | None = None):
@@ -53,6 +61,7 @@ class Provisioner:
         self._running: dict[str, asyncio.Task] = {}
         self._again: set[str] = set()
         self._queued: set[str] = set()  # clusters whose start waits its turn: looked at less often
+        self._settling: set[str] = set()  # clusters whose engine is coming up: looked at again soon
         self._unknown: set[str] = set()  # engines no record ever knew, said once each
         self._log = structlog.get_logger("provisioner")
 
@@ -72,19 +81,21 @@ class Provisioner:
             self._again.discard(cluster_id)
             try:
                 if not await self._leases.hold(cluster_id):
+                    self._settling.discard(cluster_id)
                     return  # another manager replica provisions this cluster
                 async with self._leases.kept(cluster_id, self._settings.lease_ttl_s / 3):
                     settle = await self.reconcile(cluster_id)
             except Exception:  # a bug or an unforeseen failure: said with its traceback, never swallowed
                 self._log.exception("reconcile failed; retrying on the next pass", cluster=cluster_id)
+                self._settling.discard(cluster_id)
                 return
-            if settle:
-                # an engine is coming up: look again soon rather than at the next pass (a queued
-                # start less often: each look reads every process, and the machine is busy starting)
-                queued = cluster_id in self._queued
-                await asyncio.sleep(max(QUEUED_POLL_S, self._settings.ready_poll_interval_s) if queued
-                                    else self._settings.ready_poll_interval_s)
+            if settle:  # an engine is coming up: look again soon rather than at the next pass
+                self._settling.add(cluster_id)
+                settling = len(self._settling - self._queued)
+                await asyncio.sleep(settle_pause(self._settings.ready_poll_interval_s, cluster_id in self._queued,
+                                                 settling))
                 continue
+            self._settling.discard(cluster_id)
             if cluster_id not in self._again:
                 return
 
@@ -133,7 +144,8 @@ class Provisioner:
         desired = self.desired_size(record)
         observed = await self._driver.observe(cluster_id)
         plan = plan_reconcile(record, desired, observed, utcnow(), self._settings.provision_timeout_s)
-        if plan.step not in (Step.NOTHING, Step.WAIT):
+        waited = plan.step == Step.START and cluster_id in self._queued  # said when it was queued
+        if plan.step not in (Step.NOTHING, Step.WAIT) and not waited:
             log.info("reconcile", step=plan.step, reason=plan.reason)
         try:
             return await self._apply(record, plan, desired, observed)
@@ -171,7 +183,7 @@ class Provisioner:
                 queued = self._driver.start_queued(record, desired)
                 if queued:  # written once: the same reason again writes nothing
                     self._queued.add(record.id)
-                    await self._record(record.id, plan.status, queued)
+                    await self._record(record.id, plan.status, queued_reason(queued))
                     return True
                 self._queued.discard(record.id)
                 await self._record(record.id, plan.status, plan.reason)

@@ -180,8 +180,36 @@ def test_cold_starts_take_turns_and_a_node_answering_lets_the_next_one_go(tmp_pa
     size = driver.size_for(spec)
     assert driver.start_queued(first, size) is None
     driver._start_node(first, 1, size)
-    assert "queued: 1 engines are starting" in driver.start_queued(second, size)
+    assert "1 engines are starting" in driver.start_queued(second, size)
     with socket.socket() as engine:  # the first node's HTTP port answers: it is started
         engine.bind(("127.0.0.1", driver._http_base(first.id) + 1))  # its slot: the first free one
         engine.listen()
         assert driver.start_queued(second, size) is None
+
+
+def test_cold_start_turns_are_held_from_the_grant_and_given_in_the_order_asked():
+    """20 wakes at once once started 16 JVMs together: each reconcile was let in between its
+    check and its spawn, and every waiting one went when the first node answered."""
+    from services.manager.drivers.local_starts import FORGET_S, GRANT_S, StartTurns
+
+    now = [0.0]
+    answering: set[int] = set()
+    turns = StartTurns(2, lambda port: port in answering, lambda pid: True, clock=lambda: now[0])
+    assert turns.ask("a") is None and turns.ask("b") is None  # granted, no JVM spawned yet
+    assert [turns.ask(c) for c in "cdef"] == [2, 2, 2, 2]  # the grants hold the turns
+    assert turns.ask("a") is None  # asked again before its spawn: the same turn, not a third
+    turns.spawned("a", 101, 9201)
+    turns.spawned("b", 102, 9221)
+    now[0] += 1
+    assert turns.ask("f") == 2 and turns.ask("e") == 2
+    answering.add(9201)  # a's node answers: one turn, for the longest waiting (c), not all four
+    assert turns.ask("f") == 1 and turns.ask("e") == 1 and turns.ask("d") == 1
+    assert turns.ask("c") is None
+    assert turns.ask("d") == 2
+    now[0] += FORGET_S + 1  # c never spawned (its start failed) and d, e, f stopped asking
+    assert turns.ask("g") == 2  # c's grant still holds its turn
+    now[0] += GRANT_S
+    answering.add(9221)
+    assert turns.ask("g") is None and turns.ask("h") is None  # both turns free, the line forgotten
+    turns.served_warm("g")  # its node went to a standby: the turn goes back at once
+    assert turns.ask("i") is None and turns.ask("j") == 2

@@ -7,11 +7,14 @@ import elastic_transport
 import pytest
 
 from libs.common.api_keys import Principal
-from libs.common.models import ClusterStatus, EngineCredentials, utcnow
+from libs.common.models import ClusterStatus, EngineCredentials, queued_reason, utcnow
 from libs.common.metrics import ClusterStats
-from services.gateway.routing import Forward, Hold, Refuse, basic_credentials, decide, engine_user, split_path
+from services.gateway.routing import (
+    Forward, Hold, Refuse, basic_credentials, decide, engine_user, hold_deadline, split_path,
+)
 from services.manager.drivers import flush_and_measure
 from services.manager.planning import EngineObservation, Step
+from services.manager.provisioner import QUEUED_POLL_S, settle_pause
 from services.manager.transitions import NotNow, note_activity, request_hibernation, request_wake
 from services.reporting.metering import add_activity, close_period, meter_storage_only
 from tests.unit.test_planning import SIZE, plan, record
@@ -113,6 +116,26 @@ def test_the_gateway_forwards_holds_or_refuses():
     assert decide(ready(endpoint="http://e:1"), Principal("operator", None), "c1") == Forward("http://e:1")
     assert decide(ready(delete_requested=True), TENANT, "c1").status == 404
     assert decide(record(ClusterStatus.PROVISIONING), TENANT, "c1").retry_after_s
+
+
+def test_a_held_request_gives_up_after_the_wake_timeout_counted_from_its_clusters_turn_to_start():
+    """20 wakes at once on two cores: the last ones wait their turn longer than a wake takes."""
+    waking = record(ClusterStatus.WAKING, status_reason="engine starting")
+    queued = record(ClusterStatus.WAKING, status_reason=queued_reason("2 engines are starting on this machine"))
+    arrived = 100.0
+    first = arrived + 60
+    assert hold_deadline(first, 130.0, arrived, waking, 60, 180) == first  # starting: the wake's own clock
+    assert hold_deadline(first, 130.0, arrived, queued, 60, 180) == 190.0  # waiting its turn: 60 s from now
+    assert hold_deadline(190.0, 150.0, arrived, waking, 60, 180) == 190.0  # its turn came at 130 at the latest
+    assert hold_deadline(first, 250.0, arrived, queued, 60, 180) == 280.0  # never past 180 s in all
+    assert hold_deadline(first, 130.0, arrived, queued, 60, 30) == first  # the cap never shortens a hold
+
+
+def test_clusters_coming_up_at_once_share_the_look_again_budget():
+    assert settle_pause(0.05, False, 1) == 0.05  # one wake: looked at every 50 ms
+    assert settle_pause(0.05, False, 4) == pytest.approx(0.2)  # four: each every 200 ms
+    assert settle_pause(0.05, False, 40) == QUEUED_POLL_S  # never slower than a queued start
+    assert settle_pause(0.05, True, 1) == QUEUED_POLL_S
 
 
 def test_basic_auth_matches_the_clusters_own_engine_credentials_only():

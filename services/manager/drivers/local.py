@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +36,12 @@ from services.manager.drivers.local_processes import (
     LAUNCHER_CLASS, PORTS_PER_SLOT, STANDBY_FLAG, NodeProcess, alive, find_engines, listening, send_signal, slot_free,
 )
 from services.manager.drivers.local_standby import StandbyPool
+from services.manager.drivers.local_starts import StartTurns
 from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
 
 KNN_PLUGIN = "org.opensearch.knn.plugin.KNNPlugin"
 MAX_NODES = 9
 SLOT_FILE = "engine.json"  # a cluster's port slot, held while any of its nodes may run
-COLD_START_S = 120.0  # a cold JVM not answering after this no longer holds back others' starts
 MIXED = 0  # heap or processors of a cluster whose nodes disagree (mid rolling restart)
 
 
@@ -127,7 +126,8 @@ class LocalDriver:
         self._dir = settings.clusters_dir
         self._children: dict[int, subprocess.Popen] = {}  # reaped so a dead node is not a zombie
         self._excluded: dict[str, list[str]] = {}  # cluster -> node names excluded by this process
-        self._cold: dict[int, tuple[int, float]] = {}  # pid -> (HTTP port, started): cold JVMs not yet answering
+        self._turns = StartTurns(settings.local_concurrent_starts, lambda port: listening(settings.local_host, port),
+                                 alive)
         self._log = structlog.get_logger("local-driver")
         self._pool = StandbyPool(settings.standby_dir, self._warm_classes, settings.warm_engines,
                                  settings.warm_refill_delay_s, self._standby_command)
@@ -146,23 +146,21 @@ class LocalDriver:
                 launch.launcher, STANDBY_FLAG, str(directory)]
 
     def start_queued(self, cluster: ClusterRecord, size: EngineSize) -> str | None:
-        """A cold start waits while `local_concurrent_starts` cold JVMs start already; a start that
-        a standby serves never waits (it is the fast path)."""
-        now = time.monotonic()
-        for pid, (port, started) in list(self._cold.items()):
-            if not alive(pid) or now - started > COLD_START_S or listening(self._settings.local_host, port):
-                del self._cold[pid]  # gone, given up on, or answering: no longer starting
-        if len(self._cold) < self._settings.local_concurrent_starts:
-            return None
+        """A cold start waits its turn while `local_concurrent_starts` cold JVMs start already; a
+        start that a standby serves never waits (it is the fast path)."""
         warm = size.nodes == 1 and (cluster.spec.engine, size) in self._warm_classes()
         if warm and self._pool.can_serve(cluster.spec.engine, size):  # the /proc scan only for the warm size
             return None
-        return (f"queued: {len(self._cold)} engines are starting on this machine (ESS_LOCAL_CONCURRENT_STARTS); "
-                "this one starts when one of them answers")
+        busy = self._turns.ask(cluster.id)
+        if busy is None:
+            return None
+        return (f"{busy} engines are starting on this machine (ESS_LOCAL_CONCURRENT_STARTS); "
+                "this one starts in its turn, as one of them answers")
 
     def keep_warm(self) -> None:
-        """Refill the pool of standby engines (the provisioner's periodic pass)."""
-        self._pool.refill()
+        """Refill the pool of standby engines (the provisioner's periodic pass), but start none
+        while cold nodes start: a standby's warm-up would take the cores those wakes wait for."""
+        self._pool.refill(start=self._turns.starting() == 0)
 
     def size_for(self, spec: ClusterSpec) -> EngineSize:
         return plan_engine_size(
@@ -250,6 +248,7 @@ class LocalDriver:
         log = self._dir / cluster.id / "engine.log"
         warm = self._pool.take(cluster.spec.engine, size, arguments, log)
         if warm is not None:
+            self._turns.served_warm(cluster.id)
             self._log.info("engine node started", cluster=cluster.id, node=node, pid=warm, heap_mb=size.heap_mb,
                            standby=True)
             return
@@ -264,7 +263,7 @@ class LocalDriver:
             except FileNotFoundError as exc:
                 raise EngineUnavailable(f"java not found ({self._settings.java_bin}); install Java 17") from exc
         self._children[child.pid] = child
-        self._cold[child.pid] = (http_base + node, time.monotonic())
+        self._turns.spawned(cluster.id, child.pid, http_base + node)
         self._log.info("engine node started", cluster=cluster.id, node=node, pid=child.pid, heap_mb=size.heap_mb)
 
     async def _stop_nodes(self, nodes: list[NodeProcess]) -> None:

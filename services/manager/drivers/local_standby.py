@@ -107,9 +107,10 @@ class StandbyPool:
         self._log.info("standby taken", engine=engine, heap_mb=size.heap_mb, pid=choice.pid, warm=choice.ready)
         return choice.pid
 
-    def refill(self) -> list[int]:
-        """Start the standbys the pool lacks (not within `refill_delay_s` of a take), retire the
-        ones it has too many of, and remove directories no live standby uses; the pids started."""
+    def refill(self, start: bool = True) -> list[int]:
+        """Start the standbys the pool lacks (if `start`, and not within `refill_delay_s` of a
+        take), retire the ones it has too many of, and remove directories no live standby uses;
+        the pids started."""
         for pid, child in list(self._children.items()):
             if child.poll() is not None:
                 del self._children[pid]
@@ -121,14 +122,14 @@ class StandbyPool:
             for leftover in self._dir.iterdir():
                 if leftover.is_dir() and leftover not in live:
                     shutil.rmtree(leftover, ignore_errors=True)
-            start, retire = plan_refill(standbys, classes, self._per_class)
+            lacking, retire = plan_refill(standbys, classes, self._per_class)
             for standby in retire:  # its directory gone, an idle standby exits by itself
                 shutil.rmtree(standby.directory, ignore_errors=True)
                 send_signal(standby.pid, signal.SIGTERM)
             last_take = self._dir / LAST_TAKE
-            if start and last_take.exists() and time.time() - last_take.stat().st_mtime < self._refill_delay_s:
+            if not start or (last_take.exists() and time.time() - last_take.stat().st_mtime < self._refill_delay_s):
                 return []
-            for engine, heap_mb, processors in start[:1]:  # one per pass: two warm-ups at once starve two cores
+            for engine, heap_mb, processors in lacking[:1]:  # one per pass: two warm-ups at once starve two cores
                 started.append(self._start(engine, EngineSize(nodes=1, heap_mb=heap_mb, processors=processors)))
         return started
 
