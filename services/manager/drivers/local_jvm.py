@@ -15,8 +15,8 @@ from services.manager.planning import EngineSize
 LAUNCHER_JAR = "launcher.jar"  # our launcher classes in an engine's home (devrun/engine_setup.py)
 CLASS_ARCHIVE = "classes.jsa"  # the home's class-data-sharing archive (devrun/class_archive.py)
 # C2 compiles a method only once it is hotter than a node's start-up makes it: a cold start then
-# costs about 15 % less CPU (bench/engine_cold_start.py), which is what many wakes at once on
-# two cores are short of, and serving is as fast once warm (its hot paths pass these at once)
+# costs about 20 % less CPU (bench/jit_thresholds.py), which is what many wakes at once on two
+# cores are short of, and serving is as fast once warm (its hot paths pass these at once)
 LATE_C2 = (
     "-XX:Tier4InvocationThreshold=40000",
     "-XX:Tier4MinInvocationThreshold=20000",
