@@ -132,7 +132,7 @@ def create_app(settings: GatewaySettings, pump: Path | None = None, internal_por
         await runner.cleanup()
 
     async def pump_process(app: web.Application):
-        process: subprocess.Popen = start_pump(settings, pump, internal_port)
+        process: subprocess.Popen = start_pump(settings, pump, internal_port, feed.secret)
         log.info("pump started", pid=process.pid, listen=f"{settings.gateway_host}:{settings.gateway_port}",
                  decides=f"127.0.0.1:{internal_port}")
         stopping = False

@@ -67,7 +67,8 @@ class Gateway:
         key = api_key_of(authorization)
         if key:
             # behind the pump the gateway listens on loopback only, and the pump names the client
-            address = (self._feed and request.headers.get(CLIENT_HEADER)) or request.remote or "unknown"
+            named = self._feed and self._feed.from_pump(request) and request.headers.get(CLIENT_HEADER)
+            address = named or request.remote or "unknown"
             return await self._keys.principal(key, address)
         basic = basic_credentials(authorization)
         return engine_user(record, basic) if basic and record else None
@@ -109,7 +110,8 @@ class Gateway:
         sizes = (0, 0)
         try:
             answer, sizes, at_once = await self._serve(request, record, decision, path, body, read)
-            if self._feed and at_once and not principal.is_operator and not answer.prepared:
+            if (self._feed and at_once and not principal.is_operator and not answer.prepared
+                    and self._feed.from_pump(request)):  # a grant holds engine credentials: the pump's only
                 answer.headers.update(self._grant(request, record, engine_path, seq))
             return answer
         finally:

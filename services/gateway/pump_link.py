@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import subprocess
 import uuid
 from pathlib import Path
@@ -29,7 +31,12 @@ from services.gateway import retries
 SOURCE = Path(__file__).resolve().parent / "pump"
 GRANT_HEADER = "X-Ess-Grant"
 SHAPE_HEADER = "X-Ess-Shape"
-CLIENT_HEADER = "X-Ess-Client"  # the client's address: set by the pump, trusted only on the internal site
+CLIENT_HEADER = "X-Ess-Client"  # the client's address: set by the pump, trusted only from the pump
+# a secret this gateway makes at start and gives its pump through the environment (a command line
+# is anyone's to read in `ps`): only calls carrying it are the pump's, so another process on the
+# loopback gets no grant (engine credentials), names no client address and reports no activity
+PUMP_HEADER = "X-Ess-Pump"
+PUMP_SECRET_ENV = "PUMP_SECRET"
 POLL_S = 20.0  # a change poll answers at least this often
 
 
@@ -46,14 +53,15 @@ def pump_binary(settings: GatewaySection) -> Path:
     return cache / digest.hexdigest()[:16] / "ess-pump"
 
 
-def start_pump(settings: GatewaySection, binary: Path, internal_port: int) -> subprocess.Popen:
+def start_pump(settings: GatewaySection, binary: Path, internal_port: int, secret: str) -> subprocess.Popen:
     """The pump on the tenants' host and port, deciding with the gateway at `internal_port`."""
     return subprocess.Popen(
         [str(binary), f"-listen={settings.gateway_host}:{settings.gateway_port}",
          f"-python=http://127.0.0.1:{internal_port}", f"-report={settings.pump_report_s}s",
          f"-upstream-timeout={settings.upstream_timeout_s}s", f"-drain={settings.hold_max_s + 5}s",
          *retries.pump_args()],
-        stdin=subprocess.DEVNULL, process_group=0)  # own group: a Ctrl-C reaches the gateway, which stops it
+        stdin=subprocess.DEVNULL, env={**os.environ, PUMP_SECRET_ENV: secret},
+        process_group=0)  # own group: a Ctrl-C reaches the gateway, which stops it
 
 
 class ChangeFeed:
@@ -61,10 +69,15 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self.epoch = uuid.uuid4().hex  # this gateway's start: grants of another are void
+        self.secret = secrets.token_urlsafe(32)  # PUMP_HEADER's value
         self.seq = 0
         self._changed_at: dict[str, int] = {}
         self._terms: dict[str, tuple | None] = {}
         self._event = asyncio.Event()
+
+    def from_pump(self, request: web.Request) -> bool:
+        """The call came from this gateway's pump (it carries the secret)."""
+        return hmac.compare_digest(request.headers.get(PUMP_HEADER, "").encode(), self.secret.encode())
 
     def changed(self, cluster_id: str, record: ClusterRecord | None) -> None:
         terms = grant_terms(record)
@@ -121,6 +134,8 @@ def pump_routes(app: web.Application, feed: ChangeFeed, take_activity) -> None:
     """The pump's two calls, on the internal site only."""
 
     async def changes(request: web.Request) -> web.Response:
+        if not feed.from_pump(request):
+            return web.Response(status=403, text="the pump's own call")
         try:
             after = int(request.query.get("after", "-1"))
         except ValueError:
@@ -128,6 +143,8 @@ def pump_routes(app: web.Application, feed: ChangeFeed, take_activity) -> None:
         return web.json_response(await feed.wait(after, request.query.get("epoch", "")))
 
     async def activity(request: web.Request) -> web.Response:
+        if not feed.from_pump(request):
+            return web.Response(status=403, text="the pump's own call")
         take_activity(await request.json())
         return web.Response(status=204)
 

@@ -6,6 +6,7 @@ hibernates under a learned grant is woken by its next call, which is answered.""
 from __future__ import annotations
 
 import http.client
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -123,6 +124,32 @@ def test_what_the_pump_learned_opens_no_other_path_key_or_cluster(api, cluster, 
     for _ in range(3):
         answer = httpx.get(f"{base}/books/_doc/1", headers=OPERATOR)
         assert answer.status_code == 200 and PYTHON_SERVER in answer.headers.get("server", "")
+
+
+def internal_port(state_dir) -> int:
+    """Where the running Python gateway answers its pump, as its log says (an attacker on the host
+    would find it in `ss -ltn`)."""
+    said = re.findall(r"pump started .*decides=127\.0\.0\.1:(\d+)", (state_dir / "logs" / "gateway.log").read_text())
+    return int(said[-1])
+
+
+def test_the_python_gateways_own_port_trusts_only_its_pump(cluster, tenants, state_dir):
+    """Another process on the gateway's host calling the Python gateway's loopback port itself, as
+    an attacker there would: a tenant's call is answered as at the front door but with no grant
+    (it holds the engine's credentials), and the pump's own calls (record changes, activity to
+    meter) are refused, with or without a guessed secret."""
+    (_, key), _ = tenants
+    base, internal = cluster["endpoint"], f"http://127.0.0.1:{internal_port(state_dir)}"
+    assert httpx.put(f"{base}/books/_doc/1?refresh=true", json={"title": "one"}, headers=as_key(key)).status_code in (
+        200, 201)
+    for guess in ({}, {"X-Ess-Pump": ""}, {"X-Ess-Pump": "secret"}, {"X-Ess-Pump": "x" * 43}):
+        answer = httpx.get(f"{internal}/{cluster['id']}/books/_doc/1", headers={**as_key(key), **guess})
+        assert answer.status_code == 200 and answer.json()["_source"] == {"title": "one"}
+        assert not [h for h in answer.headers if h.lower().startswith("x-ess-")], dict(answer.headers)
+        assert httpx.get(f"{internal}/_pump/changes", params={"after": 0}, headers=guess).status_code == 403
+        forged = {"clusters": {cluster["id"]: {"requests": 10**6}}}
+        assert httpx.post(f"{internal}/_pump/activity", json=forged, headers=guess).status_code == 403
+    assert httpx.get(f"{base}/books/_doc/1", headers=as_key(key)).json()["_source"] == {"title": "one"}
 
 
 def test_a_revoked_key_is_refused_within_the_key_cache_time(api, cluster, settings):

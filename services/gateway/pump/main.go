@@ -27,6 +27,7 @@ const (
 	grantHeader  = "X-Ess-Grant"
 	shapeHeader  = "X-Ess-Shape"
 	clientHeader = "X-Ess-Client" // the client's address, for the Python gateway's key guard
+	pumpHeader   = "X-Ess-Pump"   // the secret the gateway gave this pump (services/gateway/pump_link.py)
 	bufferLimit  = 1 << 20        // bodies up to this are read whole, so a refused connection can be retried
 )
 
@@ -49,6 +50,9 @@ func main() {
 	}
 
 	pump := NewPump(*python, *timeout, retry)
+	if pump.secret = os.Getenv("PUMP_SECRET"); pump.secret == "" {
+		log.Fatalf("ess-pump: no PUMP_SECRET: the gateway starts the pump and gives it one")
+	}
 	server := pump.Server(*listen)
 	listener, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -28,6 +28,16 @@ type Pump struct {
 	timeout  time.Duration
 	control  *http.Client
 	retry    *Retry
+	secret   string // the gateway's PUMP_SECRET, on every call to it (pumpHeader)
+}
+
+// signed: the pump's own calls to the gateway (changes, activity) carry the secret
+type signed struct{ pump *Pump }
+
+func (s signed) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(pumpHeader, s.pump.secret)
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 func NewPump(python string, timeout time.Duration, retry *Retry) *Pump {
@@ -36,7 +46,6 @@ func NewPump(python string, timeout time.Duration, retry *Retry) *Pump {
 		panic(err)
 	}
 	p := &Pump{python: python, grants: NewGrants(100_000), shapes: NewShapes(512), activity: NewActivity(),
-		control: &http.Client{Timeout: 30 * time.Second},
 		clients: &clientConns{byKey: map[net.Conn]map[string]*engineConn{}}, timeout: timeout, retry: retry}
 	p.toPython = &httputil.ReverseProxy{
 		Transport: &http.Transport{
@@ -55,6 +64,7 @@ func NewPump(python string, timeout time.Duration, retry *Retry) *Pump {
 			}
 			host, _, _ := net.SplitHostPort(r.In.RemoteAddr)
 			r.Out.Header.Set(clientHeader, host)
+			r.Out.Header.Set(pumpHeader, p.secret) // the gateway trusts the address and grants only so
 		},
 		ModifyResponse: func(response *http.Response) error { p.learn(response); return nil },
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -63,6 +73,7 @@ func NewPump(python string, timeout time.Duration, retry *Retry) *Pump {
 		},
 		FlushInterval: -1, // a held or streamed answer goes out as it comes
 	}
+	p.control = &http.Client{Timeout: 30 * time.Second, Transport: signed{p}}
 	return p
 }
 
@@ -185,7 +196,7 @@ func (p *Pump) exchangeRead(engines map[string]*engineConn, grant *Grant, host s
 // FollowChanges: a long poll of the Python gateway's record changes, so a grant ends with them.
 func (p *Pump) FollowChanges(stop <-chan struct{}) {
 	after := int64(-1)
-	client := &http.Client{Timeout: 60 * time.Second}
+	client := &http.Client{Timeout: 60 * time.Second, Transport: signed{p}}
 	for {
 		select {
 		case <-stop:
