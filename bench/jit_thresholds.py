@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from bench.ready_time import _free_http_base
+from bench.wake_time import cpu_seconds
 from devrun.supervisor import stop_process
 from libs.common.settings import LocalDriverSection
 from services.manager.drivers import local_jvm
@@ -32,11 +33,6 @@ from services.manager.drivers.local import KNN_PLUGIN, LAUNCHER_CLASS, engine_cl
 from services.manager.planning import plan_engine_size
 
 DOCS = 1000
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wrk(url: str) -> float:
@@ -75,7 +71,7 @@ def one(late_c2: bool) -> tuple[float, float, float, float]:
                 except (httpx.HTTPError, ValueError):
                     pass
                 time.sleep(0.05)
-            healthy, cpu = time.perf_counter() - started, _cpu_s(process.pid)
+            healthy, cpu = time.perf_counter() - started, cpu_seconds(process.pid)
             bulk = "".join(f'{{"index":{{"_index":"t","_id":"d{i}"}}}}\n{{"n":{i},"s":"w{i % 50}"}}\n'
                            for i in range(DOCS))
             client.post("/_bulk?refresh=true", content=bulk, timeout=60,

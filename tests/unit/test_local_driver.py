@@ -213,3 +213,37 @@ def test_cold_start_turns_are_held_from_the_grant_and_given_in_the_order_asked()
     assert turns.ask("g") is None and turns.ask("h") is None  # both turns free, the line forgotten
     turns.served_warm("g")  # its node went to a standby: the turn goes back at once
     assert turns.ask("i") is None and turns.ask("j") == 2
+
+
+def test_looks_at_many_clusters_share_one_process_scan_and_the_drivers_own_start_voids_it(tmp_path, monkeypatch):
+    """200 sleeping clusters, each looked at every pass, were 100 /proc scans a second."""
+    import asyncio
+    import os
+    from types import SimpleNamespace
+
+    from libs.common.models import ClusterRecord, ClusterSpec
+    from libs.common.settings import LocalDriverSection
+    from services.manager.drivers import local
+
+    scans = []
+    monkeypatch.setattr(local, "find_engines", lambda clusters: scans.append(clusters) or [])
+    monkeypatch.setattr(local.subprocess, "Popen", lambda *a, **k: SimpleNamespace(pid=os.getpid(), poll=lambda: None))
+    settings = LocalDriverSection(state_dir=tmp_path / "state", engine_home=tmp_path / "os", local_port_base=36400,
+                                  warm_engines=0)
+    settings.engine_home.mkdir()
+    (settings.engine_home / ".complete").write_text("recipe")
+    driver = local.LocalDriver(settings)
+
+    async def look_at_all() -> None:
+        for n in range(50):
+            assert not (await driver.observe(f"c{n:012x}")).running
+
+    asyncio.run(look_at_all())
+    assert len(scans) == 1
+    driver._running("c000000000001")  # an action's look is never an old scan
+    assert len(scans) == 2
+    spec = ClusterSpec(replicas=1, cpu="500m", memory="512Mi", storage="5Gi", version="2.19.1")
+    driver._start_node(ClusterRecord(id="c000000000002", tenant_org_id="acme", user="a", service_name="s", spec=spec),
+                       1, driver.size_for(spec))
+    asyncio.run(driver.observe("c000000000002"))  # its own start: looked at afresh
+    assert len(scans) == 3

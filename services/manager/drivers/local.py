@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,9 @@ KNN_PLUGIN = "org.opensearch.knn.plugin.KNNPlugin"
 MAX_NODES = 9
 SLOT_FILE = "engine.json"  # a cluster's port slot, held while any of its nodes may run
 MIXED = 0  # heap or processors of a cluster whose nodes disagree (mid rolling restart)
+# one /proc scan serves every cluster's look this long: each pass looks at every cluster, and 200
+# asleep were 100 scans a second, a good part of a core while a wake waited for one
+SCAN_S = 0.5
 
 
 def node_name(index: int) -> str:
@@ -126,6 +130,7 @@ class LocalDriver:
         self._dir = settings.clusters_dir
         self._children: dict[int, subprocess.Popen] = {}  # reaped so a dead node is not a zombie
         self._excluded: dict[str, list[str]] = {}  # cluster -> node names excluded by this process
+        self._scan: tuple[float, list[NodeProcess]] | None = None  # (when, what): the last /proc scan
         self._turns = StartTurns(settings.local_concurrent_starts, lambda port: listening(settings.local_host, port),
                                  alive)
         self._log = structlog.get_logger("local-driver")
@@ -169,11 +174,16 @@ class LocalDriver:
         )
 
     # -- observation ----------------------------------------------------------------------
-    def _running(self, cluster_id: str) -> dict[int, NodeProcess]:
+    def _running(self, cluster_id: str, recent: bool = False) -> dict[int, NodeProcess]:
+        """The cluster's live nodes. `recent`: from a scan of the last `SCAN_S` (a look, not an
+        action); this driver's own starts and stops void that scan at once."""
         for pid, child in list(self._children.items()):
             if child.poll() is not None:
                 del self._children[pid]
-        return {n.node: n for n in find_engines(self._dir) if n.cluster_id == cluster_id}
+        now = time.monotonic()
+        if not recent or self._scan is None or now - self._scan[0] > SCAN_S:
+            self._scan = (now, find_engines(self._dir))
+        return {n.node: n for n in self._scan[1] if n.cluster_id == cluster_id}
 
     def _home(self, cluster_id: str) -> Path:
         return self._dir / cluster_id / "nodes"
@@ -187,7 +197,7 @@ class LocalDriver:
         return f"http://{self._settings.local_host}:{http_base + 1}"
 
     async def observe(self, cluster_id: str) -> EngineObservation:
-        running = self._running(cluster_id)
+        running = self._running(cluster_id, recent=True)
         if not running:
             return EngineObservation(running=False)
         members = self._members(cluster_id, running)
@@ -249,6 +259,7 @@ class LocalDriver:
         warm = self._pool.take(cluster.spec.engine, size, arguments, log)
         if warm is not None:
             self._turns.served_warm(cluster.id)
+            self._scan = None
             self._log.info("engine node started", cluster=cluster.id, node=node, pid=warm, heap_mb=size.heap_mb,
                            standby=True)
             return
@@ -264,6 +275,7 @@ class LocalDriver:
                 raise EngineUnavailable(f"java not found ({self._settings.java_bin}); install Java 17") from exc
         self._children[child.pid] = child
         self._turns.spawned(cluster.id, child.pid, http_base + node)
+        self._scan = None
         self._log.info("engine node started", cluster=cluster.id, node=node, pid=child.pid, heap_mb=size.heap_mb)
 
     async def _stop_nodes(self, nodes: list[NodeProcess]) -> None:
@@ -279,6 +291,7 @@ class LocalDriver:
                 send_signal(node.pid, signal.SIGKILL)
         while any(alive(n.pid) for n in nodes):
             await asyncio.sleep(0.05)
+        self._scan = None
         for node in nodes:
             self._log.info("engine node stopped", cluster=node.cluster_id, node=node.node, pid=node.pid)
 
