@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from bench.ready_time import _free_http_base
-from bench.wake_time import cpu_seconds
+from bench.reporting_pipeline import cpu_seconds
 from devrun.supervisor import stop_process
 from libs.common.settings import LocalDriverSection
 from services.manager.drivers import local_jvm

@@ -33,6 +33,7 @@ from bench.private_platform import (
     AUTH, WARM_MEMORY, Running, delete_and_wait, private_platform, seed_body, wait_for_idle_standby,
 )
 from bench.ready_time import floor_once
+from bench.reporting_pipeline import cpu_seconds
 from services.manager.drivers.local_processes import find_engines
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
@@ -195,12 +196,6 @@ def _rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds the process has used (user and system)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _du_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
@@ -212,10 +207,10 @@ def density(api: httpx.Client, running: Running) -> str:
         views.append(_ready_cluster(api, f"dense{i}", memory=WARM_MEMORY if i == DENSITY_CLUSTERS // 2 else "512Mi",
                                     docs=50))
         _hibernate(api, views[-1])
-    platform = list(running.supervisor.pids().values())
+    services = running.supervisor.pids()
     left = find_engines(running.state_dir / "clusters")
-    asleep = _rss_mb(platform)
-    managers = [pid for name, pid in running.supervisor.pids().items() if name.startswith("manager")]
+    asleep = _rss_mb(list(services.values()))
+    managers = [pid for name, pid in services.items() if name.startswith("manager")]
     cpu_before = sum(cpu_seconds(pid) for pid in managers)
     time.sleep(CPU_WINDOW_S)
     manager_cpu = (sum(cpu_seconds(pid) for pid in managers) - cpu_before) / CPU_WINDOW_S

@@ -77,27 +77,28 @@ class Provisioner:
         self._running[cluster_id] = asyncio.create_task(self._reconcile_loop(cluster_id))
 
     async def _reconcile_loop(self, cluster_id: str) -> None:
-        while True:
-            self._again.discard(cluster_id)
-            try:
-                if not await self._leases.hold(cluster_id):
-                    self._settling.discard(cluster_id)
-                    return  # another manager replica provisions this cluster
-                async with self._leases.kept(cluster_id, self._settings.lease_ttl_s / 3):
-                    settle = await self.reconcile(cluster_id)
-            except Exception:  # a bug or an unforeseen failure: said with its traceback, never swallowed
-                self._log.exception("reconcile failed; retrying on the next pass", cluster=cluster_id)
+        try:
+            while True:
+                self._again.discard(cluster_id)
+                try:
+                    if not await self._leases.hold(cluster_id):
+                        return  # another manager replica provisions this cluster
+                    async with self._leases.kept(cluster_id, self._settings.lease_ttl_s / 3):
+                        settle = await self.reconcile(cluster_id)
+                except Exception:  # a bug or an unforeseen failure: said with its traceback, never swallowed
+                    self._log.exception("reconcile failed; retrying on the next pass", cluster=cluster_id)
+                    return
+                if settle:  # an engine is coming up: look again soon rather than at the next pass
+                    self._settling.add(cluster_id)
+                    settling = len(self._settling - self._queued)
+                    await asyncio.sleep(settle_pause(self._settings.ready_poll_interval_s,
+                                                     cluster_id in self._queued, settling))
+                    continue
                 self._settling.discard(cluster_id)
-                return
-            if settle:  # an engine is coming up: look again soon rather than at the next pass
-                self._settling.add(cluster_id)
-                settling = len(self._settling - self._queued)
-                await asyncio.sleep(settle_pause(self._settings.ready_poll_interval_s, cluster_id in self._queued,
-                                                 settling))
-                continue
+                if cluster_id not in self._again:
+                    return
+        finally:  # however the loop ends: no longer coming up here
             self._settling.discard(cluster_id)
-            if cluster_id not in self._again:
-                return
 
     async def run_periodic(self) -> None:
         while True:
