@@ -27,8 +27,9 @@ import time
 
 import httpx
 
-from bench.private_platform import AUTH, Running, delete_and_wait, private_platform, seed_body
+from bench.private_platform import AUTH, Running, delete_and_wait, private_platform, seed_body, wait_for_idle_standby
 from devrun.supervisor import free_port
+from libs.common.settings import GatewaySection
 from services.gateway import api_policy
 
 ROUNDS = 4  # even: each of pump and Python runs first in half the rounds
@@ -72,6 +73,7 @@ def run(running: Running, internal_port: int) -> list[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cluster not ready: {view['status_reason']}")
             time.sleep(0.2)
+        wait_for_idle_standby(running)  # the pool's refill warms a JVM up: not while measuring
         ways = {"direct": view["engine_endpoint"], "pump": view["endpoint"],
                 "python": f"http://127.0.0.1:{internal_port}/{cluster_id}"}
         bulk = "".join(f'{{"index":{{"_index":"bench","_id":"d{i}"}}}}\n{{"title":"item {i}","n":{i}}}\n'
@@ -130,6 +132,7 @@ def main() -> None:
     internal_port = free_port()
     with private_platform(env={"ESS_GATEWAY_INTERNAL_PORT": str(internal_port)}) as running:
         lines = run(running, internal_port)
+    print(f"== gateway overhead: {GatewaySection().pump_workers} pump(s) (ESS_GATEWAY_WORKERS), {os.cpu_count()} cores")
     print("\n".join(lines))
 
 

@@ -57,6 +57,8 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         "ESS_GATEWAY_PORT": str(free_port()),
         "ESS_GATEWAY_METRICS_PORT": str(free_port()),
         "ESS_ACTIVITY_FLUSH_S": "2",
+        # two byte pumps share the tenants' port in every gateway test (issue 23: the guarantees hold with workers)
+        "ESS_GATEWAY_WORKERS": "2",
         # away from a developer's `make up` (19200...) and, at random, from another test run's
         # engines (below the ephemeral ports, 32768 on)
         "ESS_LOCAL_PORT_BASE": str(21000 + 2000 * random.randrange(6)),

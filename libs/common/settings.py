@@ -16,6 +16,8 @@ Defaults serve the local run on one machine; every address can be overridden.
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -104,10 +106,32 @@ class GatewaySection(Section):
     gateway_pump_bin: Path | None = None  # None: the one `make setup` built under ~/.cache/es-serverless/pump
     gateway_internal_port: int = 0  # where the Python gateway answers the pump, on loopback; 0: a free port
     pump_report_s: float = Field(default=1.0, gt=0)  # how often the pump tells the gateway what it carried
+    # pumps sharing the tenants' port (SO_REUSEPORT), one core each; None: the cores this process
+    # is given less one, which the Python gateway decides on (on 2 cores one pump carried more than two)
+    gateway_workers: int | None = Field(default=None, ge=1)
+
+    @property
+    def pump_workers(self) -> int:
+        return self.gateway_workers or max(1, cores_given() - 1)
 
     @property
     def public_gateway_url(self) -> str:
         return (self.gateway_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
+
+
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
+
+
+def cores_given(cpu_max: Path = CPU_MAX) -> int:
+    """The cores this process may use: its CPU affinity, lowered by a cgroup v2 quota (a container's limit)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 class ServerlessSection(Section):

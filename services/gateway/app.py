@@ -132,17 +132,22 @@ def create_app(settings: GatewaySettings, pump: Path | None = None, internal_por
         await runner.cleanup()
 
     async def pump_process(app: web.Application):
-        process: subprocess.Popen = start_pump(settings, pump, internal_port, feed.secret)
-        log.info("pump started", pid=process.pid, listen=f"{settings.gateway_host}:{settings.gateway_port}",
-                 decides=f"127.0.0.1:{internal_port}")
+        # workers: pumps on the same port, the kernel spreading connections over them
+        processes = [start_pump(settings, pump, internal_port, feed.secret) for _ in range(settings.pump_workers)]
+        for process in processes:
+            log.info("pump started", pid=process.pid, listen=f"{settings.gateway_host}:{settings.gateway_port}",
+                     decides=f"127.0.0.1:{internal_port}")
         stopping = False
         drain_s = settings.hold_max_s + 10
 
-        async def pump_first_then_us():
-            # the pump drains first (its held requests are served here meanwhile), then this app
+        async def stop_pumps() -> None:
+            await asyncio.gather(*(stop_pump(process, drain_s) for process in processes))
+
+        async def pumps_first_then_us():
+            # the pumps drain first (their held requests are served here meanwhile), then this app
             nonlocal stopping
             stopping = True
-            await stop_pump(process, drain_s)
+            await stop_pumps()
             feed.release()
             raise GracefulExit()
 
@@ -150,24 +155,24 @@ def create_app(settings: GatewaySettings, pump: Path | None = None, internal_por
 
         def stop_soon() -> None:
             if not stopping:
-                keep.append(asyncio.create_task(pump_first_then_us()))
+                keep.append(asyncio.create_task(pumps_first_then_us()))
 
-        async def watch():
+        async def watch(process: subprocess.Popen):
             await asyncio.get_running_loop().run_in_executor(None, process.wait)
-            if not stopping:  # the tenants' port went with it: exit, to be started again whole
-                log.error("pump exited", code=process.returncode)
+            if not stopping:  # a pump gone: exit, to be started again whole, as one unit
+                log.error("pump exited", pid=process.pid, code=process.returncode)
                 stop_soon()
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop_soon)
-        watcher = asyncio.create_task(watch())
+        watchers = [asyncio.create_task(watch(process)) for process in processes]
         yield
         for task in keep:  # its GracefulExit stopped the loop on purpose: read, so it is not logged as lost
             if task.done() and not task.cancelled():
                 task.exception()
-        watcher.cancel()
-        if process.poll() is None:
-            await stop_pump(process, drain_s)
+        for watcher in watchers:
+            watcher.cancel()
+        await stop_pumps()
         feed.release()
 
     feed = ChangeFeed() if pump else None

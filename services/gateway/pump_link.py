@@ -54,13 +54,16 @@ def pump_binary(settings: GatewaySection) -> Path:
 
 
 def start_pump(settings: GatewaySection, binary: Path, internal_port: int, secret: str) -> subprocess.Popen:
-    """The pump on the tenants' host and port, deciding with the gateway at `internal_port`."""
+    """A pump on the tenants' host and port (shared by every pump of this gateway), deciding with
+    the gateway at `internal_port`."""
     return subprocess.Popen(
         [str(binary), f"-listen={settings.gateway_host}:{settings.gateway_port}",
          f"-python=http://127.0.0.1:{internal_port}", f"-report={settings.pump_report_s}s",
          f"-upstream-timeout={settings.upstream_timeout_s}s", f"-drain={settings.hold_max_s + 5}s",
          *retries.pump_args()],
-        stdin=subprocess.DEVNULL, env={**os.environ, PUMP_SECRET_ENV: secret},
+        # one core each (GOMAXPROCS=1): a pump with two spent a fifth more CPU per call, its idle
+        # threads woken and put back to sleep for every call (bench/gateway_overhead.py, issue 23)
+        stdin=subprocess.DEVNULL, env={**os.environ, PUMP_SECRET_ENV: secret, "GOMAXPROCS": "1"},
         process_group=0)  # own group: a Ctrl-C reaches the gateway, which stops it
 
 

@@ -6,8 +6,11 @@ hibernates under a learned grant is woken by its next call, which is answered.""
 from __future__ import annotations
 
 import http.client
+import json
+import os
 import re
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -66,39 +69,55 @@ def settled_count(settings, cluster_id: str) -> float:
         counted = again
 
 
-def test_repeated_calls_are_carried_by_the_pump_and_metered_once_each(cluster, tenants, settings):
-    (_, key), _ = tenants
+def one_connection(key: str) -> httpx.Client:
+    """Calls on one kept-alive connection, so to one pump: the kernel spreads connections over the
+    gateway's pumps (ESS_GATEWAY_WORKERS, two here) and each pump learns a grant and a shape on its own."""
+    return httpx.Client(headers=as_key(key), timeout=120)
+
+
+def test_repeated_calls_are_carried_by_the_pump_and_metered_once_each(api, cluster, tenants, settings):
+    (tenant, key), _ = tenants
     base = cluster["endpoint"]
     assert httpx.put(f"{base}/books/_doc/1?refresh=true", json={"title": "one"}, headers=as_key(key)).status_code == 201
-    first = httpx.get(f"{base}/books/_doc/1", headers=as_key(key))
+    before = settled_count(settings, cluster["id"])
+    # a key no pump has a grant for: its first call is decided now, so the grant (ESS_KEY_CACHE_S,
+    # 5 s) is fresh for the 30 calls right after it
+    fresh = api.post(f"/tenants/{tenant}/keys", json={}).json()["key"]
+    with one_connection(fresh) as client:
+        first = client.get(f"{base}/books/_doc/1")
+        answers = [client.get(f"{base}/books/_doc/{i % 3}") for i in range(30)]
     assert first.json()["_source"] == {"title": "one"}
-    before = settled_count(settings, cluster["id"])  # the first GET may be the pump's (shapes are per engine)
-    answers = [httpx.get(f"{base}/books/_doc/{i % 3}", headers=as_key(key)) for i in range(30)]
     assert [a.status_code for a in answers].count(200) == 10 and {a.status_code for a in answers} == {200, 404}
     carried_by = [a.headers.get("server", "the pump") for a in answers]
     assert not [s for s in carried_by if PYTHON_SERVER in s], carried_by
     assert answers[1].json()["_source"] == {"title": "one"}
-    wait_until(lambda: requests_counted(settings, cluster["id"]) >= before + 30, 10, what="30 calls metered")
+    wait_until(lambda: requests_counted(settings, cluster["id"]) >= before + 31, 10, what="31 calls metered")
     time.sleep(2.5)  # another report of the pump's counts: nothing counted twice
-    assert requests_counted(settings, cluster["id"]) - before == 30
+    assert requests_counted(settings, cluster["id"]) - before == 31
 
 
-def test_large_bodies_stream_through_the_pump_both_ways_whole(cluster, tenants, settings):
-    (_, key), _ = tenants
-    base, ndjson = cluster["endpoint"], {**as_key(key), "Content-Type": "application/x-ndjson"}
-    small = '{"index":{"_index":"big","_id":"s"}}\n{"text":"x","n":-1}\n'
-    assert httpx.post(f"{base}/_bulk?refresh=true", content=small, headers=ndjson).status_code == 200
-    assert httpx.get(f"{base}/big/_search", headers=as_key(key)).status_code == 200  # both shapes learned
+def test_large_bodies_stream_through_the_pump_both_ways_whole(api, cluster, tenants, settings):
+    (tenant, key), _ = tenants
+    base, ndjson = cluster["endpoint"], {"Content-Type": "application/x-ndjson"}
     text = "y" * 2000
     bulk = "".join(f'{{"index":{{"_index":"big","_id":"d{i}"}}}}\n{{"text":"{text}","n":{i}}}\n' for i in range(1500))
     assert len(bulk) > 2 << 20  # more than the 1 MiB the gateways read whole: streamed
-    answer = httpx.post(f"{base}/_bulk?refresh=true", content=bulk.encode(), headers=ndjson, timeout=120)
-    assert answer.status_code == 200 and PYTHON_SERVER not in answer.headers.get("server", "")
-    assert answer.json()["errors"] is False and len(answer.json()["items"]) == 1500
-    found = httpx.get(f"{base}/big/_search?size=1000&sort=n", headers=as_key(key), timeout=60)
+    small = '{"index":{"_index":"big","_id":"s"}}\n{"text":"x","n":-1}\n'
+    with one_connection(key) as client:
+        assert client.post(f"{base}/_bulk?refresh=true", content=small + bulk, headers=ndjson).status_code == 200
+    # a key this gateway never saw: its first call is decided and granted now, so the grant (it lasts
+    # ESS_KEY_CACHE_S, 5 s) is fresh for the two large calls right after it
+    fresh = api.post(f"/tenants/{tenant}/keys", json={}).json()["key"]
+    with one_connection(fresh) as client:
+        assert client.post(f"{base}/_bulk", content=small, headers=ndjson).status_code == 200  # both shapes learned
+        assert client.get(f"{base}/big/_search?size=0").status_code == 200
+        found = client.get(f"{base}/big/_search?size=1000&sort=n")
+        answer = client.post(f"{base}/_bulk?refresh=true", content=bulk.encode(), headers=ndjson)
     assert len(found.content) > 1 << 20 and PYTHON_SERVER not in found.headers.get("server", "")
     hits = found.json()["hits"]["hits"]
     assert [h["_source"]["n"] for h in hits] == list(range(-1, 999)) and hits[1]["_source"]["text"] == text
+    assert answer.status_code == 200 and PYTHON_SERVER not in answer.headers.get("server", "")
+    assert answer.json()["errors"] is False and len(answer.json()["items"]) == 1500
 
 
 def test_what_the_pump_learned_opens_no_other_path_key_or_cluster(api, cluster, tenants, settings):
@@ -131,6 +150,48 @@ def internal_port(state_dir) -> int:
     would find it in `ss -ltn`)."""
     said = re.findall(r"pump started .*decides=127\.0\.0\.1:(\d+)", (state_dir / "logs" / "gateway.log").read_text())
     return int(said[-1])
+
+
+def pumps(state_dir) -> list[int]:
+    """The pids of the running gateway's pumps, as its log says (the last start's lines)."""
+    said = re.findall(r"pump started .*decides=(\S+) .*pid=(\d+)", (state_dir / "logs" / "gateway.log").read_text())
+    return [int(pid) for decides, pid in said if decides == said[-1][0]]
+
+
+def connections_to(pid: int, port: int) -> int:
+    """Established TCP connections on local `port` held by process `pid` (from /proc, as `ss -tnp` reads them)."""
+    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01" and f"socket:[{fields[9]}]" in inodes:
+            count += 1
+    return count
+
+
+def test_the_gateways_pumps_share_the_tenants_port_and_every_call_is_metered_once(cluster, tenants, settings,
+                                                                                  state_dir):
+    """ESS_GATEWAY_WORKERS pumps listen on one port: the kernel gives each some of 24 clients'
+    connections, and every call on them is answered and metered exactly once."""
+    (_, key), _ = tenants
+    workers = pumps(state_dir)
+    assert len(workers) == settings.pump_workers == 2
+    port, path = settings.gateway_port, f"/{cluster['id']}/books/_doc/1"
+    clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(24)]
+    try:
+        before = settled_count(settings, cluster["id"])
+        for _ in range(3):
+            for client in clients:
+                client.request("GET", path, headers=as_key(key))
+                answer = client.getresponse()
+                assert answer.status == 200 and json.loads(answer.read())["_source"] == {"title": "one"}
+        # 2 x (1/2)^24 that one pump got none by chance
+        assert all(connections_to(pid, port) > 0 for pid in workers), [connections_to(p, port) for p in workers]
+        assert sum(connections_to(pid, port) for pid in workers) == 24
+    finally:
+        for client in clients:
+            client.close()
+    assert settled_count(settings, cluster["id"]) - before == 72
 
 
 def test_the_python_gateways_own_port_trusts_only_its_pump(cluster, tenants, state_dir):

@@ -1,6 +1,7 @@
 """Settings in sections: each setting declared once, each service reading only its sections, and
 the README's configuration table naming exactly the variables the sections declare."""
 
+import os
 import re
 from pathlib import Path
 
@@ -115,3 +116,26 @@ def test_the_readme_table_names_exactly_the_sections_variables():
     listed = readme_variables()
     assert sorted(listed - fields) == [], "in the README's table, but no setting"
     assert sorted(fields - listed) == [], "a setting the README's table does not list"
+
+
+def test_gateway_workers_default_to_the_cores_given_less_the_deciders(tmp_path, monkeypatch):
+    """ESS_GATEWAY_WORKERS: a container's CPU quota counts, not the host's cores; one core is the
+    Python gateway's; never fewer than one pump; an explicit count wins."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    cpu_max = tmp_path / "cpu.max"
+    for text, cores in (("max 100000", 8), ("150000 100000", 2), ("100000 100000", 1), ("50000 100000", 1),
+                        ("1600000 100000", 8)):
+        cpu_max.write_text(text + "\n")
+        assert settings_module.cores_given(cpu_max) == cores, text
+    assert settings_module.cores_given(tmp_path / "absent") == 8
+    monkeypatch.setattr(settings_module, "cores_given", lambda: 2)
+    assert GatewaySection().pump_workers == 1
+    monkeypatch.setattr(settings_module, "cores_given", lambda: 1)
+    assert GatewaySection().pump_workers == 1
+    monkeypatch.setattr(settings_module, "cores_given", lambda: 4)
+    assert GatewaySection().pump_workers == 3
+    monkeypatch.setenv("ESS_GATEWAY_WORKERS", "2")
+    assert GatewaySection().pump_workers == 2
+    monkeypatch.setenv("ESS_GATEWAY_WORKERS", "0")
+    with pytest.raises(ValueError, match="gateway_workers"):
+        GatewaySection()

@@ -29,6 +29,7 @@ const (
 	clientHeader = "X-Ess-Client" // the client's address, for the Python gateway's key guard
 	pumpHeader   = "X-Ess-Pump"   // the secret the gateway gave this pump (services/gateway/pump_link.py)
 	bufferLimit  = 1 << 20        // bodies up to this are read whole, so a refused connection can be retried
+	soReusePort  = 0xf            // SO_REUSEPORT on Linux (asm-generic/socket.h): the frozen syscall package lacks it
 )
 
 var clusterPath = regexp.MustCompile(`^/(c[0-9a-f]{12})(/[^?]*)?$`)
@@ -54,7 +55,7 @@ func main() {
 		log.Fatalf("ess-pump: no PUMP_SECRET: the gateway starts the pump and gives it one")
 	}
 	server := pump.Server(*listen)
-	listener, err := net.Listen("tcp", *listen)
+	listener, err := reusePort.Listen(context.Background(), "tcp", *listen)
 	if err != nil {
 		log.Fatalf("ess-pump: %v", err)
 	}
@@ -94,6 +95,18 @@ func (p *Pump) Server(listen string) *http.Server {
 			}
 		}}
 }
+
+// reusePort: the gateway's workers (one pump each) share the tenants' port; the kernel spreads
+// new connections over them, and a draining one stops taking any while the others go on.
+var reusePort = net.ListenConfig{Control: func(network, address string, raw syscall.RawConn) error {
+	var err error
+	if controlErr := raw.Control(func(fd uintptr) {
+		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, soReusePort, 1)
+	}); controlErr != nil {
+		return controlErr
+	}
+	return err
+}}
 
 // dieWithParent: a SIGKILLed gateway leaves no pump holding its port.
 func dieWithParent() {

@@ -131,6 +131,10 @@ func writeRequest(w *bufio.Writer, r *http.Request, host, target, authorization 
 	return w.Flush()
 }
 
+// writerOnly hides the ResponseWriter's ReadFrom, which writes the first 512 bytes and the rest in two
+// packets: an answer that fits the server's buffer goes out in one write.
+type writerOnly struct{ io.Writer }
+
 // answer copies the engine's answer to the client; false: the engine connection is not reusable.
 func answer(w http.ResponseWriter, response *http.Response) (int64, bool) {
 	header := w.Header()
@@ -144,7 +148,7 @@ func answer(w http.ResponseWriter, response *http.Response) (int64, bool) {
 	}
 	w.WriteHeader(response.StatusCode)
 	buffer := buffers.Get()
-	sent, err := io.CopyBuffer(w, response.Body, buffer)
+	sent, err := io.CopyBuffer(writerOnly{w}, response.Body, buffer)
 	buffers.Put(buffer)
 	response.Body.Close()
 	if err != nil {
