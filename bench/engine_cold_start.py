@@ -1,7 +1,9 @@
-"""Cold start of each local engine, in the same run: a one-node cluster started by the local
-driver (as `make up` starts it, 512 MiB heap) until `/_cluster/health` is green, then the node's
-RSS. Rounds alternate OpenSearch and Elasticsearch so load on the machine falls on both alike.
-Each round has a fresh state directory (no data). Only measures and prints: median and spread.
+"""Cold start of each local engine and version, in the same run, with and without what setup
+made to speed it (the class-data-sharing archive; OpenSearch 3: the JDK's AOT cache): a one-node
+cluster started by the local driver (as `make up` starts it, 512 MiB heap) until
+`/_cluster/health` is green, then the node's RSS. Each round starts every engine, version and
+way once, so load on the machine falls on all alike. Each start has a fresh state directory (no
+data). Only measures and prints: median and spread.
 
 Run: .venv/bin/python bench/engine_cold_start.py [--rounds 5]
 """
@@ -21,12 +23,12 @@ import time
 from pathlib import Path
 
 from libs.common.models import ClusterRecord, ClusterSpec
-from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, LocalDriverSection
-from devrun.engine_setup import install_elasticsearch, install_engine
-from services.manager.drivers.local import LocalDriver
+from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, OPENSEARCH3_VERSION, LocalDriverSection
+from devrun.engine_setup import install_elasticsearch, install_engine, install_opensearch3
+from services.manager.drivers.local import LocalDriver, opensearch3_java
 from services.manager.planning import EngineSize
 
-VERSIONS = {"opensearch": ENGINE_VERSION, "elasticsearch": ELASTICSEARCH_VERSION}
+VERSIONS = [("opensearch", ENGINE_VERSION), ("opensearch", OPENSEARCH3_VERSION), ("elasticsearch", ELASTICSEARCH_VERSION)]
 SIZE = EngineSize(nodes=1, heap_mb=512, processors=1)
 
 
@@ -37,14 +39,14 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def _one(engine: str, base: LocalDriverSection) -> tuple[float, float]:
+async def _one(engine: str, version: str, base: LocalDriverSection) -> tuple[float, float]:
     """Seconds from start to green, and the node's RSS then (MiB)."""
     settings = base.model_copy(update={"state_dir": Path(tempfile.mkdtemp(prefix="ess-cold-")),
-                                       "local_port_base": 33200})
+                                       "local_port_base": 33200, "warm_engines": 0})
     driver = LocalDriver(settings)
     record = ClusterRecord(id=f"cold{engine[:2]}", tenant_org_id="bench", user="bench", service_name="cold",
                            spec=ClusterSpec(replicas=1, cpu="1", memory="1Gi", storage="1Gi", engine=engine,
-                                            version=VERSIONS[engine]))
+                                            version=version))
     started = time.perf_counter()
     await driver.start(record, SIZE)
     try:
@@ -68,14 +70,21 @@ def run(rounds: int) -> list[str]:
     settings = LocalDriverSection()
     install_engine(settings.engine_home, settings.java_bin)
     install_elasticsearch(settings.elasticsearch_home, settings.java_bin)
-    results: dict[str, list[tuple[float, float]]] = {engine: [] for engine in VERSIONS}
+    java21 = opensearch3_java(settings)
+    if java21 is None:
+        raise SystemExit(f"OpenSearch {OPENSEARCH3_VERSION} needs Java 21 or later (ESS_JAVA21_BIN)")
+    install_opensearch3(settings.engine3_home, java21)
+    ways = {"with": settings, "without": settings.model_copy(update={"local_class_archive": False})}
+    results: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for _ in range(rounds):
-        for engine in VERSIONS:
-            results[engine].append(asyncio.run(_one(engine, settings)))
+        for engine, version in VERSIONS:
+            for way, configured in ways.items():
+                results.setdefault((engine, version, way), []).append(asyncio.run(_one(engine, version, configured)))
     lines = []
-    for engine, runs in results.items():
-        lines.append(_summary(f"{engine} {VERSIONS[engine]} cold start to green", [r[0] for r in runs], "s"))
-        lines.append(_summary(f"{engine} {VERSIONS[engine]} node RSS at green", [r[1] for r in runs], "MiB"))
+    for (engine, version, way), runs in results.items():
+        kept = "AOT cache" if version == OPENSEARCH3_VERSION else "class archive"
+        lines.append(_summary(f"{engine} {version} {way} its {kept}: cold start to green", [r[0] for r in runs], "s"))
+        lines.append(_summary(f"{engine} {version} {way} its {kept}: node RSS at green", [r[1] for r in runs], "MiB"))
     return lines
 
 

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 from libs.common.settings import (
+    ENGINE_VERSION,
+    OPENSEARCH3_VERSION,
     AccessSection,
     ApiSection,
     BindSection,
@@ -28,10 +30,11 @@ from libs.common.settings import (
     ReportingSection,
     ShardControllerSection,
 )
-from devrun.engine_setup import SetupError, install_elasticsearch, install_engine
+from devrun.engine_setup import SetupError, install_elasticsearch, install_engine, install_opensearch3
 from devrun.nats_server import NatsServer
 from devrun.pump_build import build_pump
 from devrun.supervisor import Supervisor
+from services.manager.drivers.local import opensearch3_java
 from services.manager.drivers.local_processes import stop_all_engines
 
 
@@ -72,6 +75,19 @@ def setup(settings: DevrunSettings) -> int:
             print(f"setup: {exc}", file=sys.stderr)
             return 2
         print(f"{name} engine {'installed' if installed else 'already installed'} in {home}")
+    java21 = opensearch3_java(settings)
+    if java21 is None:
+        print(f"setup: OpenSearch {OPENSEARCH3_VERSION} not installed: it needs Java 21 or later (install one under "
+              f"/usr/lib/jvm, or set ESS_JAVA21_BIN); clusters are offered OpenSearch {ENGINE_VERSION} alone",
+              file=sys.stderr)
+    else:
+        try:
+            installed = install_opensearch3(settings.engine3_home, java21)
+        except SetupError as exc:
+            print(f"setup: {exc}", file=sys.stderr)
+            return 2
+        print(f"OpenSearch {OPENSEARCH3_VERSION} engine {'installed' if installed else 'already installed'} in "
+              f"{settings.engine3_home} (on {java21})")
     if settings.gateway_pump and not settings.gateway_pump_bin:
         try:
             print(build_pump(settings))

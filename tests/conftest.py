@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devrun.engine_setup import install_elasticsearch, install_engine
+from devrun.engine_setup import install_elasticsearch, install_engine, install_opensearch3
 from devrun.nats_server import NatsServer
+from services.manager.drivers.local import opensearch3_java
 from services.manager.drivers.local_processes import find_engines, find_standbys, stop_all_engines
 from devrun.pump_build import build_pump
 from devrun.supervisor import free_port
@@ -98,6 +99,9 @@ def nats(settings: PlatformSettings, state_dir: Path):
 def engine_installed(settings: PlatformSettings) -> None:
     install_engine(settings.engine_home, settings.java_bin)
     install_elasticsearch(settings.elasticsearch_home, settings.java_bin)
+    java21 = opensearch3_java(settings)
+    assert java21, "OpenSearch 3 needs Java 21 or later: install one under /usr/lib/jvm, or set ESS_JAVA21_BIN"
+    install_opensearch3(settings.engine3_home, java21)
 
 
 @pytest.fixture(scope="session")

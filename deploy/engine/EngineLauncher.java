@@ -76,6 +76,9 @@ public final class EngineLauncher extends OpenSearchRunner {
         runnerArgs.add("-numOfNode");
         runnerArgs.add("1");
         EngineLauncher runner = new EngineLauncher(nodeIndex);
+        // one node per JVM: the 3.x runner makes a lone node `single-node`, which neither joins
+        // nor is joined by the cluster's other nodes (the default, zen, is what 2.19 ran)
+        runner.onBuild((index, settings) -> settings.put("discovery.type", "zen"));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try {
                 runner.close();

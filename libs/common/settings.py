@@ -27,6 +27,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from libs.common import subjects
 
 ENGINE_VERSION = "2.19.1"  # must match deploy/engine/pom.xml (a test checks it)
+# the local driver's second OpenSearch: on Java 21+, with the JDK's AOT cache (deploy/engine/opensearch-3/pom.xml)
+OPENSEARCH3_VERSION = "3.5.0"
 ELASTICSEARCH_VERSION = "8.15.3"  # the kubernetes driver's image; deploy/engine/elasticsearch/pom.xml locally
 
 
@@ -247,6 +249,10 @@ class LocalDriverSection(Section):
     engine_home: Path = Path.home() / ".cache" / "es-serverless" / f"engine-{ENGINE_VERSION}"
     elasticsearch_home: Path = Path.home() / ".cache" / "es-serverless" / f"engine-elasticsearch-{ELASTICSEARCH_VERSION}"
     java_bin: str = "java"
+    engine3_home: Path = Path.home() / ".cache" / "es-serverless" / f"engine-{OPENSEARCH3_VERSION}"
+    # OpenSearch 3 needs Java 21 or later; None: the newest JDK under /usr/lib/jvm, if it is one
+    java21_bin: str | None = None
+    local_class_archive: bool = True  # false: engines start without the class archive or AOT cache (benches)
     local_host: str = "127.0.0.1"
     local_port_base: int = 19200
     local_port_slots: int = 100

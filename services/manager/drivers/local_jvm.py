@@ -8,12 +8,16 @@ OpenSearch side (local.py) and the Elasticsearch side (local_elasticsearch.py) b
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 from services.manager.planning import EngineSize
 
 LAUNCHER_JAR = "launcher.jar"  # our launcher classes in an engine's home (devrun/engine_setup.py)
 CLASS_ARCHIVE = "classes.jsa"  # the home's class-data-sharing archive (devrun/class_archive.py)
+AOT_CACHE = "engine.aot"  # the JDK 24+ AOT cache instead, for an engine without a SecurityManager (OpenSearch 3)
+JDKS = Path("/usr/lib/jvm")
 # C2 compiles a method only once it is hotter than a node's start-up makes it: a cold start then
 # costs about 20 % less CPU (bench/jit_thresholds.py), which is what many wakes at once on two
 # cores are short of, and serving is as fast once warm (its hot paths pass these at once)
@@ -26,9 +30,32 @@ LATE_C2 = (
 
 
 def class_archive(home: Path) -> Path | None:
-    """The engine home's class-data-sharing archive, if setup made one (else a plain cold start)."""
-    archive = home / CLASS_ARCHIVE
-    return archive if archive.exists() else None
+    """The engine home's AOT cache or class-data-sharing archive, if setup made one (else a plain cold start)."""
+    for archive in (home / AOT_CACHE, home / CLASS_ARCHIVE):
+        if archive.exists():
+            return archive
+    return None
+
+
+def java_major(java: str) -> int | None:
+    """The feature version of a `java` binary (17, 21, 25), or None if it does not run."""
+    try:
+        said = subprocess.run([java, "-XshowSettings:properties", "-version"], capture_output=True, text=True,
+                              timeout=30).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"java\.specification\.version = (\d+)", said)
+    return int(found.group(1)) if found else None
+
+
+def find_java(minimum: int, configured: str | None, jdks: Path = JDKS) -> str | None:
+    """`configured` if set (whatever it is: the operator chose it), else the newest JDK under `jdks`
+    of at least `minimum`, else None."""
+    if configured:
+        return configured
+    found = [(major, str(java)) for java in jdks.glob("*/bin/java") if (major := java_major(str(java))) is not None]
+    newest = max(found, default=None)
+    return newest[1] if newest and newest[0] >= minimum else None
 
 
 def jvm_options(size: EngineSize, archive: Path | None, jvm_extra: tuple[str, ...] = ()) -> list[str]:
@@ -39,11 +66,15 @@ def jvm_options(size: EngineSize, archive: Path | None, jvm_extra: tuple[str, ..
         f"-XX:ActiveProcessorCount={size.processors}",
         "-XX:+UseSerialGC",  # a small heap on two cores: the least overhead
         *LATE_C2,
-        *([f"-XX:SharedArchiveFile={archive}"] if archive else []),
+        *([archive_flag(archive)] if archive else []),
         "-Djava.awt.headless=true",
         "-Dlog4j2.disable.jmx=true",
         *jvm_extra,
     ]
+
+
+def archive_flag(archive: Path) -> str:
+    return f"-XX:AOTCache={archive}" if archive.name == AOT_CACHE else f"-XX:SharedArchiveFile={archive}"
 
 
 def node_arguments(cluster_id: str, node: int, home: Path, http_base: int,
