@@ -142,12 +142,17 @@ class UpdateClusterRequest(Strict):
     max_nodes: Annotated[StrictInt, Field(ge=1, le=9)] | None = None
     hibernate_after_s: HibernateAfter | None = None
     snapshot_policy: SnapshotPolicyRequest | None = None
+    # an engine upgrade: alone in its request (it restarts the engine; the rest waits for that)
+    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> "UpdateClusterRequest":
-        if not self.model_dump(exclude_none=True):
+        asked = self.model_dump(exclude_none=True)
+        if not asked:
             raise ValueError("nothing to change: send replicas, memory, autoscaling, min_nodes, max_nodes, "
-                             "hibernate_after_s or snapshot_policy")
+                             "hibernate_after_s, snapshot_policy or version")
+        if "version" in asked and len(asked) > 1:
+            raise ValueError("version is changed alone: send it in a request of its own")
         if self.min_nodes and self.max_nodes and self.min_nodes > self.max_nodes:
             raise ValueError("min_nodes is above max_nodes")
         return self

@@ -47,7 +47,7 @@ class NewClusterDefaults:
 
 @dataclass(frozen=True)
 class EnginesOnOffer:
-    """The engines a driver runs: versions by engine (newest first) and what each one lacks."""
+    """The engines a driver runs: versions by engine (the default first) and what each one lacks."""
 
     driver: str
     versions: Mapping[str, Sequence[str]]
@@ -57,7 +57,7 @@ class EnginesOnOffer:
 def pick_engine(engine: str | None, version: str | None, offer: EnginesOnOffer,
                 default_engine: str | None) -> tuple[str, str]:
     """The engine and version a new cluster runs: the asked ones, else the platform's default
-    engine if the driver runs it (else the driver's first), at its first (newest) version."""
+    engine if the driver runs it (else the driver's first), at its first (default) version."""
     available = offer.versions
     engine = engine or (default_engine if default_engine in available else next(iter(available)))
     if engine not in available:
@@ -86,6 +86,57 @@ def new_record(body: CreateClusterRequest, cluster_id: str, offer: EnginesOnOffe
         hibernate_after_s=defaults.hibernate_after_s if body.hibernate_after_s is None else body.hibernate_after_s,
         snapshot_policy=defaults.snapshot_policies[engine].model_copy(), restore=restore,
     )
+
+
+# a major version is reached only from the last minor line of the one before (the engines' own rule)
+MAJOR_UPGRADE_FROM = {"opensearch": {3: (2, 19)}, "elasticsearch": {8: (7, 17), 9: (8, 18)}}
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def check_upgrade(engine: str, current: str, wanted: str, offer: EnginesOnOffer) -> None:
+    """Raises Invalid (field `version`) unless `current` may be upgraded to `wanted` here: a version
+    this driver runs, never lower, a major only from the last minor line of the one before."""
+    available = list(offer.versions.get(engine, ()))
+    if wanted not in available:
+        raise Invalid("version", f"{engine} {wanted} is not available on this platform",
+                      f"use one of {available}")
+    old, new = _numbers(current), _numbers(wanted)
+    if new < old:
+        raise Invalid("version", f"{engine} {current} cannot go down to {wanted}: an engine's data is never "
+                      "read by an older version", f"stay on {current}, or restore a snapshot into a new cluster")
+    if new[0] > old[0]:
+        since = MAJOR_UPGRADE_FROM.get(engine, {}).get(new[0])
+        if new[0] - old[0] > 1 or since is None or old[:2] < since:
+            path = (f"{engine} {new[0]}.x is reached from {since[0]}.{since[1]} or later of {new[0] - 1}.x"
+                    if since and new[0] - old[0] == 1 else f"no upgrade path from {old[0]}.x to {new[0]}.x")
+            raise Invalid("version", f"{engine} {current} cannot be upgraded to {wanted} in one step: {path}",
+                          f"upgrade to {since[0]}.{since[1]} first" if since and new[0] - old[0] == 1
+                          else "snapshot it and restore into a new cluster of that version")
+
+
+def start_upgrade(record: ClusterRecord, version: str, request_id: str | None) -> ClusterRecord | None:
+    """The record on its way to `version`. Asleep: it wakes on it. Ready: it stops (gateways hold
+    its requests from the mark on, in-flight ones finish, the engine flushes) and starts again on
+    the new version, as a wake does. None: on that version already."""
+    if record.spec.version == version or record.delete_requested:
+        return None
+    was = record.spec.version
+    if record.status == ClusterStatus.HIBERNATED:
+        record.spec = record.spec.model_copy(update={"version": version})
+        record.status_reason = f"hibernated; wakes on {record.spec.engine} {version} (was {was})"
+    elif record.status == ClusterStatus.READY and not record.hibernate_requested:
+        record.spec = record.spec.model_copy(update={"version": version})
+        record.generation += 1
+        record.status = ClusterStatus.HIBERNATING  # gateways hold from here; the provisioner then starts it
+        record.status_reason = (f"upgrading {record.spec.engine} {was} to {version}: stopping, then starting on "
+                                f"{version}; requests are held meanwhile")
+    else:
+        raise NotNow(f"cluster {record.id} is {record.status}; upgrade it once it is ready or hibernated")
+    record.request_id = request_id
+    return record
 
 
 def change_spec(record: ClusterRecord, body: UpdateClusterRequest, request_id: str | None) -> ClusterRecord | None:

@@ -7,7 +7,8 @@ from libs.common.models import ClusterStatus, ScalingPolicy, SnapshotPolicy
 from services.manager.settings import ManagerSettings
 from services.manager.schemas import CreateClusterRequest, UpdateClusterRequest
 from services.manager.transitions import (
-    EnginesOnOffer, Invalid, NewClusterDefaults, accept_scale, change_spec, new_record, pick_engine, scale_wanted,
+    EnginesOnOffer, Invalid, NewClusterDefaults, NotNow, accept_scale, change_spec, check_upgrade, new_record,
+    pick_engine, scale_wanted, start_upgrade,
 )
 from tests.unit.test_planning import record
 
@@ -107,3 +108,44 @@ def test_a_scale_request_that_no_longer_applies_changes_nothing(fields, nodes):
     current = record(**{"status": ClusterStatus.READY, **fields})
     assert not scale_wanted(current, nodes)
     assert accept_scale(current, nodes, "why") is None
+
+
+# -- an engine upgrade -------------------------------------------------------------------
+TWO = EnginesOnOffer("local", {"opensearch": ["2.19.1", "3.5.0"], "elasticsearch": ["8.15.3"]})
+BEYOND = EnginesOnOffer("local", {"opensearch": ["2.17.0", "2.19.1", "3.5.0", "4.0.0"]})
+
+
+def test_an_upgrade_goes_up_to_a_version_the_driver_runs_and_a_major_only_from_its_last_minor_line():
+    check_upgrade("opensearch", "2.19.1", "3.5.0", TWO)  # no error
+    refused = [
+        ("2.19.1", "3.9.0", TWO, "not available on this platform"),
+        ("3.5.0", "2.19.1", TWO, "cannot go down"),
+        ("2.17.0", "3.5.0", BEYOND, "reached from 2.19 or later"),
+        ("2.19.1", "4.0.0", BEYOND, "in one step"),
+    ]
+    for current, wanted, offer, said in refused:
+        with pytest.raises(Invalid) as caught:
+            check_upgrade("opensearch", current, wanted, offer)
+        assert caught.value.field == "version" and said in caught.value.message, caught.value.message
+    with pytest.raises(Invalid, match="8.15.3 cannot go down"):
+        check_upgrade("elasticsearch", "8.15.3", "8.15.0", EnginesOnOffer("local", {"elasticsearch": ["8.15.3", "8.15.0"]}))
+
+
+def test_a_ready_cluster_upgrades_by_stopping_with_requests_held_and_an_asleep_one_wakes_on_it():
+    ready = record(status=ClusterStatus.READY)
+    upgraded = start_upgrade(ready.model_copy(deep=True), "3.5.0", "r9")
+    assert upgraded.spec.version == "3.5.0" and upgraded.generation == ready.generation + 1
+    assert upgraded.status == ClusterStatus.HIBERNATING and not upgraded.hibernate_requested  # stop, then start
+    assert "held" in upgraded.status_reason and upgraded.request_id == "r9"
+    asleep = start_upgrade(record(status=ClusterStatus.HIBERNATED, hibernate_requested=True), "3.5.0", None)
+    assert asleep.spec.version == "3.5.0" and asleep.status == ClusterStatus.HIBERNATED and asleep.hibernate_requested
+    assert start_upgrade(record(status=ClusterStatus.READY), "2.19.1", None) is None  # there already
+    for busy in (ClusterStatus.SCALING, ClusterStatus.WAKING, ClusterStatus.HIBERNATING, ClusterStatus.PROVISIONING):
+        with pytest.raises(NotNow, match="once it is ready or hibernated"):
+            start_upgrade(record(status=busy), "3.5.0", None)
+
+
+def test_a_version_is_changed_in_a_request_of_its_own():
+    with pytest.raises(ValueError, match="version is changed alone"):
+        UpdateClusterRequest.model_validate({"version": "3.5.0", "replicas": 2})
+    assert UpdateClusterRequest.model_validate({"version": "3.5.0"}).version == "3.5.0"

@@ -24,7 +24,7 @@ from services.manager.http.deps import (
 from services.manager.http.snapshots import backups_on, clone_restore
 from services.manager.quotas import QuotaRefused
 from services.manager.transitions import (
-    Invalid, NotNow, change_spec, new_cluster_id, new_record, pick_engine,
+    Invalid, NotNow, change_spec, check_upgrade, new_cluster_id, new_record, pick_engine, start_upgrade,
 )
 from services.manager.schemas import DNS_LABEL, ClusterList, ClusterView, CreateClusterRequest, UpdateClusterRequest
 from services.manager.store_index import AlreadyExists
@@ -109,9 +109,14 @@ async def update_cluster(cluster_id: ClusterId, body: UpdateClusterRequest, requ
 
     def change(record: ClusterRecord) -> ClusterRecord | None:
         try:
+            if body.version:
+                check_upgrade(record.spec.engine, record.spec.version, body.version, deps.offer)
+                return start_upgrade(record, body.version, request.state.request_id)
             return change_spec(record, body, request.state.request_id)
         except Invalid as exc:
             raise problem(422, "invalid_request", exc.message, exc.field, exc.fix)
+        except NotNow as exc:
+            raise problem(409, "not_ready", str(exc))
 
     try:
         if body.replicas:  # of the changes, only the node count counts against a quota

@@ -1,0 +1,146 @@
+"""An engine upgrade asked by `PATCH /clusters/{id}` with `version` (issue 24): a ready OpenSearch
+2.19.1 cluster with a writer and a reader on its endpoint goes to 3.5.0 with no failed request and
+every acknowledged write found, and its kNN answer unchanged; a hibernated one wakes on the new
+version; a downgrade or a version the platform does not run is refused naming the field."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+
+import httpx
+
+from libs.common.settings import ENGINE_VERSION, OPENSEARCH3_VERSION
+from tests.conftest import ready_cluster, tenant_with_key
+from tests.helpers import wait_for_status, wait_until
+
+DIMENSIONS = 8
+
+
+def _nearest(api, cluster_id: str, query: list[float]) -> list[str]:
+    answer = api.post(f"/clusters/{cluster_id}/vector-indices/items/search", json={"vector": query, "k": 5})
+    assert answer.status_code == 200, answer.text
+    return [hit["id"] for hit in answer.json()["hits"]]
+
+
+class Traffic:
+    """A writer (one document per call) and a reader (a count) on a tenant's endpoint, each
+    keeping what failed; `acked` holds the ids the engine acknowledged."""
+
+    def __init__(self, base: str, key: str):
+        self.base, self.headers = base, {"Authorization": f"ApiKey {key}"}
+        self.acked: list[str] = []
+        self.failed: list[str] = []
+        self.reads = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._write), threading.Thread(target=self._read)]
+
+    def __enter__(self) -> "Traffic":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(180)
+
+    def _write(self) -> None:
+        with httpx.Client(headers=self.headers, timeout=120) as client:
+            number = 0
+            while not self._stop.is_set():
+                doc_id = f"w{number}"
+                try:
+                    answer = client.put(f"{self.base}/log/_doc/{doc_id}", json={"n": number})
+                    (self.acked if answer.status_code in (200, 201) else self.failed).append(
+                        doc_id if answer.status_code in (200, 201) else f"PUT {answer.status_code} {answer.text[:200]}")
+                except httpx.HTTPError as exc:
+                    self.failed.append(f"PUT {type(exc).__name__} {exc}")
+                number += 1
+                time.sleep(0.02)
+
+    def _read(self) -> None:
+        with httpx.Client(headers=self.headers, timeout=120) as client:
+            while not self._stop.is_set():
+                try:
+                    answer = client.get(f"{self.base}/log/_count")
+                    if answer.status_code == 200:
+                        self.reads += 1
+                    else:
+                        self.failed.append(f"GET {answer.status_code} {answer.text[:200]}")
+                except httpx.HTTPError as exc:
+                    self.failed.append(f"GET {type(exc).__name__} {exc}")
+                time.sleep(0.02)
+
+
+def test_a_ready_cluster_is_upgraded_under_a_writer_and_a_reader_losing_nothing(api):
+    tenant, key = tenant_with_key(api)
+    with ready_cluster(api, tenant_org_id=tenant, service_name="upgrade", hibernate_after_s=0) as cluster:
+        cluster_id, base = cluster["id"], cluster["endpoint"]
+        assert cluster["version"] == ENGINE_VERSION
+        assert api.post(f"/clusters/{cluster_id}/vector-indices",
+                        json={"name": "items", "dimensions": DIMENSIONS, "similarity": "l2"}).status_code == 201
+        rng = random.Random(24)
+        vectors = {f"doc-{i}": [rng.uniform(-1, 1) for _ in range(DIMENSIONS)] for i in range(80)}
+        stored = api.post(f"/clusters/{cluster_id}/vector-indices/items/documents",
+                          json={"documents": [{"id": i, "vector": v} for i, v in vectors.items()]})
+        assert stored.json() == {"indexed": 80, "errors": []}, stored.text
+        query = [rng.uniform(-1, 1) for _ in range(DIMENSIONS)]
+        before = _nearest(api, cluster_id, query)
+        assert before == sorted(vectors, key=lambda i: math.dist(vectors[i], query))[:5]
+
+        made = httpx.put(f"{base}/log", headers={"Authorization": f"ApiKey {key}"})  # the reader counts it
+        assert made.status_code == 200, made.text
+        with Traffic(base, key) as traffic:
+            wait_until(lambda: len(traffic.acked) >= 20 and traffic.reads >= 20, 60, what="traffic flowing")
+            answer = api.patch(f"/clusters/{cluster_id}", json={"version": OPENSEARCH3_VERSION})
+            assert answer.status_code == 202, answer.text
+            assert (answer.json()["version"], answer.json()["status"]) == (OPENSEARCH3_VERSION, "hibernating")
+            wait_until(lambda: httpx.get(f"{base}/", headers=traffic.headers, timeout=120).json()["version"]["number"]
+                       == OPENSEARCH3_VERSION, 180, what="the endpoint answering as 3.5.0")
+            acked_before = len(traffic.acked)
+            wait_until(lambda: len(traffic.acked) >= acked_before + 20, 60, what="writes after the upgrade")
+        assert traffic.failed == []
+        assert api.get(f"/clusters/{cluster_id}").json()["status"] == "ready"
+        headers = {"Authorization": f"ApiKey {key}"}
+        assert httpx.post(f"{base}/log/_refresh", headers=headers).status_code == 200
+        found = httpx.post(f"{base}/log/_search", headers=headers,
+                           json={"size": 10000, "_source": False, "query": {"match_all": {}}}).json()
+        assert {hit["_id"] for hit in found["hits"]["hits"]} >= set(traffic.acked)
+        assert _nearest(api, cluster_id, query) == before
+
+        down = api.patch(f"/clusters/{cluster_id}", json={"version": ENGINE_VERSION})
+        assert down.status_code == 422 and "cannot go down" in down.text and "version" in down.text, down.text
+
+
+def test_a_hibernated_cluster_wakes_on_the_new_version_with_its_documents(api):
+    tenant, key = tenant_with_key(api)
+    headers = {"Authorization": f"ApiKey {key}"}
+    with ready_cluster(api, tenant_org_id=tenant, service_name="asleep", hibernate_after_s=0) as cluster:
+        cluster_id, base = cluster["id"], cluster["endpoint"]
+        for number in range(12):
+            assert httpx.put(f"{base}/books/_doc/{number}", json={"n": number}, headers=headers).status_code == 201
+        assert api.post(f"/clusters/{cluster_id}/hibernate").status_code == 202
+        wait_for_status(api, cluster_id, "hibernated", 120)
+        answer = api.patch(f"/clusters/{cluster_id}", json={"version": OPENSEARCH3_VERSION})
+        assert answer.status_code == 202, answer.text
+        view = api.get(f"/clusters/{cluster_id}").json()
+        assert (view["status"], view["version"]) == ("hibernated", OPENSEARCH3_VERSION)
+        assert OPENSEARCH3_VERSION in view["status_reason"]
+        woken = httpx.get(f"{base}/books/_count", headers=headers, timeout=120)  # wakes it
+        assert woken.status_code == 200 and woken.json()["count"] == 12
+        assert httpx.get(f"{base}/", headers=headers).json()["version"]["number"] == OPENSEARCH3_VERSION
+
+
+def test_a_version_the_platform_does_not_run_or_with_other_changes_is_refused(api):
+    with ready_cluster(api, service_name="refused") as cluster:
+        for body, said in (({"version": "3.9.0"}, "not available on this platform"),
+                           ({"version": "2.18.0"}, "not available on this platform"),
+                           ({"version": OPENSEARCH3_VERSION, "replicas": 2}, "version is changed alone"),
+                           ({"version": "3.5"}, "version")):
+            answer = api.patch(f"/clusters/{cluster['id']}", json=body)
+            assert answer.status_code == 422 and said in answer.text and "version" in answer.text, answer.text
+        view = api.get(f"/clusters/{cluster['id']}").json()
+        assert (view["status"], view["version"]) == ("ready", ENGINE_VERSION)
