@@ -17,6 +17,7 @@ KV_TENANTS = "ess_tenants"  # tenant id -> TenantRecord
 KV_QUOTA_CLAIMS = "ess_quota_claims"  # tenant id -> its clusters' claims on its quotas (TenantClaims)
 KV_API_KEYS = "ess_api_keys"  # key id -> ApiKeyRecord (a salted hash, never the key)
 KV_PROVISIONER_LEASES = "ess_provisioner_leases"  # cluster id -> the manager replica provisioning it
+KV_FLEET_UPGRADES = "ess_fleet_upgrades"  # upgrade id -> FleetUpgrade (the operator's, and what it moved)
 KV_PLATFORM = "ess_platform"  # platform-wide facts: "restore" -> the control-plane restore under way or done
 
 # the lifecycle stream: desired-state changes in, status changes out

@@ -41,7 +41,7 @@ def create_app(settings: ManagerSettings) -> FastAPI:
         await broker.start()
         loops = [asyncio.create_task(loop) for loop in (
             deps.store.follow(), deps.provisioner.run_periodic(), deps.backups.run_periodic(), deps.activity.run(),
-            deps.control.run_periodic(),
+            deps.control.run_periodic(), deps.fleet.run_periodic(),
         )]
         log.info("manager started", api=f"http://{settings.api_host}:{settings.api_port}", nats=settings.nats_url)
         yield

@@ -1,5 +1,6 @@
 """What the API and the NATS handlers both do to a running cluster beyond one record change:
-hibernate or wake it (record, announce, reconcile), and count the API's own engine calls as activity."""
+hibernate, wake or upgrade it (record, announce, reconcile), and count the API's own engine calls
+as activity."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from libs.common.models import ClusterRecord, ClusterStatus, utcnow
 from libs.common.store import ClusterStore, RecordGone
 from libs.common.failures import NATS_FAILURES
 from services.manager.provisioner import Provisioner
-from services.manager.transitions import NotNow, note_activity, request_hibernation, request_wake
+from services.manager.transitions import NotNow, note_activity, request_hibernation, request_wake, start_upgrade
 
 log = structlog.get_logger("manager")
 
@@ -83,3 +84,20 @@ class ActivityBatch:
                 pass  # deleted meanwhile: nothing to keep awake
             except NATS_FAILURES as exc:  # NATS away: the next call counts again
                 log.warning("activity not recorded", cluster=cluster_id, error=type(exc).__name__)
+
+
+async def upgrade(store: ClusterStore, provisioner: Provisioner, cluster_id: str, version: str,
+                  request_id: str | None, wake_now: bool = False) -> ClusterRecord:
+    """Move the cluster to `version` (`transitions.start_upgrade`); `wake_now`: a hibernated one is
+    woken for it rather than at its next request. Raises NotNow or RecordGone."""
+    def transition(record: ClusterRecord) -> ClusterRecord | None:
+        moved = start_upgrade(record, version, request_id)
+        if moved is not None and wake_now and moved.status == ClusterStatus.HIBERNATED:
+            moved = request_wake(moved, utcnow(), f"woken for its upgrade to {version}") or moved
+        return moved
+
+    record, changed = await _transition(store, cluster_id, transition)
+    if changed:
+        await provisioner.announce(record)
+        provisioner.kick(cluster_id)
+    return record

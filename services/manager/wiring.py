@@ -22,6 +22,7 @@ from services.manager.auth import ApiKeys, RateLimiter
 from services.manager.control_plane import ControlPlaneBackups, target_for
 from services.manager.drivers import Driver
 from services.manager.engine_clients import EngineClients
+from services.manager.fleet_runner import FleetUpgrades
 from services.manager.operations import ActivityBatch
 from services.manager.outbox import Outbox
 from services.manager.provisioner import Provisioner
@@ -48,6 +49,7 @@ class ManagerDeps:
     provisioner: Provisioner
     backups: Snapshotter
     control: ControlPlaneBackups  # backups of the platform's own state
+    fleet: FleetUpgrades  # the operator's upgrades of every cluster on a version
     engines: EngineClients
     activity: ActivityBatch
     outbox: Outbox
@@ -94,8 +96,11 @@ async def connect(settings: ManagerSettings, broker: NatsBroker, driver: Driver,
     backups = Snapshotter(settings, store, leases, engines.engine_for, objects)
     provisioner = Provisioner(settings, store, driver, outbox.lifecycle, leases,
                               final_snapshot=backups.final_snapshot)
+    offer = EnginesOnOffer(settings.driver, driver.engine_versions, driver.engine_lacks)
+    fleet = FleetUpgrades(await open_bucket(broker, subjects.KV_FLEET_UPGRADES, copies), store, provisioner, leases,
+                          offer, settings.reconcile_interval_s)
     return ManagerDeps(
-        settings=settings, broker=broker, store=store,
+        settings=settings, broker=broker, store=store, fleet=fleet,
         plans=await open_bucket(broker, subjects.KV_SHARD_PLANS, copies),
         tenants=Tenants(await open_bucket(broker, subjects.KV_TENANTS, copies)),
         quotas=QuotaLedger(await open_bucket(broker, subjects.KV_QUOTA_CLAIMS, copies), store),
@@ -104,6 +109,6 @@ async def connect(settings: ManagerSettings, broker: NatsBroker, driver: Driver,
         driver=driver, provisioner=provisioner, backups=backups, engines=engines,
         control=ControlPlaneBackups(settings, broker, target_for(settings, objects), leases, driver),
         activity=ActivityBatch(store, settings.activity_flush_s), outbox=outbox,
-        offer=EnginesOnOffer(settings.driver, driver.engine_versions, driver.engine_lacks),
+        offer=offer,
         new_cluster_defaults=NewClusterDefaults.of(settings),
     )

@@ -5,6 +5,7 @@ version; a downgrade or a version the platform does not run is refused naming th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import threading
@@ -144,3 +145,48 @@ def test_a_version_the_platform_does_not_run_or_with_other_changes_is_refused(ap
             assert answer.status_code == 422 and said in answer.text and "version" in answer.text, answer.text
         view = api.get(f"/clusters/{cluster['id']}").json()
         assert (view["status"], view["version"]) == ("ready", ENGINE_VERSION)
+
+
+def test_the_operator_upgrades_a_tenants_fleet_at_most_one_at_a_time(api):
+    tenant, key = tenant_with_key(api)
+    headers = {"Authorization": f"ApiKey {key}"}
+    with contextlib.ExitStack() as stack:
+        clusters = [stack.enter_context(ready_cluster(api, tenant_org_id=tenant, service_name=f"fleet{n}",
+                                                      hibernate_after_s=0)) for n in range(3)]
+        for number, cluster in enumerate(clusters):
+            for doc in range(number + 2):
+                put = httpx.put(f"{cluster['endpoint']}/books/_doc/{doc}?refresh=true", json={"n": doc},
+                                headers=headers)
+                assert put.status_code == 201, put.text
+        asleep = clusters[2]["id"]
+        assert api.post(f"/clusters/{asleep}/hibernate").status_code == 202
+        wait_for_status(api, asleep, "hibernated", 120)
+
+        ask = {"engine": "opensearch", "from_version": ENGINE_VERSION, "to_version": OPENSEARCH3_VERSION,
+               "at_once": 1, "tenant_org_id": tenant}
+        by_tenant = httpx.post(f"{str(api.base_url).rstrip('/')}/platform/upgrades", json=ask, headers=headers)
+        assert by_tenant.status_code == 403, by_tenant.text
+        answer = api.post("/platform/upgrades", json=ask)
+        assert answer.status_code == 202, answer.text
+        upgrade = answer.json()
+        assert sorted(upgrade["targets"]) == sorted(c["id"] for c in clusters)
+
+        most_at_once = 0
+
+        def finished():
+            nonlocal most_at_once
+            now = api.get(f"/platform/upgrades/{upgrade['id']}").json()
+            most_at_once = max(most_at_once, sum(c["progress"] == "upgrading" for c in now["clusters"]))
+            return now if now["state"] == "done" else None
+
+        done = wait_until(finished, 240, interval_s=0.1, what="the fleet upgrade done")
+        assert most_at_once == 1
+        progress = {c["id"]: (c["progress"], c["version"]) for c in done["clusters"]}
+        assert progress == {clusters[0]["id"]: ("done", OPENSEARCH3_VERSION),
+                            clusters[1]["id"]: ("done", OPENSEARCH3_VERSION), asleep: ("asleep", OPENSEARCH3_VERSION)}
+        for number, cluster in enumerate(clusters):  # the asleep one is woken by this call, on 3.5.0
+            count = httpx.get(f"{cluster['endpoint']}/books/_count", headers=headers, timeout=120)
+            assert count.status_code == 200 and count.json()["count"] == number + 2
+            root = httpx.get(f"{cluster['endpoint']}/", headers=headers).json()
+            assert root["version"]["number"] == OPENSEARCH3_VERSION
+        assert upgrade["id"] in [u["id"] for u in api.get("/platform/upgrades").json()]

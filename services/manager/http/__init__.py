@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.manager.http import clusters, control_plane, platform, snapshots, tenants, vectors
+from services.manager.http import clusters, control_plane, fleet, platform, snapshots, tenants, vectors
 from services.manager.http.console import add_console
 
 
@@ -14,4 +14,5 @@ def add_routes(app: FastAPI) -> None:
         app.include_router(module.public if module is platform else module.router)
     app.include_router(tenants.router)
     app.include_router(control_plane.router)
+    app.include_router(fleet.router)
     add_console(app)
