@@ -30,7 +30,7 @@ import httpx
 from bench.chaos_traffic import API_SCALE, ApiPool, ChaosCluster, Recorder
 from devrun.nats_server import jetstream_ready
 from devrun.supervisor import NATS, Supervisor
-from services.manager.drivers.local import node_name
+from services.manager.drivers.local_launch import node_name
 from services.manager.drivers.local_processes import find_engines
 
 GRACE_S = 2.0  # after a thing serves again, for clients to notice

@@ -25,7 +25,8 @@ from pathlib import Path
 from libs.common.models import ClusterRecord, ClusterSpec
 from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, OPENSEARCH3_VERSION, LocalDriverSection
 from devrun.engine_setup import install_elasticsearch, install_engine, install_opensearch3
-from services.manager.drivers.local import LocalDriver, opensearch3_java
+from services.manager.drivers.local import LocalDriver
+from services.manager.drivers.local_launch import opensearch3_java
 from services.manager.planning import EngineSize
 
 VERSIONS = [("opensearch", ENGINE_VERSION), ("opensearch", OPENSEARCH3_VERSION), ("elasticsearch", ELASTICSEARCH_VERSION)]

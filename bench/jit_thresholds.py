@@ -29,7 +29,8 @@ from bench.reporting_pipeline import cpu_seconds
 from devrun.supervisor import stop_process
 from libs.common.settings import LocalDriverSection
 from services.manager.drivers import local_jvm
-from services.manager.drivers.local import KNN_PLUGIN, LAUNCHER_CLASS, engine_classpath, write_node_config
+from services.manager.drivers.local_launch import KNN_PLUGIN, engine_classpath, write_node_config
+from services.manager.drivers.local_processes import LAUNCHER_CLASS
 from services.manager.planning import plan_engine_size
 
 DOCS = 1000

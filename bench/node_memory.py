@@ -36,7 +36,7 @@ import httpx
 
 from bench.service_memory import rss_mb
 from libs.common.settings import LocalDriverSection
-from services.manager.drivers.local import KNN_PLUGIN, engine_classpath, engine_command, node_name, write_node_config
+from services.manager.drivers.local_launch import KNN_PLUGIN, engine_classpath, engine_command, node_name, write_node_config
 from services.manager.drivers.local_processes import PORTS_PER_SLOT, slot_free
 from services.manager.planning import plan_engine_size
 

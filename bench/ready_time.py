@@ -28,7 +28,7 @@ from bench.private_platform import (
     AUTH, WARM_MEMORY, Running, delete_and_wait, run_alone, seed_body, wait_for_idle_standby,
 )
 from libs.common.settings import LocalDriverSection
-from services.manager.drivers.local import engine_classpath, engine_command, write_node_config
+from services.manager.drivers.local_launch import engine_classpath, engine_command, write_node_config
 from services.manager.drivers.local_jvm import class_archive
 from services.manager.drivers.local_processes import PORTS_PER_SLOT, slot_free
 from services.manager.planning import plan_engine_size

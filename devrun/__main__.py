@@ -34,7 +34,7 @@ from devrun.engine_setup import SetupError, install_elasticsearch, install_engin
 from devrun.nats_server import NatsServer
 from devrun.pump_build import build_pump
 from devrun.supervisor import Supervisor
-from services.manager.drivers.local import opensearch3_java
+from services.manager.drivers.local_launch import opensearch3_java
 from services.manager.drivers.local_processes import stop_all_engines
 
 

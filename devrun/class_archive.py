@@ -24,7 +24,7 @@ import httpx
 
 from libs.common.settings import OPENSEARCH3_VERSION, LocalDriverSection
 from services.manager.drivers import local_elasticsearch as es
-from services.manager.drivers.local import EngineLaunch, engine_launch, write_node_config
+from services.manager.drivers.local_launch import EngineLaunch, engine_launch, write_node_config
 from services.manager.drivers.local_jvm import AOT_CACHE, CLASS_ARCHIVE, jvm_options, node_arguments
 from services.manager.drivers.local_processes import PORTS_PER_SLOT, slot_free
 from services.manager.planning import EngineSize

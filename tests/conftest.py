@@ -15,7 +15,7 @@ import pytest
 
 from devrun.engine_setup import install_elasticsearch, install_engine, install_opensearch3
 from devrun.nats_server import NatsServer
-from services.manager.drivers.local import opensearch3_java
+from services.manager.drivers.local_launch import opensearch3_java
 from services.manager.drivers.local_processes import find_engines, find_standbys, stop_all_engines
 from devrun.pump_build import build_pump
 from devrun.supervisor import free_port

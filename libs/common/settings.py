@@ -253,6 +253,8 @@ class LocalDriverSection(Section):
     # OpenSearch 3 needs Java 21 or later; None: the newest JDK under /usr/lib/jvm, if it is one
     java21_bin: str | None = None
     local_class_archive: bool = True  # false: engines start without the class archive or AOT cache (benches)
+    # a node restart (new size or version) waits for green health this long, then is given up with a reason
+    local_restart_stall_s: float = Field(default=300.0, gt=0)
     local_host: str = "127.0.0.1"
     local_port_base: int = 19200
     local_port_slots: int = 100

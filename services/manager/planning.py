@@ -49,6 +49,7 @@ class EngineObservation:
     note: str | None = None  # what the driver saw that the status reason should tell a person
     # ready rests on the pods' readiness probes: the manager cannot ask the engine (health stays None)
     probes_only: bool = False
+    versions: tuple[str, ...] = ()  # the engine version of each running node; empty: the driver does not say
 
 
 class Step(StrEnum):
@@ -123,6 +124,11 @@ def plan_reconcile(
     if (record.status == ClusterStatus.READY and record.observed_generation == record.generation
             and record.status_reason.startswith(RESIZE_GIVEN_UP)):
         return ReconcilePlan(Step.NOTHING, record.status_reason)
+    behind = [v for v in observed.versions if v != record.spec.version]
+    if behind:
+        return ReconcilePlan(Step.RESIZE, f"upgrading to {record.spec.engine} {record.spec.version} node by node: "
+                             f"{len(behind)} of {len(observed.versions)} still on {', '.join(sorted(set(behind)))}",
+                             ClusterStatus.SCALING)
     if answered and observed.nodes >= desired.nodes:
         if record.status != ClusterStatus.READY or record.observed_generation != record.generation:
             reason = observed.note or f"engine healthy with {observed.nodes} node(s)"

@@ -151,7 +151,8 @@ class Provisioner:
         try:
             return await self._apply(record, plan, desired, observed)
         except ResizeInProgress as exc:
-            await self._record(cluster_id, plan.status, str(exc))
+            moved = {"endpoint": exc.endpoint} if exc.endpoint else {}
+            await self._record(cluster_id, plan.status, str(exc), **moved)
             return True  # the next step follows soon
         except ResizeAbandoned as exc:
             await self._give_up_resize(record, observed, str(exc))

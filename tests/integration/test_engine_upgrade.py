@@ -35,6 +35,7 @@ class Traffic:
         self.acked: list[str] = []
         self.failed: list[str] = []
         self.reads = 0
+        self.slowest_s = 0.0  # the longest call: a request held or slowed by a restart
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._write), threading.Thread(target=self._read)]
 
@@ -54,7 +55,9 @@ class Traffic:
             while not self._stop.is_set():
                 doc_id = f"w{number}"
                 try:
+                    started = time.monotonic()
                     answer = client.put(f"{self.base}/log/_doc/{doc_id}", json={"n": number})
+                    self.slowest_s = max(self.slowest_s, time.monotonic() - started)
                     (self.acked if answer.status_code in (200, 201) else self.failed).append(
                         doc_id if answer.status_code in (200, 201) else f"PUT {answer.status_code} {answer.text[:200]}")
                 except httpx.HTTPError as exc:
@@ -66,7 +69,9 @@ class Traffic:
         with httpx.Client(headers=self.headers, timeout=120) as client:
             while not self._stop.is_set():
                 try:
+                    started = time.monotonic()
                     answer = client.get(f"{self.base}/log/_count")
+                    self.slowest_s = max(self.slowest_s, time.monotonic() - started)
                     if answer.status_code == 200:
                         self.reads += 1
                     else:
@@ -104,6 +109,8 @@ def test_a_ready_cluster_is_upgraded_under_a_writer_and_a_reader_losing_nothing(
             acked_before = len(traffic.acked)
             wait_until(lambda: len(traffic.acked) >= acked_before + 20, 60, what="writes after the upgrade")
         assert traffic.failed == []
+        print(f"one-node upgrade: {len(traffic.acked)} writes, {traffic.reads} reads, 0 failed, the slowest call "
+              f"{traffic.slowest_s:.2f} s")
         assert api.get(f"/clusters/{cluster_id}").json()["status"] == "ready"
         headers = {"Authorization": f"ApiKey {key}"}
         assert httpx.post(f"{base}/log/_refresh", headers=headers).status_code == 200
@@ -114,6 +121,38 @@ def test_a_ready_cluster_is_upgraded_under_a_writer_and_a_reader_losing_nothing(
 
         down = api.patch(f"/clusters/{cluster_id}", json={"version": ENGINE_VERSION})
         assert down.status_code == 422 and "cannot go down" in down.text and "version" in down.text, down.text
+
+
+def test_a_three_node_cluster_is_upgraded_node_by_node_while_it_serves(api):
+    tenant, key = tenant_with_key(api)
+    headers = {"Authorization": f"ApiKey {key}"}
+    with ready_cluster(api, tenant_org_id=tenant, service_name="rolling", replicas=3, hibernate_after_s=0) as cluster:
+        cluster_id, base = cluster["id"], cluster["endpoint"]
+        assert api.patch(f"/clusters/{cluster_id}", json={"autoscaling": False}).status_code == 202
+        made = httpx.put(f"{base}/log", headers=headers,
+                         json={"settings": {"number_of_shards": 3, "number_of_replicas": 1}})
+        assert made.status_code == 200, made.text
+        wait_until(lambda: httpx.get(f"{base}/_cluster/health/log", headers=headers).json()["status"] == "green", 60,
+                   what="the index green on 3 nodes")
+        with Traffic(base, key) as traffic:
+            wait_until(lambda: len(traffic.acked) >= 20 and traffic.reads >= 20, 60, what="traffic flowing")
+            answer = api.patch(f"/clusters/{cluster_id}", json={"version": OPENSEARCH3_VERSION})
+            assert answer.status_code == 202, answer.text
+            assert (answer.json()["status"], answer.json()["version"]) == ("scaling", OPENSEARCH3_VERSION)
+            wait_for_status(api, cluster_id, "ready", 600)
+            acked_before = len(traffic.acked)
+            wait_until(lambda: len(traffic.acked) >= acked_before + 20, 60, what="writes after the upgrade")
+        engine = api.get(f"/clusters/{cluster_id}").json()["engine_endpoint"]
+        nodes = httpx.get(f"{engine}/_cat/nodes?h=name,version&format=json").json()
+        assert sorted(n["version"] for n in nodes) == [OPENSEARCH3_VERSION] * 3, nodes
+        assert traffic.failed == [], traffic.failed[:5]
+        assert httpx.get(f"{base}/", headers=headers).json()["version"]["number"] == OPENSEARCH3_VERSION
+        assert httpx.post(f"{base}/log/_refresh", headers=headers).status_code == 200
+        found = httpx.post(f"{base}/log/_search", headers=headers,
+                           json={"size": 10000, "_source": False, "query": {"match_all": {}}}).json()
+        assert {hit["_id"] for hit in found["hits"]["hits"]} >= set(traffic.acked)
+        print(f"rolling upgrade of 3 nodes: {len(traffic.acked)} writes, {traffic.reads} reads, 0 failed, "
+              f"the slowest call {traffic.slowest_s:.2f} s")
 
 
 def test_a_hibernated_cluster_wakes_on_the_new_version_with_its_documents(api):

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from libs.common.engines.admin import pending_drain
-from services.manager.drivers.local import MIXED, size_of, write_node_config
+from services.manager.drivers.local import MIXED, size_of
+from services.manager.drivers.local_launch import write_node_config
 from services.manager.drivers.local_processes import NodeProcess, parse_engine_cmdline
 from services.manager.planning import EngineSize
 

@@ -139,3 +139,15 @@ def test_a_given_up_change_of_nodes_keeps_its_reason_until_the_next_change():
     assert reverted.spec.replicas == 3 and reason.startswith("change of nodes given up: 1 node(s) asked, 3 kept")
     rec = record(ClusterStatus.READY, observed_generation=1, status_reason=reason)
     assert plan(rec, EngineObservation(True, SIZE, "green", 1)).reason == reason
+
+
+def test_nodes_on_another_version_than_the_spec_are_restarted_and_the_cluster_says_so():
+    rec = record(ClusterStatus.SCALING)
+    rec.spec = rec.spec.model_copy(update={"version": "3.5.0"})
+    result = plan(rec, EngineObservation(True, SIZE, "green", 3, versions=("2.19.1", "3.5.0", "2.19.1")))
+    assert result.step == Step.RESIZE and result.status == ClusterStatus.SCALING
+    assert "upgrading to opensearch 3.5.0 node by node: 2 of 3 still on 2.19.1" in result.reason
+    done = plan(rec, EngineObservation(True, SIZE, "green", 1, versions=("3.5.0",)))
+    assert done.step == Step.MARK_READY
+    unknown = plan(rec, EngineObservation(True, SIZE, "green", 1))  # a driver that does not say
+    assert unknown.step == Step.MARK_READY

@@ -137,6 +137,12 @@ def test_a_ready_cluster_upgrades_by_stopping_with_requests_held_and_an_asleep_o
     assert upgraded.spec.version == "3.5.0" and upgraded.generation == ready.generation + 1
     assert upgraded.status == ClusterStatus.HIBERNATING and not upgraded.hibernate_requested  # stop, then start
     assert "held" in upgraded.status_reason and upgraded.request_id == "r9"
+    several = record(status=ClusterStatus.READY)
+    several.spec = several.spec.model_copy(update={"replicas": 3})
+    rolling = start_upgrade(several, "3.5.0", None)
+    assert (rolling.status, rolling.spec.version, rolling.hibernate_requested) == (ClusterStatus.SCALING, "3.5.0",
+                                                                                   False)
+    assert "node by node" in rolling.status_reason
     asleep = start_upgrade(record(status=ClusterStatus.HIBERNATED, hibernate_requested=True), "3.5.0", None)
     assert asleep.spec.version == "3.5.0" and asleep.status == ClusterStatus.HIBERNATED and asleep.hibernate_requested
     assert start_upgrade(record(status=ClusterStatus.READY), "2.19.1", None) is None  # there already

