@@ -113,6 +113,20 @@ def scale(cluster_id: str, nodes: int = typer.Option(None, "--nodes", help="the 
     show_cluster(cluster)
 
 
+@clusters.command("upgrade")
+@handles_errors
+def upgrade(cluster_id: str, version: str = typer.Argument(..., help="the engine version, e.g. 3.5.0"),
+            no_wait: bool = NoWaitOption, timeout: float = WaitOption, json_out: bool = JsonOption):
+    """Upgrade the cluster's engine and wait until it runs the new version (a hibernated one wakes on it)."""
+    api = client()
+    cluster = api.update_cluster(cluster_id, {"version": version})
+    if not no_wait and cluster["status"] != "hibernated":
+        cluster = wait_for(api, cluster_id, lambda c: c["status"] == "ready", timeout, live=not json_out)
+    if json_out:
+        return as_json(cluster)
+    show_cluster(cluster)
+
+
 @clusters.command("events")
 @handles_errors
 def events(cluster_id: str, limit: int = typer.Option(50, "--limit", help="the latest this many, 1..1000"),

@@ -1,6 +1,7 @@
 """`ess`, the installed console script, against the running platform, as a tenant runs it: login
-kept 0600, a cluster created with waiting, listed, documents loaded and found, JSON for scripts,
-and errors that name the field and the fix with a non-zero exit."""
+kept 0600, a cluster created with waiting, listed, documents loaded and found, scaled and upgraded
+with waiting, JSON for scripts, and errors that name the field and the fix with a non-zero exit;
+the operator's platform backups and fleet upgrades."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from libs.common.settings import ENGINE_VERSION, OPENSEARCH3_VERSION
 from tests.conftest import OPERATOR_KEY, tenant_with_key
+from tests.helpers import wait_until
 
 ESS = Path(sys.executable).parent / "ess"  # what `pip install` put on the PATH
 
@@ -131,6 +134,33 @@ def test_scale_waits_until_the_nodes_serve(env, cluster):
     assert (answer["status"], answer["nodes"], answer["replicas"]) == ("ready", 2, 2)
     hits = json.loads(ess(env, "search", listed["id"], "recipes", "title:tart", "--json").stdout)
     assert [h["id"] for h in hits] == ["tart"]  # the documents served on through the scale
+
+
+def test_upgrade_waits_until_every_node_runs_the_new_version_and_the_documents_serve(env, cluster):
+    _, listed = cluster
+    upgraded = ess(env, "clusters", "upgrade", listed["id"], OPENSEARCH3_VERSION, "--json")
+    assert upgraded.returncode == 0, upgraded.stderr
+    answer = json.loads(upgraded.stdout)
+    assert (answer["status"], answer["version"], answer["nodes"]) == ("ready", OPENSEARCH3_VERSION, 2)
+    hits = json.loads(ess(env, "search", listed["id"], "recipes", "title:tart", "--json").stdout)
+    assert [h["id"] for h in hits] == ["tart"]
+    refused = ess(env, "clusters", "upgrade", listed["id"], ENGINE_VERSION)
+    assert refused.returncode == 1 and "cannot go down" in refused.stderr, refused.stderr
+
+
+def test_the_operator_starts_a_fleet_upgrade_and_follows_it(env):
+    operator = {**env, "ESS_API_KEY": OPERATOR_KEY}
+    bad = ess(operator, "platform", "upgrade", "--from", ENGINE_VERSION, "--to", "2.18.0")
+    assert bad.returncode == 1 and "to_version" in bad.stderr and "not available" in bad.stderr, bad.stderr
+    started = ess(operator, "platform", "upgrade", "--from", ENGINE_VERSION, "--to", OPENSEARCH3_VERSION,
+                  "--tenant", "nobody-has-this", "--json")
+    assert started.returncode == 0, started.stderr
+    upgrade = json.loads(started.stdout)
+    assert upgrade["targets"] == [] and upgrade["tenant_org_id"] == "nobody-has-this"
+    wait_until(lambda: json.loads(ess(operator, "platform", "upgrades", upgrade["id"], "--json").stdout)["state"]
+               == "done", 30, what="an upgrade with nothing to move done")
+    assert upgrade["id"] in ess(operator, "platform", "upgrades").stdout
+    assert ess(env, "platform", "upgrades").returncode == 1  # a tenant's key may not
 
 
 def test_the_operator_backs_up_the_platform_and_a_restore_over_live_state_is_refused(env):
