@@ -29,6 +29,7 @@ class Activity:
     in_flight: dict[str, int] = field(default_factory=dict)
     tenants: dict[str, str] = field(default_factory=dict)  # cluster -> tenant, of clusters seen
     wakes: int = 0
+    reads_sent_again: int = 0  # reads the engine failed for a moment, sent again (here and by the pump)
     busy_in_pump: set[str] = field(default_factory=set)  # clusters with requests in the pump at its last report
 
     def started(self, cluster_id: str, tenant_org_id: str) -> None:
@@ -46,6 +47,7 @@ class Activity:
             self.tenants[cluster_id] = tenant
             if int(report.get("in_flight", 0)) > 0:
                 self.busy_in_pump.add(cluster_id)
+            self.reads_sent_again += int(report.get("sent_again", 0))
             if int(report.get("requests", 0)) > 0:
                 self._count(cluster_id, tenant, int(report["requests"]), int(report.get("bytes_in", 0)),
                             int(report.get("bytes_out", 0)))
@@ -103,4 +105,7 @@ class ActivityCollector:
             in_flight.add_metric([cluster_id], count)
         wakes = CounterMetricFamily("ess_gateway_wakes", "Wake requests sent for hibernated clusters")
         wakes.add_metric([], self._activity.wakes)
-        return [requests, bytes_in, bytes_out, in_flight, wakes]
+        sent_again = CounterMetricFamily("ess_gateway_reads_sent_again",
+                                         "Reads the engine failed for a moment (a copy gone under them), sent again")
+        sent_again.add_metric([], self._activity.reads_sent_again)
+        return [requests, bytes_in, bytes_out, in_flight, wakes, sent_again]

@@ -153,7 +153,7 @@ class Gateway:
             body = await read_small_body(request)
         started = time.perf_counter()
         at_once = True  # forwarded on the first look, neither held nor sent again
-        pauses = iter(retries.PAUSES_S if read else ())
+        pauses = iter(retries.PAUSES_S if retries.may_send_again(read, path.partition("?")[2]) else ())
         while True:
             if isinstance(decision, Refuse):
                 refusal = error_answer(decision.status, decision.kind, decision.reason, decision.retry_after_s)
@@ -204,6 +204,7 @@ class Gateway:
         failure = retries.transient_failure(answer.status, answer.headers.get("Content-Encoding"), answer.body)
         pause = next(pauses, None) if failure else None
         if pause is not None:
+            self._activity.reads_sent_again += 1
             self._log.warning("read sent again", cluster=record.id, status=answer.status, error=failure,
                               pause_s=pause)
         return pause

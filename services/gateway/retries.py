@@ -28,6 +28,12 @@ CHECKED_BYTES = 1 << 20  # larger answers are not searched for failures (and are
 # a search answer opens with `_shards`; only an answer with failed shards is read further
 PARTIAL = re.compile(rb'"_shards"\s*:\s*\{[^}]*"failed"\s*:\s*[1-9]')
 HEAD = 512
+SCROLL = re.compile(r"(?:^|&)scroll=")  # a search that opens a scroll context: each send would open another
+
+
+def may_send_again(read: bool, query: str) -> bool:
+    """A read may be sent again, unless it opens a scroll (sent twice, it leaves a context open)."""
+    return read and SCROLL.search(query) is None
 
 
 def transient_failure(status: int, encoding: str | None, payload: bytes) -> str | None:

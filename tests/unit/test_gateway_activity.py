@@ -24,3 +24,11 @@ def test_a_cluster_with_calls_in_the_pump_counts_as_active_until_a_flush():
     [report] = activity.take()
     assert (report.cluster_id, report.requests) == ("c2", 0) and report.last_request_at is not None
     assert activity.take() == []  # the next report of the pump says again if it still is
+
+
+def test_reads_sent_again_by_the_pump_add_to_the_gateways_own_count():
+    activity = Activity(gateway="g")
+    activity.reads_sent_again += 1  # one of the gateway's own
+    activity.pumped([{"cluster": "c1", "tenant": "t1", "requests": 0, "in_flight": 0, "sent_again": 2}])
+    assert activity.reads_sent_again == 3
+    assert activity.take() == []  # a retry alone is no request to meter

@@ -11,7 +11,7 @@ import pytest
 
 from services.gateway.api_policy import is_read
 from services.gateway.pump_link import SOURCE
-from services.gateway.retries import TRANSIENT_ERRORS, pump_args, transient_failure
+from services.gateway.retries import TRANSIENT_ERRORS, may_send_again, pump_args, transient_failure
 
 VECTORS = json.loads((SOURCE / "testdata" / "engine_answers.json").read_text())["answers"]
 
@@ -47,3 +47,12 @@ def test_the_pump_is_started_with_the_same_terms():
     assert set(errors.removeprefix("-retry-errors=").split(",")) == TRANSIENT_ERRORS
     assert {v["transient"] for v in VECTORS} - {""} <= TRANSIENT_ERRORS
     assert pauses.startswith("-retry-pauses=100ms,")
+
+
+SCROLLS = json.loads((SOURCE / "testdata" / "scroll_queries.json").read_text())["queries"]
+
+
+@pytest.mark.parametrize("vector", SCROLLS, ids=[v["query"] or "(none)" for v in SCROLLS])
+def test_a_search_that_opens_a_scroll_is_not_sent_again(vector):
+    assert may_send_again(True, vector["query"]) is not vector["opens"]
+    assert may_send_again(False, vector["query"]) is False  # a write never

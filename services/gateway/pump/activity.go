@@ -12,12 +12,13 @@ import (
 )
 
 type Tally struct {
-	Cluster  string `json:"cluster"`
-	Tenant   string `json:"tenant"`
-	Requests int64  `json:"requests"`
-	BytesIn  int64  `json:"bytes_in"`
-	BytesOut int64  `json:"bytes_out"`
-	InFlight int64  `json:"in_flight"`
+	Cluster   string `json:"cluster"`
+	Tenant    string `json:"tenant"`
+	Requests  int64  `json:"requests"`
+	BytesIn   int64  `json:"bytes_in"`
+	BytesOut  int64  `json:"bytes_out"`
+	InFlight  int64  `json:"in_flight"`
+	SentAgain int64  `json:"sent_again"` // reads the engine failed for a moment, sent again
 }
 
 type Activity struct {
@@ -52,6 +53,13 @@ func (a *Activity) Finished(cluster, tenant string, bytesIn, bytesOut int64) {
 	a.mu.Unlock()
 }
 
+// SentAgain: a read of the cluster's was sent to the engine again (retry.go).
+func (a *Activity) SentAgain(cluster, tenant string) {
+	a.mu.Lock()
+	a.tally(cluster, tenant).SentAgain++
+	a.mu.Unlock()
+}
+
 // Abandoned: a call that was not carried after all (the Python gateway serves and counts it).
 func (a *Activity) Abandoned(cluster string) {
 	a.mu.Lock()
@@ -65,12 +73,12 @@ func (a *Activity) Take() []Tally {
 	defer a.mu.Unlock()
 	taken := make([]Tally, 0, len(a.pending))
 	for cluster, t := range a.pending {
-		if t.Requests == 0 && t.InFlight == 0 {
+		if t.Requests == 0 && t.InFlight == 0 && t.SentAgain == 0 {
 			delete(a.pending, cluster)
 			continue
 		}
 		taken = append(taken, *t)
-		t.Requests, t.BytesIn, t.BytesOut = 0, 0, 0
+		t.Requests, t.BytesIn, t.BytesOut, t.SentAgain = 0, 0, 0, 0
 	}
 	return taken
 }
@@ -84,6 +92,7 @@ func (a *Activity) PutBack(reports []Tally) {
 		t.Requests += r.Requests
 		t.BytesIn += r.BytesIn
 		t.BytesOut += r.BytesOut
+		t.SentAgain += r.SentAgain
 	}
 }
 

@@ -125,7 +125,7 @@ func (p *Pump) forward(w http.ResponseWriter, r *http.Request, key grantKey, gra
 		}
 	}
 	p.activity.Started(grant.Cluster, grant.Tenant)
-	response, engine, err := p.exchangeRead(engines, grant, engineURL.Host, r, target, body, read)
+	response, engine, err := p.exchangeRead(engines, grant, engineURL.Host, r, target, body, read && !opensScroll(query))
 	var down notSent
 	if errors.As(err, &down) {
 		p.activity.Abandoned(grant.Cluster)
@@ -189,6 +189,7 @@ func (p *Pump) exchangeRead(engines map[string]*engineConn, grant *Grant, host s
 			engine.conn.Close()
 			delete(engines, host)
 		}
+		p.activity.SentAgain(grant.Cluster, grant.Tenant)
 		time.Sleep(pauses[attempt])
 	}
 }

@@ -20,6 +20,11 @@ const (
 
 var partialHead = regexp.MustCompile(`"_shards"\s*:\s*\{[^}]*"failed"\s*:\s*[1-9]`)
 
+// scrollParam: a search that opens a scroll context is not sent again (retries.SCROLL)
+var scrollParam = regexp.MustCompile(`(?:^|&)scroll=`)
+
+func opensScroll(query string) bool { return scrollParam.MatchString(query) }
+
 type Retry struct {
 	errors map[string]bool
 	pauses []time.Duration

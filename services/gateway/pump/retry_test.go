@@ -138,3 +138,38 @@ func TestThePumpAndTheGatewayAgreeOnWhichAnswersAreSentAgain(t *testing.T) {
 		}
 	}
 }
+
+func TestASearchThatOpensAScrollIsNotSentAgainAsThePythonGatewayDecides(t *testing.T) {
+	var vectors struct {
+		Queries []struct {
+			Query string `json:"query"`
+			Opens bool   `json:"opens"`
+		} `json:"queries"`
+	}
+	raw, err := os.ReadFile("testdata/scroll_queries.json")
+	if err != nil || json.Unmarshal(raw, &vectors) != nil || len(vectors.Queries) == 0 {
+		t.Fatalf("testdata/scroll_queries.json: %v", err)
+	}
+	for _, v := range vectors.Queries {
+		if got := opensScroll(v.Query); got != v.Opens {
+			t.Errorf("%q: opens a scroll %v, want %v", v.Query, got, v.Opens)
+		}
+	}
+}
+
+func TestReadsSentAgainAreReportedOnceAndPutBackWhenTheReportIsLost(t *testing.T) {
+	a := NewActivity()
+	a.SentAgain("c1", "t1")
+	a.SentAgain("c1", "t1")
+	taken := a.Take()
+	if len(taken) != 1 || taken[0].SentAgain != 2 {
+		t.Fatalf("took %+v, want one tally with 2 sent again", taken)
+	}
+	if again := a.Take(); len(again) != 0 {
+		t.Fatalf("counted twice: %+v", again)
+	}
+	a.PutBack(taken)
+	if back := a.Take(); len(back) != 1 || back[0].SentAgain != 2 {
+		t.Fatalf("a lost report's counts were not put back: %+v", back)
+	}
+}
