@@ -83,7 +83,8 @@ class Traffic:
 
 def test_a_ready_cluster_is_upgraded_under_a_writer_and_a_reader_losing_nothing(api):
     tenant, key = tenant_with_key(api)
-    with ready_cluster(api, tenant_org_id=tenant, service_name="upgrade", hibernate_after_s=0) as cluster:
+    with ready_cluster(api, tenant_org_id=tenant, service_name="upgrade", version=ENGINE_VERSION,
+                       hibernate_after_s=0) as cluster:
         cluster_id, base = cluster["id"], cluster["endpoint"]
         assert cluster["version"] == ENGINE_VERSION
         assert api.post(f"/clusters/{cluster_id}/vector-indices",
@@ -126,7 +127,8 @@ def test_a_ready_cluster_is_upgraded_under_a_writer_and_a_reader_losing_nothing(
 def test_a_three_node_cluster_is_upgraded_node_by_node_while_it_serves(api):
     tenant, key = tenant_with_key(api)
     headers = {"Authorization": f"ApiKey {key}"}
-    with ready_cluster(api, tenant_org_id=tenant, service_name="rolling", replicas=3, hibernate_after_s=0) as cluster:
+    with ready_cluster(api, tenant_org_id=tenant, service_name="rolling", replicas=3,
+                       version=ENGINE_VERSION, hibernate_after_s=0) as cluster:
         cluster_id, base = cluster["id"], cluster["endpoint"]
         assert api.patch(f"/clusters/{cluster_id}", json={"autoscaling": False}).status_code == 202
         made = httpx.put(f"{base}/log", headers=headers,
@@ -158,7 +160,8 @@ def test_a_three_node_cluster_is_upgraded_node_by_node_while_it_serves(api):
 def test_a_hibernated_cluster_wakes_on_the_new_version_with_its_documents(api):
     tenant, key = tenant_with_key(api)
     headers = {"Authorization": f"ApiKey {key}"}
-    with ready_cluster(api, tenant_org_id=tenant, service_name="asleep", hibernate_after_s=0) as cluster:
+    with ready_cluster(api, tenant_org_id=tenant, service_name="asleep", version=ENGINE_VERSION,
+                       hibernate_after_s=0) as cluster:
         cluster_id, base = cluster["id"], cluster["endpoint"]
         for number in range(12):
             assert httpx.put(f"{base}/books/_doc/{number}", json={"n": number}, headers=headers).status_code == 201
@@ -175,7 +178,7 @@ def test_a_hibernated_cluster_wakes_on_the_new_version_with_its_documents(api):
 
 
 def test_a_version_the_platform_does_not_run_or_with_other_changes_is_refused(api):
-    with ready_cluster(api, service_name="refused") as cluster:
+    with ready_cluster(api, service_name="refused", version=ENGINE_VERSION) as cluster:
         for body, said in (({"version": "3.9.0"}, "not available on this platform"),
                            ({"version": "2.18.0"}, "not available on this platform"),
                            ({"version": OPENSEARCH3_VERSION, "replicas": 2}, "version is changed alone"),
@@ -191,7 +194,7 @@ def test_the_operator_upgrades_a_tenants_fleet_at_most_one_at_a_time(api):
     headers = {"Authorization": f"ApiKey {key}"}
     with contextlib.ExitStack() as stack:
         clusters = [stack.enter_context(ready_cluster(api, tenant_org_id=tenant, service_name=f"fleet{n}",
-                                                      hibernate_after_s=0)) for n in range(3)]
+                                                      version=ENGINE_VERSION, hibernate_after_s=0)) for n in range(3)]
         for number, cluster in enumerate(clusters):
             for doc in range(number + 2):
                 put = httpx.put(f"{cluster['endpoint']}/books/_doc/{doc}?refresh=true", json={"n": doc},
