@@ -17,6 +17,7 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import tempfile
 import time
@@ -60,6 +61,7 @@ async def _one(engine: str, version: str, base: LocalDriverSection) -> tuple[flo
         return elapsed, _rss_mib(node.pid)
     finally:
         await driver.remove(record.id)
+        shutil.rmtree(settings.state_dir, ignore_errors=True)
 
 
 def _summary(name: str, values: list[float], unit: str) -> str:
