@@ -34,12 +34,18 @@ def wait_until(check, timeout_s: float, interval_s: float = 0.25, what: str = "c
 
 
 def wait_for_status(api: httpx.Client, cluster_id: str, status: str, timeout_s: float = 90) -> dict:
+    seen: dict = {}
+
     def check():
         answer = api.get(f"/clusters/{cluster_id}")
         body = answer.json() if answer.status_code == 200 else {"status": f"HTTP {answer.status_code}"}
+        seen.update(status=body.get("status"), reason=body.get("status_reason"))
         return body if body.get("status") == status else None
 
-    return wait_until(check, timeout_s, what=f"cluster {cluster_id} {status}")
+    try:
+        return wait_until(check, timeout_s, what=f"cluster {cluster_id} {status}")
+    except AssertionError as exc:  # what it was instead says why
+        raise AssertionError(f"{exc}; it was {seen.get('status')}: {seen.get('reason')}") from None
 
 
 def endpoint_client(endpoint: str, key: str, **options) -> OpenSearch:

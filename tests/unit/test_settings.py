@@ -121,6 +121,7 @@ def test_the_readme_table_names_exactly_the_sections_variables():
 def test_gateway_workers_default_to_the_cores_given_less_the_deciders(tmp_path, monkeypatch):
     """ESS_GATEWAY_WORKERS: a container's CPU quota counts, not the host's cores; one core is the
     Python gateway's; never fewer than one pump; an explicit count wins."""
+    monkeypatch.delenv("ESS_GATEWAY_WORKERS", raising=False)  # the shared test platform's, when run after it
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     cpu_max = tmp_path / "cpu.max"
     for text, cores in (("max 100000", 8), ("150000 100000", 2), ("100000 100000", 1), ("50000 100000", 1),
