@@ -248,3 +248,24 @@ def test_looks_at_many_clusters_share_one_process_scan_and_the_drivers_own_start
                        1, driver.size_for(spec))
     asyncio.run(driver.observe("c000000000002"))  # its own start: looked at afresh
     assert len(scans) == 3
+
+
+def test_a_running_nodes_version_is_its_engine_homes_as_found_on_the_machine(tmp_path, monkeypatch):
+    """The version a node runs is read from its command line's classpath, through the /proc scan
+    (which once dropped it: every 3.5.0 node then looked like a 2.19.1 one and was restarted again)."""
+    from libs.common.settings import LocalDriverSection
+    from services.manager.drivers import local, local_processes
+
+    settings = LocalDriverSection(state_dir=tmp_path / "state", engine_home=tmp_path / "os2",
+                                  engine3_home=tmp_path / "os3", warm_engines=0)
+    base = str(settings.clusters_dir / "c1" / "nodes")
+    two = [*cmdline(base, 1)]
+    two[two.index("-cp") + 1] = f"{settings.engine_home}/launcher.jar:{settings.engine_home}/lib/*"
+    three = [*cmdline(base, 2)]
+    three[0] = "/usr/lib/jvm/jdk-25/bin/java"
+    three[three.index("-cp") + 1] = f"{settings.engine3_home}/launcher.jar:{settings.engine3_home}/lib/*"
+    monkeypatch.setattr(local_processes, "_live_processes", lambda: iter([(101, two), (102, three)]))
+    driver = local.LocalDriver(settings)
+    running = driver._running("c1")
+    assert {n: (running[n].pid, driver._version_of(running[n])) for n in running} == {1: (101, "2.19.1"),
+                                                                                       2: (102, "3.5.0")}

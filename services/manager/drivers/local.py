@@ -68,6 +68,7 @@ class LocalDriver:
         self._children: dict[int, subprocess.Popen] = {}  # reaped so a dead node is not a zombie
         self._excluded: dict[str, list[str]] = {}  # cluster -> node names excluded by this process
         self._green_wait: dict[str, float] = {}  # cluster -> since when a restart waits for green health
+        self._restarted: dict[tuple[str, int], tuple] = {}  # (cluster, node) -> what it was last restarted for
         self._scan: tuple[float, list[NodeProcess]] | None = None  # (when, what): the last /proc scan
         self._turns = StartTurns(settings.local_concurrent_starts, lambda port: listening(settings.local_host, port),
                                  alive)
@@ -305,6 +306,8 @@ class LocalDriver:
                         != (new.heap_mb, new.processors, cluster.spec.version)), key=lambda n: (n == 1, -n))
         if wrong:
             await self._restart_one(cluster, running, wrong[0], health.status, new)
+        for key in [k for k in self._restarted if k[0] == cluster.id]:  # all in place: nothing to remember
+            del self._restarted[key]
 
     async def _restart_one(self, cluster: ClusterRecord, running: dict[int, NodeProcess], node: int, health: str,
                            new: EngineSize) -> None:
@@ -323,6 +326,10 @@ class LocalDriver:
                     "as it is; the engine's allocation explain says which copy; any change of the spec tries again")
             raise ResizeInProgress(f"waiting for green health before restarting {node_name(node)} on {what}")
         self._green_wait.pop(cluster.id, None)
+        target = (new.heap_mb, new.processors, cluster.spec.version)
+        if self._restarted.get((cluster.id, node)) == target:  # restarted for it once, and still not so
+            raise ResizeAbandoned(f"{node_name(node)} was restarted on {what} and does not run it; "
+                                  "its engine.log says why; any change of the spec tries again")
         home = self.endpoint(running[node].http_base)
         if node == 1 and len(running) > 1:
             if cluster.endpoint == home:
@@ -332,6 +339,7 @@ class LocalDriver:
             await asyncio.sleep(ENDPOINT_MOVE_GRACE_S)  # gateways see the move; in-flight calls to Node 1 finish
         await self._stop_nodes([running[node]])
         self._start_node(cluster, node, new)
+        self._restarted[(cluster.id, node)] = target
         raise ResizeInProgress(f"restarting {node_name(node)} on {what}")
 
     async def _drain_one(self, cluster: ClusterRecord, admin, running: dict[int, NodeProcess],

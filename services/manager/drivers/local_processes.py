@@ -11,7 +11,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from services.manager.drivers import local_elasticsearch as es
@@ -123,8 +123,7 @@ def find_engines(clusters_dir: Path) -> list[NodeProcess]:
     for pid, args in _live_processes():
         node = parse_engine_cmdline(args, clusters_dir)
         if node:
-            found.append(NodeProcess(pid, node.cluster_id, node.node, node.heap_mb, node.processors,
-                                     node.http_base, node.engine))
+            found.append(replace(node, pid=pid))
     return found
 
 
