@@ -61,7 +61,9 @@ def private_platform(managers: int = 1, env: dict[str, str] | None = None, repli
     settings = {
         "ESS_NATS_URL": f"nats://127.0.0.1:{free_port()}",
         "ESS_STATE_DIR": str(state),
-        "ESS_LOCAL_PORT_BASE": "39200",
+        # below the ephemeral ports (32768 on), where a busy machine's client sockets took a slot's
+        # ports and a test's cluster found "no free port slot"; below `make up`'s 19200 too
+        "ESS_LOCAL_PORT_BASE": "17200",
         "ESS_LOG_LEVEL": "WARNING",
         "ESS_OPERATOR_KEY": OPERATOR_KEY,
         "ESS_RATE_LIMIT_BURST": "1000",  # the benchmarks measure speed, not the limiter

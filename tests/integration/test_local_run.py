@@ -29,7 +29,7 @@ def test_up_runs_everything_and_down_stops_everything(tmp_path, engine_installed
         "ESS_REPORTING_PORT": str(free_port()),
         "ESS_GATEWAY_PORT": str(free_port()),
         "ESS_GATEWAY_METRICS_PORT": str(free_port()),
-        "ESS_LOCAL_PORT_BASE": "33200",
+        "ESS_LOCAL_PORT_BASE": "13200",  # below the ephemeral ports and every other platform's slots
     }
     output = tmp_path / "up.log"  # a file, not a pipe: nobody has to keep reading it
     with open(output, "wb") as sink:
