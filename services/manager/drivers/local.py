@@ -328,6 +328,7 @@ class LocalDriver:
         self._green_wait.pop(cluster.id, None)
         target = (new.heap_mb, new.processors, cluster.spec.version)
         if self._restarted.get((cluster.id, node)) == target:  # restarted for it once, and still not so
+            del self._restarted[(cluster.id, node)]  # a later attempt restarts it once more
             raise ResizeAbandoned(f"{node_name(node)} was restarted on {what} and does not run it; "
                                   "its engine.log says why; any change of the spec tries again")
         home = self.endpoint(running[node].http_base)
