@@ -106,7 +106,8 @@ def check_upgrade(engine: str, current: str, wanted: str, offer: EnginesOnOffer)
     old, new = _numbers(current), _numbers(wanted)
     if new < old:
         raise Invalid("version", f"{engine} {current} cannot go down to {wanted}: an engine's data is never "
-                      "read by an older version", f"stay on {current}, or restore a snapshot into a new cluster")
+                      "read by an older version",
+                      f"stay on {current}; a snapshot taken before the upgrade restores into a new cluster of {wanted}")
     if new[0] > old[0]:
         since = MAJOR_UPGRADE_FROM.get(engine, {}).get(new[0])
         if new[0] - old[0] > 1 or since is None or old[:2] < since:
@@ -114,7 +115,7 @@ def check_upgrade(engine: str, current: str, wanted: str, offer: EnginesOnOffer)
                     if since and new[0] - old[0] == 1 else f"no upgrade path from {old[0]}.x to {new[0]}.x")
             raise Invalid("version", f"{engine} {current} cannot be upgraded to {wanted} in one step: {path}",
                           f"upgrade to {since[0]}.{since[1]} first" if since and new[0] - old[0] == 1
-                          else "snapshot it and restore into a new cluster of that version")
+                          else f"create a cluster of {wanted} and index the data into it again")
 
 
 def start_upgrade(record: ClusterRecord, version: str, request_id: str | None) -> ClusterRecord | None:
