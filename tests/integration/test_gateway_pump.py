@@ -158,13 +158,15 @@ def pumps(state_dir) -> list[int]:
     return [int(pid) for decides, pid in said if decides == said[-1][0]]
 
 
-def connections_to(pid: int, port: int) -> int:
-    """Established TCP connections on local `port` held by process `pid` (from /proc, as `ss -tnp` reads them)."""
+def connections_to(pid: int, port: int, peers: set[int]) -> int:
+    """Established TCP connections on local `port` from one of the `peers` ports, held by process
+    `pid` (from /proc, as `ss -tnp` reads them); anyone else's connection to the port is not counted."""
     inodes = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
     count = 0
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01" and f"socket:[{fields[9]}]" in inodes:
+        local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+        if local == port and remote in peers and fields[3] == "01" and f"socket:[{fields[9]}]" in inodes:
             count += 1
     return count
 
@@ -185,9 +187,9 @@ def test_the_gateways_pumps_share_the_tenants_port_and_every_call_is_metered_onc
                 client.request("GET", path, headers=as_key(key))
                 answer = client.getresponse()
                 assert answer.status == 200 and json.loads(answer.read())["_source"] == {"title": "one"}
-        # 2 x (1/2)^24 that one pump got none by chance
-        assert all(connections_to(pid, port) > 0 for pid in workers), [connections_to(p, port) for p in workers]
-        assert sum(connections_to(pid, port) for pid in workers) == 24
+        peers = {client.sock.getsockname()[1] for client in clients}
+        held = [connections_to(pid, port, peers) for pid in workers]
+        assert all(held) and sum(held) == 24, held  # 2 x (1/2)^24 that one pump got none by chance
     finally:
         for client in clients:
             client.close()
