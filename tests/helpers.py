@@ -4,6 +4,8 @@ for a status, a cluster's status events."""
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
 from pathlib import Path
 
@@ -69,3 +71,25 @@ async def status_events(settings, cluster: dict) -> list[ClusterStatusChanged]:
             events.append(ClusterStatusChanged.model_validate_json(message.data))
     finally:
         await connection.close()
+
+
+def vector_items(api: httpx.Client, cluster_id: str, count: int, seed: int, dimensions: int = 8):
+    """A vector index `items` (l2) holding `count` random vectors through the platform's API:
+    (the vectors by id, a query vector, the ids of its true 5 nearest by brute force)."""
+    rng = random.Random(seed)
+    made = api.post(f"/clusters/{cluster_id}/vector-indices",
+                    json={"name": "items", "dimensions": dimensions, "similarity": "l2"})
+    assert made.status_code == 201, made.text
+    vectors = {f"doc-{i}": [rng.uniform(-1, 1) for _ in range(dimensions)] for i in range(count)}
+    stored = api.post(f"/clusters/{cluster_id}/vector-indices/items/documents",
+                      json={"documents": [{"id": i, "vector": v} for i, v in vectors.items()]})
+    assert stored.json() == {"indexed": count, "errors": []}, stored.text
+    query = [rng.uniform(-1, 1) for _ in range(dimensions)]
+    return vectors, query, sorted(vectors, key=lambda i: math.dist(vectors[i], query))[:5]
+
+
+def nearest_items(api: httpx.Client, cluster_id: str, query: list[float]) -> list[str]:
+    """The ids the platform's vector search finds nearest to `query` in `items`, best first."""
+    answer = api.post(f"/clusters/{cluster_id}/vector-indices/items/search", json={"vector": query, "k": 5})
+    assert answer.status_code == 200, answer.text
+    return [hit["id"] for hit in answer.json()["hits"]]

@@ -6,8 +6,6 @@ version; a downgrade or a version the platform does not run is refused naming th
 from __future__ import annotations
 
 import contextlib
-import math
-import random
 import threading
 import time
 
@@ -15,15 +13,8 @@ import httpx
 
 from libs.common.settings import ENGINE_VERSION, OPENSEARCH3_VERSION
 from tests.conftest import ready_cluster, tenant_with_key
-from tests.helpers import wait_for_status, wait_until
+from tests.helpers import nearest_items, vector_items, wait_for_status, wait_until
 
-DIMENSIONS = 8
-
-
-def _nearest(api, cluster_id: str, query: list[float]) -> list[str]:
-    answer = api.post(f"/clusters/{cluster_id}/vector-indices/items/search", json={"vector": query, "k": 5})
-    assert answer.status_code == 200, answer.text
-    return [hit["id"] for hit in answer.json()["hits"]]
 
 
 class Traffic:
@@ -87,16 +78,9 @@ def test_a_ready_cluster_is_upgraded_under_a_writer_and_a_reader_losing_nothing(
                        hibernate_after_s=0) as cluster:
         cluster_id, base = cluster["id"], cluster["endpoint"]
         assert cluster["version"] == ENGINE_VERSION
-        assert api.post(f"/clusters/{cluster_id}/vector-indices",
-                        json={"name": "items", "dimensions": DIMENSIONS, "similarity": "l2"}).status_code == 201
-        rng = random.Random(24)
-        vectors = {f"doc-{i}": [rng.uniform(-1, 1) for _ in range(DIMENSIONS)] for i in range(80)}
-        stored = api.post(f"/clusters/{cluster_id}/vector-indices/items/documents",
-                          json={"documents": [{"id": i, "vector": v} for i, v in vectors.items()]})
-        assert stored.json() == {"indexed": 80, "errors": []}, stored.text
-        query = [rng.uniform(-1, 1) for _ in range(DIMENSIONS)]
-        before = _nearest(api, cluster_id, query)
-        assert before == sorted(vectors, key=lambda i: math.dist(vectors[i], query))[:5]
+        _, query, nearest = vector_items(api, cluster_id, 80, seed=24)
+        before = nearest_items(api, cluster_id, query)
+        assert before == nearest
 
         made = httpx.put(f"{base}/log", headers={"Authorization": f"ApiKey {key}"})  # the reader counts it
         assert made.status_code == 200, made.text
@@ -118,7 +102,7 @@ def test_a_ready_cluster_is_upgraded_under_a_writer_and_a_reader_losing_nothing(
         found = httpx.post(f"{base}/log/_search", headers=headers,
                            json={"size": 10000, "_source": False, "query": {"match_all": {}}}).json()
         assert {hit["_id"] for hit in found["hits"]["hits"]} >= set(traffic.acked)
-        assert _nearest(api, cluster_id, query) == before
+        assert nearest_items(api, cluster_id, query) == before
 
         down = api.patch(f"/clusters/{cluster_id}", json={"version": ENGINE_VERSION})
         assert down.status_code == 422 and "cannot go down" in down.text and "version" in down.text, down.text

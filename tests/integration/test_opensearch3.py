@@ -5,16 +5,13 @@ does not run is refused with the versions it does, and nothing is left behind.""
 
 from __future__ import annotations
 
-import math
-import random
 
 import httpx
 
 from libs.common.settings import ENGINE_VERSION, OPENSEARCH3_VERSION
 from tests.conftest import ready_cluster, seed_request, tenant_with_key
-from tests.helpers import wait_for_status
+from tests.helpers import nearest_items, vector_items, wait_for_status
 
-DIMENSIONS = 8
 
 
 def test_a_tenant_gets_opensearch_3_with_its_vectors_through_hibernation(api):
@@ -26,29 +23,15 @@ def test_a_tenant_gets_opensearch_3_with_its_vectors_through_hibernation(api):
         assert cluster["version"] == OPENSEARCH3_VERSION
         assert httpx.get(f"{base}/", headers=tenant_key).json()["version"]["number"] == OPENSEARCH3_VERSION
 
-        assert api.post(f"/clusters/{cluster['id']}/vector-indices",
-                        json={"name": "items", "dimensions": DIMENSIONS, "similarity": "l2"}).status_code == 201
-        rng = random.Random(3)
-        vectors = {f"doc-{i}": [rng.uniform(-1, 1) for _ in range(DIMENSIONS)] for i in range(120)}
-        stored = api.post(f"/clusters/{cluster['id']}/vector-indices/items/documents",
-                          json={"documents": [{"id": i, "vector": v} for i, v in vectors.items()]})
-        assert stored.json() == {"indexed": 120, "errors": []}, stored.text
-        query = [rng.uniform(-1, 1) for _ in range(DIMENSIONS)]
-        nearest = sorted(vectors, key=lambda i: math.dist(vectors[i], query))[:5]
-
-        def found() -> list[str]:
-            answer = api.post(f"/clusters/{cluster['id']}/vector-indices/items/search", json={"vector": query, "k": 5})
-            assert answer.status_code == 200, answer.text
-            return [hit["id"] for hit in answer.json()["hits"]]
-
-        assert found() == nearest
+        _, query, nearest = vector_items(api, cluster["id"], 120, seed=3)
+        assert nearest_items(api, cluster["id"], query) == nearest
 
         assert api.post(f"/clusters/{cluster['id']}/hibernate").status_code == 202
         wait_for_status(api, cluster["id"], "hibernated", 120)
         woken = httpx.get(f"{base}/items/_count", headers=tenant_key, timeout=120)  # wakes it
         assert woken.status_code == 200 and woken.json()["count"] == 120
         assert httpx.get(f"{base}/", headers=tenant_key).json()["version"]["number"] == OPENSEARCH3_VERSION
-        assert found() == nearest
+        assert nearest_items(api, cluster["id"], query) == nearest
 
 
 def test_a_version_the_platform_does_not_run_is_refused_naming_those_it_does(api):
