@@ -31,7 +31,7 @@ SCHEDULE_LEASE = "control-plane-backup"  # the key, among the provisioner's leas
 # everything a cluster refers to (tenant, quota claim, name) when it first sees the cluster again.
 # Leases, idempotency answers and the controller's plans are left out: each is made again.
 BUCKETS = (subjects.KV_TENANTS, subjects.KV_API_KEYS, subjects.KV_QUOTA_CLAIMS, subjects.KV_CLUSTER_NAMES,
-           subjects.KV_USAGE_METERS, subjects.KV_CLUSTERS)
+           subjects.KV_USAGE_METERS, subjects.KV_FLEET_UPGRADES, subjects.KV_CLUSTERS)
 # the long-lived streams: every message with its subject and headers (its Nats-Msg-Id, so a
 # second restore of the same record within the duplicate window is dropped by JetStream)
 STREAMS = {subjects.USAGE_STREAM: subjects.USAGE_SUBJECTS[0], subjects.AUDIT_STREAM: subjects.AUDIT_ALL}

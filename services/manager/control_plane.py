@@ -214,6 +214,8 @@ class ControlPlaneBackups:
             await marks.put(RESTORE_MARK, plan.restore_mark(backup_id, done=False))
             records: list[ClusterRecord] = []
             for name in plan.BUCKETS:
+                if plan.kv_file(name) not in read:  # a backup taken before the platform had this bucket
+                    continue
                 kv = await self._bucket(name)
                 for key, value in plan.decode_entries(read[plan.kv_file(name)]):
                     await kv.put(key, value)
