@@ -24,13 +24,16 @@ import time
 from pathlib import Path
 
 from libs.common.models import ClusterRecord, ClusterSpec
-from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, OPENSEARCH3_VERSION, LocalDriverSection
-from devrun.engine_setup import install_elasticsearch, install_engine, install_opensearch3
+from libs.common.settings import (
+    ELASTICSEARCH819_VERSION, ELASTICSEARCH_VERSION, ENGINE_VERSION, OPENSEARCH3_VERSION, LocalDriverSection,
+)
+from devrun.engine_setup import install_elasticsearch, install_elasticsearch819, install_engine, install_opensearch3
 from services.manager.drivers.local import LocalDriver
 from services.manager.drivers.local_launch import opensearch3_java
 from services.manager.planning import EngineSize
 
-VERSIONS = [("opensearch", ENGINE_VERSION), ("opensearch", OPENSEARCH3_VERSION), ("elasticsearch", ELASTICSEARCH_VERSION)]
+VERSIONS = [("opensearch", ENGINE_VERSION), ("opensearch", OPENSEARCH3_VERSION), ("elasticsearch", ELASTICSEARCH_VERSION),
+            ("elasticsearch", ELASTICSEARCH819_VERSION)]
 SIZE = EngineSize(nodes=1, heap_mb=512, processors=1)
 
 
@@ -73,6 +76,7 @@ def run(rounds: int) -> list[str]:
     settings = LocalDriverSection()
     install_engine(settings.engine_home, settings.java_bin)
     install_elasticsearch(settings.elasticsearch_home, settings.java_bin)
+    install_elasticsearch819(settings.elasticsearch819_home, settings.java_bin)
     java21 = opensearch3_java(settings)
     if java21 is None:
         raise SystemExit(f"OpenSearch {OPENSEARCH3_VERSION} needs Java 21 or later (ESS_JAVA21_BIN)")

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from libs.common.settings import (
+    ELASTICSEARCH819_VERSION,
     ENGINE_VERSION,
     OPENSEARCH3_VERSION,
     AccessSection,
@@ -30,7 +31,9 @@ from libs.common.settings import (
     ReportingSection,
     ShardControllerSection,
 )
-from devrun.engine_setup import SetupError, install_elasticsearch, install_engine, install_opensearch3
+from devrun.engine_setup import (
+    SetupError, install_elasticsearch, install_elasticsearch819, install_engine, install_opensearch3,
+)
 from devrun.nats_server import NatsServer
 from devrun.pump_build import build_pump
 from devrun.supervisor import Supervisor
@@ -68,7 +71,9 @@ def _listening(host: str, port: int) -> bool:
 
 def setup(settings: DevrunSettings) -> int:
     for name, install, home in (("OpenSearch", install_engine, settings.engine_home),
-                                ("Elasticsearch", install_elasticsearch, settings.elasticsearch_home)):
+                                ("Elasticsearch", install_elasticsearch, settings.elasticsearch_home),
+                                (f"Elasticsearch {ELASTICSEARCH819_VERSION}", install_elasticsearch819,
+                                 settings.elasticsearch819_home)):
         try:
             installed = install(home, settings.java_bin)
         except SetupError as exc:

@@ -24,7 +24,7 @@ import httpx
 
 from libs.common.settings import OPENSEARCH3_VERSION, LocalDriverSection
 from services.manager.drivers import local_elasticsearch as es
-from services.manager.drivers.local_launch import EngineLaunch, engine_launch, write_node_config
+from services.manager.drivers.local_launch import EngineLaunch, engine_home, engine_launch, write_node_config
 from services.manager.drivers.local_jvm import AOT_CACHE, CLASS_ARCHIVE, jvm_options, node_arguments
 from services.manager.drivers.local_processes import PORTS_PER_SLOT, slot_free
 from services.manager.planning import EngineSize
@@ -48,8 +48,7 @@ def _free_base(host: str) -> int:
 def ensure_class_archive(settings: LocalDriverSection, engine: str, version: str | None = None) -> bool:
     """Make the engine version's archive unless a current one is there; True when it made one."""
     aot = engine == "opensearch" and version == OPENSEARCH3_VERSION
-    home = settings.elasticsearch_home if engine == "elasticsearch" else settings.engine3_home if aot \
-        else settings.engine_home
+    home = engine_home(settings, engine, version)
     name = AOT_CACHE if aot else CLASS_ARCHIVE
     launch = engine_launch(settings.model_copy(update={"local_class_archive": False}), engine, version)
     archive, stamp_file = home / name, home / f"{name}.stamp"

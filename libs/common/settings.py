@@ -30,6 +30,8 @@ ENGINE_VERSION = "2.19.1"  # must match deploy/engine/pom.xml (a test checks it)
 # the local driver's second OpenSearch: on Java 21+, with the JDK's AOT cache (deploy/engine/opensearch-3/pom.xml)
 OPENSEARCH3_VERSION = "3.5.0"
 ELASTICSEARCH_VERSION = "8.15.3"  # the kubernetes driver's image; deploy/engine/elasticsearch/pom.xml locally
+# the local driver's second Elasticsearch, the last 8.x line (deploy/engine/elasticsearch-8.19/pom.xml)
+ELASTICSEARCH819_VERSION = "8.19.21"
 
 
 class Section(BaseSettings):
@@ -248,12 +250,15 @@ class LocalDriverSection(Section):
     state_dir: Path = Path(".state")
     engine_home: Path = Path.home() / ".cache" / "es-serverless" / f"engine-{ENGINE_VERSION}"
     elasticsearch_home: Path = Path.home() / ".cache" / "es-serverless" / f"engine-elasticsearch-{ELASTICSEARCH_VERSION}"
+    elasticsearch819_home: Path = (Path.home() / ".cache" / "es-serverless"
+                                   / f"engine-elasticsearch-{ELASTICSEARCH819_VERSION}")
     java_bin: str = "java"
     engine3_home: Path = Path.home() / ".cache" / "es-serverless" / f"engine-{OPENSEARCH3_VERSION}"
     # OpenSearch 3 needs Java 21 or later; None: the newest JDK under /usr/lib/jvm, if it is one
     java21_bin: str | None = None
     local_class_archive: bool = True  # false: engines start without the class archive or AOT cache (benches)
-    # a node restart (new size or version) waits for green health this long, then is given up with a reason
+    # a node step (a restart's wait for its shards' copies, a drain, a surge's hand-over) without progress
+    # this long is given up with a reason; the cluster serves on the nodes it has
     local_restart_stall_s: float = Field(default=300.0, gt=0)
     local_host: str = "127.0.0.1"
     local_port_base: int = 19200

@@ -19,6 +19,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StrictInt
 
 from libs.common.models import ClusterRecord, ClusterStatus, EngineKind, utcnow
+from services.manager.planning import RESIZE_GIVEN_UP
 
 VERSION = r"^\d+\.\d+\.\d+$"
 UPGRADE_ID = r"^up-[0-9a-f]{12}$"
@@ -59,7 +60,7 @@ class Progress(StrEnum):
     UPGRADING = "upgrading"  # stopped or starting on the new version
     DONE = "done"  # ready on the new version
     ASLEEP = "asleep"  # hibernated, on the new version: it wakes on it
-    FAILED = "failed"  # on the new version and failed to start: its reason says why
+    FAILED = "failed"  # on the new version and failed to start, or its upgrade given up: its reason says why
     BUSY = "busy"  # on the old version but scaling, waking or failed: it waits for ready or hibernated
 
 
@@ -82,7 +83,7 @@ def _progress(upgrade: FleetUpgrade, record: ClusterRecord) -> Progress:
         return Progress.WAITING if record.status in (ClusterStatus.READY, ClusterStatus.HIBERNATED) else Progress.BUSY
     match record.status:
         case ClusterStatus.READY:
-            return Progress.DONE
+            return Progress.FAILED if record.status_reason.startswith(RESIZE_GIVEN_UP) else Progress.DONE
         case ClusterStatus.HIBERNATED:
             return Progress.ASLEEP
         case ClusterStatus.FAILED:

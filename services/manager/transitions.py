@@ -119,27 +119,21 @@ def check_upgrade(engine: str, current: str, wanted: str, offer: EnginesOnOffer)
 
 
 def start_upgrade(record: ClusterRecord, version: str, request_id: str | None) -> ClusterRecord | None:
-    """The record on its way to `version`. Asleep: it wakes on it. Ready with several nodes: the
-    driver restarts them one at a time on it while the cluster serves. Ready with one: it stops
-    (gateways hold its requests from the mark on, in-flight ones finish, the engine flushes) and
-    starts again on the new version, as a wake does. None: on that version already."""
+    """The record on its way to `version`. Asleep: it wakes on it. Ready: the driver moves it while
+    it serves, several nodes one at a time, a single node by surge (a node of the new version joins
+    and takes its shards, then it restarts on it and takes them back). None: on that version already."""
     if record.spec.version == version or record.delete_requested:
         return None
     was = record.spec.version
     if record.status == ClusterStatus.HIBERNATED:
         record.spec = record.spec.model_copy(update={"version": version})
         record.status_reason = f"hibernated; wakes on {record.spec.engine} {version} (was {was})"
-    elif record.status == ClusterStatus.READY and not record.hibernate_requested and record.spec.replicas > 1:
-        record.spec = record.spec.model_copy(update={"version": version})
-        record.generation += 1
-        record.status = ClusterStatus.SCALING  # the driver restarts its nodes one at a time, the cluster serving
-        record.status_reason = f"upgrading {record.spec.engine} {was} to {version} node by node"
     elif record.status == ClusterStatus.READY and not record.hibernate_requested:
+        how = "node by node" if record.spec.replicas > 1 else "by surge (a second node for the while)"
         record.spec = record.spec.model_copy(update={"version": version})
         record.generation += 1
-        record.status = ClusterStatus.HIBERNATING  # gateways hold from here; the provisioner then starts it
-        record.status_reason = (f"upgrading {record.spec.engine} {was} to {version}: stopping, then starting on "
-                                f"{version}; requests are held meanwhile")
+        record.status = ClusterStatus.SCALING
+        record.status_reason = f"upgrading {record.spec.engine} {was} to {version} {how}"
     else:
         raise NotNow(f"cluster {record.id} is {record.status}; upgrade it once it is ready or hibernated")
     record.request_id = request_id

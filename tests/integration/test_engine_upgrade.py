@@ -1,7 +1,9 @@
 """An engine upgrade asked by `PATCH /clusters/{id}` with `version` (issue 24): a ready OpenSearch
-2.19.1 cluster with a writer and a reader on its endpoint goes to 3.5.0 with no failed request and
-every acknowledged write found, and its kNN answer unchanged; a hibernated one wakes on the new
-version; a downgrade or a version the platform does not run is refused naming the field."""
+2.19.1 cluster with a writer and a reader on its endpoint goes to 3.5.0 (one node by surge, three
+node by node) with no failed request and every acknowledged write found, and its kNN answer
+unchanged; an upgrade whose shards cannot move is given up with a reason, the cluster serving; a
+hibernated one wakes on the new version; a downgrade or a version the platform does not run is
+refused naming the field."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import threading
 import time
 
 import httpx
+import pytest
 
-from libs.common.settings import ENGINE_VERSION, OPENSEARCH3_VERSION
+from libs.common.settings import ELASTICSEARCH819_VERSION, ELASTICSEARCH_VERSION, ENGINE_VERSION, OPENSEARCH3_VERSION
 from tests.conftest import ready_cluster, tenant_with_key
 from tests.helpers import nearest_items, vector_items, wait_for_status, wait_until
 
@@ -72,12 +75,30 @@ class Traffic:
                 time.sleep(0.02)
 
 
-def test_a_ready_cluster_is_upgraded_under_a_writer_and_a_reader_losing_nothing(api):
+def reasons_until_ready(api: httpx.Client, cluster_id: str, timeout_s: float) -> list[str]:
+    """Each status reason the cluster showed, in order, until it is ready again."""
+    reasons: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while (view := api.get(f"/clusters/{cluster_id}").json())["status"] != "ready":
+        if not reasons or reasons[-1] != view["status_reason"]:
+            reasons.append(view["status_reason"])
+        assert time.monotonic() < deadline, f"not ready within {timeout_s} s: {reasons[-3:]}"
+        time.sleep(0.2)
+    return reasons
+
+
+# each engine from its default to the second version this platform runs of it
+PATHS = [("opensearch", ENGINE_VERSION, OPENSEARCH3_VERSION), ("elasticsearch", ELASTICSEARCH_VERSION,
+                                                              ELASTICSEARCH819_VERSION)]
+
+
+@pytest.mark.parametrize("engine,old,new", PATHS)
+def test_a_one_node_cluster_is_upgraded_by_surge_under_a_writer_and_a_reader_losing_nothing(api, engine, old, new):
     tenant, key = tenant_with_key(api)
-    with ready_cluster(api, tenant_org_id=tenant, service_name="upgrade", version=ENGINE_VERSION,
+    with ready_cluster(api, tenant_org_id=tenant, service_name=f"upgrade-{engine[:2]}", engine=engine, version=old,
                        hibernate_after_s=0) as cluster:
         cluster_id, base = cluster["id"], cluster["endpoint"]
-        assert cluster["version"] == ENGINE_VERSION
+        assert cluster["version"] == old
         _, query, nearest = vector_items(api, cluster_id, 80, seed=24)
         before = nearest_items(api, cluster_id, query)
         assert before == nearest
@@ -86,17 +107,24 @@ def test_a_ready_cluster_is_upgraded_under_a_writer_and_a_reader_losing_nothing(
         assert made.status_code == 200, made.text
         with Traffic(base, key) as traffic:
             wait_until(lambda: len(traffic.acked) >= 20 and traffic.reads >= 20, 60, what="traffic flowing")
-            answer = api.patch(f"/clusters/{cluster_id}", json={"version": OPENSEARCH3_VERSION})
+            answer = api.patch(f"/clusters/{cluster_id}", json={"version": new})
             assert answer.status_code == 202, answer.text
-            assert (answer.json()["version"], answer.json()["status"]) == (OPENSEARCH3_VERSION, "hibernating")
-            wait_until(lambda: httpx.get(f"{base}/", headers=traffic.headers, timeout=120).json()["version"]["number"]
-                       == OPENSEARCH3_VERSION, 180, what="the endpoint answering as 3.5.0")
+            assert (answer.json()["version"], answer.json()["status"]) == (new, "scaling")
+            assert "by surge" in answer.json()["status_reason"]
+            reasons = reasons_until_ready(api, cluster_id, 600)
+            print("surge:", " | ".join(reasons))
+            for step in ("moving the endpoint to Node 2", "draining Node 2"):  # each shown a second or more
+                assert any(step in reason for reason in reasons), (step, reasons)
             acked_before = len(traffic.acked)
             wait_until(lambda: len(traffic.acked) >= acked_before + 20, 60, what="writes after the upgrade")
-        assert traffic.failed == []
-        print(f"one-node upgrade: {len(traffic.acked)} writes, {traffic.reads} reads, 0 failed, the slowest call "
-              f"{traffic.slowest_s:.2f} s")
-        assert api.get(f"/clusters/{cluster_id}").json()["status"] == "ready"
+        assert traffic.failed == [], traffic.failed[:5]
+        print(f"one-node {engine} upgrade by surge: {len(traffic.acked)} writes, {traffic.reads} reads, 0 failed, "
+              f"the slowest call {traffic.slowest_s:.2f} s")
+        view = api.get(f"/clusters/{cluster_id}").json()
+        assert (view["status"], view["replicas"], view["nodes"]) == ("ready", 1, 1), view
+        nodes = httpx.get(f"{view['engine_endpoint']}/_cat/nodes?h=name,version&format=json").json()
+        assert nodes == [{"name": "Node 1", "version": new}], nodes
+        assert httpx.get(f"{base}/", headers=traffic.headers).json()["version"]["number"] == new
         headers = {"Authorization": f"ApiKey {key}"}
         assert httpx.post(f"{base}/log/_refresh", headers=headers).status_code == 200
         found = httpx.post(f"{base}/log/_search", headers=headers,
@@ -104,15 +132,16 @@ def test_a_ready_cluster_is_upgraded_under_a_writer_and_a_reader_losing_nothing(
         assert {hit["_id"] for hit in found["hits"]["hits"]} >= set(traffic.acked)
         assert nearest_items(api, cluster_id, query) == before
 
-        down = api.patch(f"/clusters/{cluster_id}", json={"version": ENGINE_VERSION})
+        down = api.patch(f"/clusters/{cluster_id}", json={"version": old})
         assert down.status_code == 422 and "cannot go down" in down.text and "version" in down.text, down.text
 
 
-def test_a_three_node_cluster_is_upgraded_node_by_node_while_it_serves(api):
+@pytest.mark.parametrize("engine,old,new", PATHS)
+def test_a_three_node_cluster_is_upgraded_node_by_node_while_it_serves(api, engine, old, new):
     tenant, key = tenant_with_key(api)
     headers = {"Authorization": f"ApiKey {key}"}
-    with ready_cluster(api, tenant_org_id=tenant, service_name="rolling", replicas=3,
-                       version=ENGINE_VERSION, hibernate_after_s=0) as cluster:
+    with ready_cluster(api, tenant_org_id=tenant, service_name=f"rolling-{engine[:2]}", replicas=3, engine=engine,
+                       version=old, hibernate_after_s=0) as cluster:
         cluster_id, base = cluster["id"], cluster["endpoint"]
         assert api.patch(f"/clusters/{cluster_id}", json={"autoscaling": False}).status_code == 202
         made = httpx.put(f"{base}/log", headers=headers,
@@ -122,23 +151,56 @@ def test_a_three_node_cluster_is_upgraded_node_by_node_while_it_serves(api):
                    what="the index green on 3 nodes")
         with Traffic(base, key) as traffic:
             wait_until(lambda: len(traffic.acked) >= 20 and traffic.reads >= 20, 60, what="traffic flowing")
-            answer = api.patch(f"/clusters/{cluster_id}", json={"version": OPENSEARCH3_VERSION})
+            answer = api.patch(f"/clusters/{cluster_id}", json={"version": new})
             assert answer.status_code == 202, answer.text
-            assert (answer.json()["status"], answer.json()["version"]) == ("scaling", OPENSEARCH3_VERSION)
+            assert (answer.json()["status"], answer.json()["version"]) == ("scaling", new)
             wait_for_status(api, cluster_id, "ready", 600)
             acked_before = len(traffic.acked)
             wait_until(lambda: len(traffic.acked) >= acked_before + 20, 60, what="writes after the upgrade")
-        engine = api.get(f"/clusters/{cluster_id}").json()["engine_endpoint"]
-        nodes = httpx.get(f"{engine}/_cat/nodes?h=name,version&format=json").json()
-        assert sorted(n["version"] for n in nodes) == [OPENSEARCH3_VERSION] * 3, nodes
+        engine_url = api.get(f"/clusters/{cluster_id}").json()["engine_endpoint"]
+        nodes = httpx.get(f"{engine_url}/_cat/nodes?h=name,version&format=json").json()
+        assert sorted(n["version"] for n in nodes) == [new] * 3, nodes
         assert traffic.failed == [], traffic.failed[:5]
-        assert httpx.get(f"{base}/", headers=headers).json()["version"]["number"] == OPENSEARCH3_VERSION
+        assert httpx.get(f"{base}/", headers=headers).json()["version"]["number"] == new
         assert httpx.post(f"{base}/log/_refresh", headers=headers).status_code == 200
         found = httpx.post(f"{base}/log/_search", headers=headers,
                            json={"size": 10000, "_source": False, "query": {"match_all": {}}}).json()
         assert {hit["_id"] for hit in found["hits"]["hits"]} >= set(traffic.acked)
-        print(f"rolling upgrade of 3 nodes: {len(traffic.acked)} writes, {traffic.reads} reads, 0 failed, "
+        print(f"rolling {engine} upgrade of 3 nodes: {len(traffic.acked)} writes, {traffic.reads} reads, 0 failed, "
               f"the slowest call {traffic.slowest_s:.2f} s")
+
+
+def test_an_upgrade_whose_shards_cannot_move_is_given_up_with_a_reason_and_the_cluster_serves(api):
+    tenant, key = tenant_with_key(api)
+    headers = {"Authorization": f"ApiKey {key}"}
+    with ready_cluster(api, tenant_org_id=tenant, service_name="stalled", version=ENGINE_VERSION,
+                       hibernate_after_s=0) as cluster:
+        cluster_id, base = cluster["id"], cluster["endpoint"]
+        for number in range(5):
+            assert httpx.put(f"{base}/pinned/_doc/{number}?refresh=true", json={"n": number},
+                             headers=headers).status_code == 201
+        # a shard that cannot be allocated anywhere else: held to node 1 on the engine itself
+        # (a tenant may not set allocation filters: the policy refuses them)
+        engine = api.get(f"/clusters/{cluster_id}").json()["engine_endpoint"]
+        pin = {"index.routing.allocation.require._name": "Node 1"}
+        assert httpx.put(f"{engine}/pinned/_settings", json=pin).status_code == 200
+        answer = api.patch(f"/clusters/{cluster_id}", json={"version": OPENSEARCH3_VERSION})
+        assert answer.status_code == 202, answer.text
+        view = wait_for_status(api, cluster_id, "ready", 600)
+        assert "stalled" in view["status_reason"] and "allocation explain" in view["status_reason"], view
+        # it serves meanwhile and after, on the nodes it has (the surge's node of 3.5.0 stays)
+        assert httpx.get(f"{base}/pinned/_count", headers=headers).json()["count"] == 5
+        assert (view["nodes"], view["replicas"]) == (2, 2), view
+
+        # the cause gone, any change of the spec tries again: one node, on 3.5.0
+        assert httpx.put(f"{engine}/pinned/_settings",
+                         json={"index.routing.allocation.require._name": None}).status_code == 200
+        assert api.patch(f"/clusters/{cluster_id}", json={"replicas": 1}).status_code == 202
+        view = wait_for_status(api, cluster_id, "ready", 600)
+        assert (view["nodes"], view["version"]) == (1, OPENSEARCH3_VERSION), view
+        nodes = httpx.get(f"{engine}/_cat/nodes?h=name,version&format=json").json()
+        assert nodes == [{"name": "Node 1", "version": OPENSEARCH3_VERSION}], nodes
+        assert httpx.get(f"{base}/pinned/_count", headers=headers).json()["count"] == 5
 
 
 def test_a_hibernated_cluster_wakes_on_the_new_version_with_its_documents(api):
@@ -212,7 +274,7 @@ def test_the_operator_upgrades_a_tenants_fleet_at_most_one_at_a_time(api):
                             clusters[1]["id"]: ("done", OPENSEARCH3_VERSION), asleep: ("asleep", OPENSEARCH3_VERSION)}
         for number, cluster in enumerate(clusters):  # the asleep one is woken by this call, on 3.5.0
             count = httpx.get(f"{cluster['endpoint']}/books/_count", headers=headers, timeout=120)
-            assert count.status_code == 200 and count.json()["count"] == number + 2
+            assert count.status_code == 200 and count.json()["count"] == number + 2, (number, count.text)
             root = httpx.get(f"{cluster['endpoint']}/", headers=headers).json()
             assert root["version"]["number"] == OPENSEARCH3_VERSION
         assert upgrade["id"] in [u["id"] for u in api.get("/platform/upgrades").json()]

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from libs.common.models import ClusterStatus, utcnow
 from services.manager.fleet import FleetUpgradeRequest, Progress, fleet_step, new_upgrade, view
+from services.manager.planning import RESIZE_GIVEN_UP
 from tests.unit.test_planning import record
 
 
@@ -53,6 +54,8 @@ def test_clusters_on_their_way_take_places_and_the_upgrade_ends_when_none_is_lef
     assert fleet_step(moving, done).done
     progress = {c.id: c.progress for c in view(moving, done).clusters}
     assert progress == {"c1": Progress.DONE, "c2": Progress.FAILED, "c3": Progress.ASLEEP}
+    stalled = cluster("c1", ClusterStatus.READY, "3.5.0", status_reason=f"{RESIZE_GIVEN_UP}: 1 node(s) asked")
+    assert view(moving, [stalled]).clusters[0].progress == Progress.FAILED  # ready, but its upgrade given up
 
 
 def test_woken_for_it_a_hibernated_cluster_takes_a_place_and_a_busy_one_waits():

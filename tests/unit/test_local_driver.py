@@ -9,6 +9,7 @@ from libs.common.engines.admin import pending_drain
 from services.manager.drivers.local import MIXED, size_of
 from services.manager.drivers.local_launch import write_node_config
 from services.manager.drivers.local_processes import NodeProcess, parse_engine_cmdline
+from services.manager.drivers.local_steps import NodeState, NodeStep, StallClock, StepKind, next_node_step
 from services.manager.planning import EngineSize
 
 CLUSTERS = Path("/state/clusters")
@@ -269,3 +270,32 @@ def test_a_running_nodes_version_is_its_engine_homes_as_found_on_the_machine(tmp
     running = driver._running("c1")
     assert {n: (running[n].pid, driver._version_of(running[n])) for n in running} == {1: (101, "2.19.1"),
                                                                                        2: (102, "3.5.0")}
+
+
+def test_the_next_node_step_adds_drains_restarts_and_upgrades_one_node_by_surge():
+    fits, old, other_heap = NodeState(True, True), NodeState(False, False), NodeState(False, True)
+    cases = [
+        ({1}, {1: fits}, 3, NodeStep(StepKind.ADD, (2,))),
+        ({1, 2, 3}, {1: fits, 2: fits, 3: fits}, 1, NodeStep(StepKind.DRAIN, (2, 3))),
+        ({1, 2, 3}, {1: old, 2: old, 3: fits}, 3, NodeStep(StepKind.RESTART, (2,))),  # the highest first
+        ({1, 2}, {1: old, 2: fits}, 2, NodeStep(StepKind.RESTART, (1,))),  # node 1 last
+        ({1}, {1: other_heap}, 1, NodeStep(StepKind.RESTART, (1,))),  # a new heap: restarted in place
+        # one node on another version: a second joins on the new one, node 1 hands over, node 2 leaves
+        ({1}, {1: old}, 1, NodeStep(StepKind.SURGE, (2,))),
+        ({1, 2}, {1: old, 2: fits}, 1, NodeStep(StepKind.HAND_OVER, (1,))),
+        ({1, 2}, {1: fits, 2: fits}, 1, NodeStep(StepKind.DRAIN, (2,))),
+        ({1, 2}, {1: old, 2: old}, 1, NodeStep(StepKind.DRAIN, (2,))),  # a shrink, then the surge
+        ({1, 2}, {1: fits, 2: fits}, 2, NodeStep(StepKind.NONE)),
+    ]
+    for members, running, wanted, expected in cases:
+        assert next_node_step(members, running, wanted) == expected, (members, running, wanted)
+
+
+def test_a_step_is_stalled_only_while_nothing_moves():
+    clock = StallClock()
+    assert clock.waited("c", 5, now=0.0) == 0.0
+    assert clock.waited("c", 5, now=40.0) == 40.0
+    assert clock.waited("c", 3, now=50.0) == 0.0  # progress: the clock starts again
+    assert clock.waited("c", 4, now=80.0) == 30.0  # more again (a node left) is no progress
+    clock.done("c")
+    assert clock.waited("c", 4, now=90.0) == 0.0

@@ -131,12 +131,12 @@ def test_an_upgrade_goes_up_to_a_version_the_driver_runs_and_a_major_only_from_i
         check_upgrade("elasticsearch", "8.15.3", "8.15.0", EnginesOnOffer("local", {"elasticsearch": ["8.15.3", "8.15.0"]}))
 
 
-def test_a_ready_cluster_upgrades_by_stopping_with_requests_held_and_an_asleep_one_wakes_on_it():
+def test_a_ready_cluster_upgrades_while_it_serves_and_an_asleep_one_wakes_on_it():
     ready = record(status=ClusterStatus.READY)
     upgraded = start_upgrade(ready.model_copy(deep=True), "3.5.0", "r9")
     assert upgraded.spec.version == "3.5.0" and upgraded.generation == ready.generation + 1
-    assert upgraded.status == ClusterStatus.HIBERNATING and not upgraded.hibernate_requested  # stop, then start
-    assert "held" in upgraded.status_reason and upgraded.request_id == "r9"
+    assert upgraded.status == ClusterStatus.SCALING and not upgraded.hibernate_requested  # never stopped
+    assert "by surge" in upgraded.status_reason and upgraded.request_id == "r9"
     several = record(status=ClusterStatus.READY)
     several.spec = several.spec.model_copy(update={"replicas": 3})
     rolling = start_upgrade(several, "3.5.0", None)

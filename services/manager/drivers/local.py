@@ -8,7 +8,8 @@ Node N keeps its config, data and log under `<state_dir>/clusters/<id>/nodes/nod
 on HTTP `base+N` and transport `base+10+N` of the cluster's port slot (given back while it
 hibernates: its wake takes a free one, and the start records the new endpoint), and finds the
 others by the slot's transport ports. The endpoint is node 1, which never leaves; while node 1
-itself restarts (a new size or version, one node at a time), the endpoint is the next node's.
+itself restarts (a new size or version, one node at a time), the endpoint is the next node's, and
+a one-node cluster is upgraded by surge (local_steps.py, local_rolling.py).
 A node's version is its engine home's (local_launch.py). Nodes run in their own session so a
 manager crash leaves them serving; they are found again by their command line (or a standby's
 assignment), so a restarted manager adopts them.
@@ -27,11 +28,13 @@ from pathlib import Path
 
 import structlog
 
-from libs.common.engines import ENGINE_NO_ANSWER, SearchEngine, connect_engine
+from libs.common.engines import ENGINE_NO_ANSWER, connect_engine
 from libs.common.models import ClusterRecord, ClusterSpec, EngineCredentials
-from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, OPENSEARCH3_VERSION, LocalDriverSection
+from libs.common.settings import (
+    ELASTICSEARCH819_VERSION, ELASTICSEARCH_VERSION, ENGINE_VERSION, OPENSEARCH3_VERSION, LocalDriverSection,
+)
 from services.manager.drivers import (
-    EngineUnavailable, NoCredentials, ResizeAbandoned, ResizeInProgress, Stored, flush_and_measure,
+    EngineUnavailable, NoCredentials, ResizeInProgress, Stored, flush_and_measure,
     local_elasticsearch as es,
 )
 from services.manager.drivers.local_jvm import jvm_options, node_arguments
@@ -40,6 +43,8 @@ from services.manager.drivers.local_processes import (
     PORTS_PER_SLOT, STANDBY_FLAG, NodeProcess, alive, find_engines, listening, send_signal, slot_free,
 )
 from services.manager.drivers.local_standby import StandbyPool
+from services.manager.drivers.local_rolling import NodeSteps
+from services.manager.drivers.local_steps import StallClock
 from services.manager.drivers.local_starts import StartTurns
 from services.manager.planning import EngineObservation, EngineSize, plan_engine_size
 
@@ -48,7 +53,6 @@ MIXED = 0  # heap or processors of a cluster whose nodes disagree (mid rolling r
 # one /proc scan serves every cluster's look this long: each pass looks at every cluster, and 200
 # asleep were 100 scans a second, a good part of a core while a wake waited for one
 SCAN_S = 0.5
-ENDPOINT_MOVE_GRACE_S = 1.0  # the cluster's endpoint moved off Node 1: gateways follow, its in-flight calls finish
 
 
 
@@ -59,7 +63,7 @@ def size_of(nodes: list[NodeProcess], members: int) -> EngineSize:
     return EngineSize(nodes=members, heap_mb=heap, processors=processors)
 
 
-class LocalDriver:
+class LocalDriver(NodeSteps):
     engine_lacks = {"elasticsearch": es.CORE_SERVER_LACKS}  # only its core server is on Maven Central
 
     def __init__(self, settings: LocalDriverSection):
@@ -67,7 +71,7 @@ class LocalDriver:
         self._dir = settings.clusters_dir
         self._children: dict[int, subprocess.Popen] = {}  # reaped so a dead node is not a zombie
         self._excluded: dict[str, list[str]] = {}  # cluster -> node names excluded by this process
-        self._green_wait: dict[str, float] = {}  # cluster -> since when a restart waits for green health
+        self._stalls = StallClock()  # a restart's or a drain's time without progress, per cluster
         self._restarted: dict[tuple[str, int], tuple] = {}  # (cluster, node) -> what it was last restarted for
         self._scan: tuple[float, list[NodeProcess]] | None = None  # (when, what): the last /proc scan
         self._turns = StartTurns(settings.local_concurrent_starts, lambda port: listening(settings.local_host, port),
@@ -78,11 +82,14 @@ class LocalDriver:
 
     @property
     def engine_versions(self) -> dict[str, list[str]]:
-        """Each engine's versions here, its default first; OpenSearch 3 where setup installed it."""
+        """Each engine's versions here, its default first; the second ones where setup installed them."""
         opensearch = [ENGINE_VERSION]
         if (self._settings.engine3_home / ".complete").exists():
             opensearch.append(OPENSEARCH3_VERSION)
-        return {"opensearch": opensearch, "elasticsearch": [ELASTICSEARCH_VERSION]}
+        elasticsearch = [ELASTICSEARCH_VERSION]
+        if (self._settings.elasticsearch819_home / ".complete").exists():
+            elasticsearch.append(ELASTICSEARCH819_VERSION)
+        return {"opensearch": opensearch, "elasticsearch": elasticsearch}
 
     def _pooled(self, cluster: ClusterRecord) -> bool:
         """Standbys are of each engine's default version: a node of another never takes one."""
@@ -149,7 +156,8 @@ class LocalDriver:
 
     def _version_of(self, node: NodeProcess) -> str:
         if node.engine == "elasticsearch":
-            return ELASTICSEARCH_VERSION
+            return ELASTICSEARCH819_VERSION if Path(node.home) == self._settings.elasticsearch819_home \
+                else ELASTICSEARCH_VERSION
         return OPENSEARCH3_VERSION if Path(node.home) == self._settings.engine3_home else ENGINE_VERSION
 
     async def observe(self, cluster_id: str) -> EngineObservation:
@@ -265,9 +273,9 @@ class LocalDriver:
         return self.endpoint(self._http_base(cluster.id))
 
     async def resize(self, cluster: ClusterRecord, old: EngineSize | None, new: EngineSize) -> str:
-        """One step toward `new` nodes of the new size while the cluster serves; ResizeInProgress
-        while more follow. Order: restart nodes that are down, add one node at a time, drain and
-        remove the nodes above `new.nodes`, then restart nodes of another size one at a time."""
+        """One step toward `new` nodes of the new size and the spec's version while the cluster
+        serves; ResizeInProgress while more follow. Nodes that are down start first; then the next
+        of `local_steps.next_node_step`."""
         running = self._running(cluster.id)
         members = self._members(cluster.id, running)
         endpoint = self.endpoint(self._http_base(cluster.id))
@@ -282,85 +290,6 @@ class LocalDriver:
         finally:
             await engine.close()
         return endpoint
-
-    async def _step(self, cluster: ClusterRecord, engine: SearchEngine, running: dict[int, NodeProcess],
-                    members: set[int], new: EngineSize) -> None:
-        try:
-            health = await asyncio.wait_for(engine.health(), timeout=5.0)
-        except ENGINE_NO_ANSWER as exc:
-            raise ResizeInProgress(f"waiting for the engine to answer ({type(exc).__name__})") from exc
-        if health.nodes < len(running):
-            raise ResizeInProgress(f"waiting for {len(running)} nodes to form the cluster ({health.nodes} joined)")
-        admin = engine.admin()
-        missing = [n for n in range(1, new.nodes + 1) if n not in members]
-        if missing:
-            await admin.clear_exclusions()  # a name drained by an earlier shrink holds shards again
-            self._excluded.pop(cluster.id, None)
-            self._start_node(cluster, missing[0], new)
-            raise ResizeInProgress(f"{node_name(missing[0])} joining ({len(members) + 1} of {new.nodes} nodes)")
-        leaving = sorted(n for n in members if n > new.nodes)
-        if leaving:
-            await self._drain_one(cluster, admin, running, leaving, new.nodes)
-        # the endpoint's node (1) last: until then the others restart behind it
-        wrong = sorted((n for n in running if (running[n].heap_mb, running[n].processors, self._version_of(running[n]))
-                        != (new.heap_mb, new.processors, cluster.spec.version)), key=lambda n: (n == 1, -n))
-        if wrong:
-            await self._restart_one(cluster, running, wrong[0], health.status, new)
-        for key in [k for k in self._restarted if k[0] == cluster.id]:  # all in place: nothing to remember
-            del self._restarted[key]
-
-    async def _restart_one(self, cluster: ClusterRecord, running: dict[int, NodeProcess], node: int, health: str,
-                           new: EngineSize) -> None:
-        """Restart one node at the new size and the cluster's version, once the cluster is green; a
-        wait for green that outlasts `local_restart_stall_s` is given up. Before the endpoint's own
-        node goes, the cluster's endpoint moves to another node and in-flight calls finish."""
-        what = (f"{cluster.spec.engine} {cluster.spec.version}" if self._version_of(running[node]) != cluster.spec.version
-                else f"{new.heap_mb} MiB heap")
-        if len(running) > 1 and health != "green":
-            waited = time.monotonic() - self._green_wait.setdefault(cluster.id, time.monotonic())
-            if waited > self._settings.local_restart_stall_s:
-                self._green_wait.pop(cluster.id, None)
-                raise ResizeAbandoned(
-                    f"restarting {node_name(node)} on {what} stalled: health {health} for {waited:.0f} s (a shard copy "
-                    "that cannot be allocated: a newer node's copies never go to an older one); the cluster serves "
-                    "as it is; the engine's allocation explain says which copy; any change of the spec tries again")
-            raise ResizeInProgress(f"waiting for green health before restarting {node_name(node)} on {what}")
-        self._green_wait.pop(cluster.id, None)
-        target = (new.heap_mb, new.processors, cluster.spec.version)
-        if self._restarted.get((cluster.id, node)) == target:  # restarted for it once, and still not so
-            del self._restarted[(cluster.id, node)]  # a later attempt restarts it once more
-            raise ResizeAbandoned(f"{node_name(node)} was restarted on {what} and does not run it; "
-                                  "its engine.log says why; any change of the spec tries again")
-        home = self.endpoint(running[node].http_base)
-        if node == 1 and len(running) > 1:
-            if cluster.endpoint == home:
-                others = min(n for n in running if n != 1)
-                raise ResizeInProgress(f"moving the endpoint to {node_name(others)} before {node_name(1)} restarts",
-                                       endpoint=self.endpoint(running[node].http_base, others))
-            await asyncio.sleep(ENDPOINT_MOVE_GRACE_S)  # gateways see the move; in-flight calls to Node 1 finish
-        await self._stop_nodes([running[node]])
-        self._start_node(cluster, node, new)
-        self._restarted[(cluster.id, node)] = target
-        raise ResizeInProgress(f"restarting {node_name(node)} on {what}")
-
-    async def _drain_one(self, cluster: ClusterRecord, admin, running: dict[int, NodeProcess],
-                         leaving: list[int], remaining: int) -> None:
-        """Exclude every leaving node; once no shard copy has to move off them, stop and remove
-        the highest one. The last one gone, the exclusions are lifted."""
-        names = [node_name(n) for n in leaving]
-        if self._excluded.get(cluster.id) != names:
-            await admin.exclude_nodes(names)
-            self._excluded[cluster.id] = names
-        pending = await admin.drain_pending(names, remaining)
-        if pending:
-            raise ResizeInProgress(f"draining {', '.join(names)}: {pending} shard copies still to move")
-        last = leaving[-1]
-        await self._stop_nodes([running[last]])
-        shutil.rmtree(self._home(cluster.id) / f"node_{last}", ignore_errors=True)
-        if len(leaving) == 1:
-            await admin.clear_exclusions(wait_for_removal=True)
-            self._excluded.pop(cluster.id, None)
-        raise ResizeInProgress(f"{node_name(last)} drained and removed")
 
     async def stop(self, cluster_id: str) -> None:
         await self._stop_nodes(list(self._running(cluster_id).values()))
@@ -383,4 +312,5 @@ class LocalDriver:
     async def remove(self, cluster_id: str) -> None:
         await self.stop(cluster_id)
         self._excluded.pop(cluster_id, None)
+        self._stalls.done(cluster_id)
         shutil.rmtree(self._dir / cluster_id, ignore_errors=True)

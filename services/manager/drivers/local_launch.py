@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from libs.common.settings import OPENSEARCH3_VERSION, LocalDriverSection
+from libs.common.settings import ELASTICSEARCH819_VERSION, OPENSEARCH3_VERSION, LocalDriverSection
 from services.manager.drivers import EngineUnavailable, local_elasticsearch as es
 from services.manager.drivers.local_jvm import LAUNCHER_JAR, class_archive, find_java, jvm_command
 from services.manager.drivers.local_processes import LAUNCHER_CLASS
@@ -78,11 +78,18 @@ class EngineLaunch:
     launcher_extra: tuple[str, ...] = ()
 
 
+def engine_home(settings: LocalDriverSection, engine: str, version: str | None = None) -> Path:
+    """Where setup installed an engine version (its default if None)."""
+    if engine == "elasticsearch":
+        return settings.elasticsearch819_home if version == ELASTICSEARCH819_VERSION else settings.elasticsearch_home
+    return settings.engine3_home if version == OPENSEARCH3_VERSION else settings.engine_home
+
+
 def engine_launch(settings: LocalDriverSection, engine: str, version: str | None = None) -> EngineLaunch:
     """Raises EngineUnavailable when the engine is not installed. `version`: the engine's default if None."""
     archive = class_archive if settings.local_class_archive else (lambda home: None)
     if engine == "elasticsearch":
-        home = settings.elasticsearch_home
+        home = engine_home(settings, engine, version)
         return EngineLaunch(settings.java_bin, es.elasticsearch_classpath(home), es.LAUNCHER_CLASS, archive(home),
                             es.JVM_EXTRA)
     if version == OPENSEARCH3_VERSION:
