@@ -37,11 +37,12 @@ def settings(**overrides) -> KubernetesDriverSettings:
     return KubernetesDriverSettings(**{**base, **overrides})
 
 
-def cluster(engine="elasticsearch", replicas=1, cpu="500m", memory="1Gi", storage="5Gi") -> ClusterRecord:
+def cluster(engine="elasticsearch", replicas=1, cpu="500m", memory="1Gi", storage="5Gi",
+            version: str | None = None) -> ClusterRecord:
     return ClusterRecord(
         id="c0a1b2c3d4e5f", tenant_org_id="acme", user="alice", service_name="search",
         spec=ClusterSpec(replicas=replicas, cpu=cpu, memory=memory, storage=storage,
-                         engine=engine, version=VERSIONS[engine]),
+                         engine=engine, version=version or VERSIONS[engine]),
     )
 
 
@@ -390,3 +391,4 @@ def test_transport_certificate_is_issued_by_the_clusters_own_ca_for_its_node_nam
     assert "BEGIN PRIVATE KEY" in certs.key_pem and certs.key_pem not in repr(certs)
     other = issue_transport_certificates("c0a1b2c3d4e5f", domains, datetime.now(timezone.utc))
     assert other.ca_pem != certs.ca_pem
+

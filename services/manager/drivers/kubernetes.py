@@ -28,6 +28,8 @@ from services.manager.settings import KubernetesDriverSettings
 from services.manager.drivers import EngineUnavailable, Stored, flush_and_measure
 from services.manager.drivers.kubernetes_backups import render_s3_keys_secret
 from services.manager.drivers.kubernetes_engine import ConnectEngine, EngineCalls
+from services.manager.drivers.kubernetes_rolling import UpgradeSteps
+from services.manager.drivers.kubernetes_upgrade import pod_versions
 from services.manager.drivers.kubernetes_manifests import (
     render_cluster,
     render_credentials_secret,
@@ -112,7 +114,7 @@ def _refusal(exc: ApiException, what: str) -> EngineUnavailable:
     return EngineUnavailable(f"the Kubernetes API refused to {what}: {exc.status} {message}{fix}")
 
 
-class KubernetesDriver:
+class KubernetesDriver(UpgradeSteps):
     engine_versions = ENGINE_VERSIONS
     engine_lacks: dict[str, frozenset[str]] = {}  # the official images carry every module
 
@@ -133,6 +135,7 @@ class KubernetesDriver:
         # quotas held wide while pods roll to a smaller size, settled once they have
         self._settling: dict[str, Manifest] = {}
         self._drained: dict[str, ClusterRecord] = {}  # shrunk clusters whose exclusions go once rolled out
+        self._green_wait: dict[str, float] = {}  # cluster -> since when an upgrade step waits for green
         self._log = structlog.get_logger("kubernetes-driver")
 
     def size_for(self, spec: ClusterSpec) -> EngineSize:
@@ -177,8 +180,8 @@ class KubernetesDriver:
         if self._read(kind, namespace, name) is None:
             self._send(make())
 
-    def _apply_cluster(self, cluster: ClusterRecord) -> None:
-        objects = render_cluster(cluster, self._settings)
+    def _apply_cluster(self, cluster: ClusterRecord, partition: int = 0, rolling_from: str | None = None) -> None:
+        objects = render_cluster(cluster, self._settings, partition, rolling_from)
         self._apply(objects[0])  # the namespace first: everything else lives in it
         self._ensure_secrets(cluster)
         for manifest in objects[1:]:
@@ -295,17 +298,18 @@ class KubernetesDriver:
             and status.get("replicas", 0) == wanted
         )
         size = size_of_statefulset(statefulset)
+        engine = statefulset["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name", "elasticsearch")
+        versions = pod_versions(statefulset, engine, self._settings)
         if not (rolled_out and ready == wanted):
             note = await self._api("list the volume claims", self._pending_claims, cluster_id)
-            return EngineObservation(True, size, None, ready, endpoint, credentials, note=note)
+            return EngineObservation(True, size, None, ready, endpoint, credentials, note=note, versions=versions)
         if cluster_id in self._settling:
             await self._api("settle the ResourceQuota", self._apply, self._settling.pop(cluster_id))
         if cluster_id in self._drained:  # the drained pods are gone: their names may hold shards again
             await self._lift_exclusions(self._drained.pop(cluster_id))
-        engine = statefulset["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name", "elasticsearch")
         health = await self._engines.health(engine, endpoint, credentials, ready)
         return EngineObservation(True, size, health.status, ready, endpoint, credentials,
-                                 note=health.note, probes_only=health.probes_only)
+                                 note=health.note, probes_only=health.probes_only, versions=versions)
 
     async def start(self, cluster: ClusterRecord, size: EngineSize) -> str:
         await self._api("apply the cluster", self._apply_cluster, cluster)
@@ -313,7 +317,11 @@ class KubernetesDriver:
 
     async def resize(self, cluster: ClusterRecord, old: EngineSize | None, new: EngineSize) -> str:
         """Apply the new size; nodes that go away are drained first, nodes that come back
-        (drained by an earlier shrink) are let in again."""
+        (drained by an earlier shrink) are let in again. An upgrade under way takes its next step
+        first (kubernetes_rolling.py)."""
+        live = await self._api("read the StatefulSet", self._statefulset, cluster.id)
+        if live is not None:
+            await self._upgrade_step(cluster, live, new.nodes)
         before = old.nodes if old else new.nodes
         if new.nodes < before:
             await self._drain(cluster, node_names(before)[new.nodes:], new.nodes)

@@ -84,11 +84,14 @@ class EngineCalls:
                                   "reach engines (ESS_KUBE_ENGINES_REACHABLE=false); scale in from a manager "
                                   "that reaches them")
         drain = self._drains.get(cluster_id)
-        if drain is None or drain.leaving != tuple(leaving):
+        fresh = drain is None or drain.leaving != tuple(leaving)
+        if fresh:
             drain = self._drains[cluster_id] = _Drain(tuple(leaving), None, self._clock())
         timeout = self._settings.kube_engine_timeout_s
         search = self._dial(engine, endpoint, credentials)
         try:
+            if fresh:  # another drain's exclusions (a surge's hand-over) go first: all voters excluded is refused
+                await asyncio.wait_for(search.admin().clear_exclusions(), timeout)
             await asyncio.wait_for(search.admin().exclude_nodes(leaving), timeout)
             pending = await asyncio.wait_for(search.admin().drain_pending(leaving, remaining), timeout)
         except ENGINE_NO_ANSWER as exc:

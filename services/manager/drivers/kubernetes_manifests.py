@@ -30,6 +30,7 @@ from services.manager.drivers.kubernetes_rules import (
     HTTP_PORT,
     NAMESPACE_NAME_LABEL,
     PULL_SECRET_SOURCE_ANNOTATION,
+    ROLLING_FROM_ANNOTATION,
     TRANSPORT_PORT,
     TRANSPORT_TLS_SECRET,
     USER_ANNOTATION,
@@ -250,7 +251,10 @@ def _readiness_probe(flavour: EngineFlavour) -> Manifest:
     }
 
 
-def render_statefulset(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> Manifest:
+def render_statefulset(cluster: ClusterRecord, settings: KubernetesDriverSettings, partition: int = 0,
+                       rolling_from: str | None = None) -> Manifest:
+    """`partition`: pods from that ordinal up run the template (the driver steps it down, one node
+    at a time, through an upgrade; 0 otherwise); `rolling_from`: the version the others still run."""
     spec = cluster.spec
     flavour = FLAVOURS[spec.engine]
     node = {"cpu": spec.cpu, "memory": spec.memory}
@@ -261,7 +265,7 @@ def render_statefulset(cluster: ClusterRecord, settings: KubernetesDriverSetting
         volumes.append({"name": "transport-tls", "secret": {"secretName": TRANSPORT_TLS_SECRET}})
     container = {
         "name": spec.engine,
-        "image": engine_image(spec.engine, settings),
+        "image": engine_image(spec.engine, settings, spec.version),
         "imagePullPolicy": settings.image_pull_policy,
         "env": _engine_env(cluster, flavour),
         "ports": [
@@ -315,16 +319,19 @@ def render_statefulset(cluster: ClusterRecord, settings: KubernetesDriverSetting
     }
     if settings.storage_class:
         claim_spec["storageClassName"] = settings.storage_class
+    metadata = object_metadata(ENGINE, cluster, settings)
+    if rolling_from:
+        metadata.setdefault("annotations", {})[ROLLING_FROM_ANNOTATION] = rolling_from
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": object_metadata(ENGINE, cluster, settings),
+        "metadata": metadata,
         "spec": {
             "replicas": spec.replicas,
             "serviceName": DISCOVERY_SERVICE,
             # all nodes start together: a cluster needs a quorum of them before any is ready
             "podManagementPolicy": "Parallel",
-            "updateStrategy": {"type": "RollingUpdate"},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}},
             # nodes are drained before they go, so their volumes hold nothing left to keep
             "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Delete"},
             "selector": {"matchLabels": pod_selector(cluster)},
@@ -341,14 +348,16 @@ def render_statefulset(cluster: ClusterRecord, settings: KubernetesDriverSetting
     }
 
 
-def render_cluster(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> list[Manifest]:
+def render_cluster(cluster: ClusterRecord, settings: KubernetesDriverSettings, partition: int = 0,
+                   rolling_from: str | None = None) -> list[Manifest]:
     """Every object of the cluster but its Secrets, stamped, in the order they are applied:
     the namespace and its bounds first, the StatefulSet that needs all the others last."""
     renderers = [
         render_namespace, render_resource_quota, render_limit_range, render_network_policy,
-        render_discovery_service, render_client_service, render_pod_disruption_budget, render_statefulset,
+        render_discovery_service, render_client_service, render_pod_disruption_budget,
     ]
-    return [stamp(render(cluster, settings)) for render in renderers]
+    return [*(stamp(render(cluster, settings)) for render in renderers),
+            stamp(render_statefulset(cluster, settings, partition, rolling_from))]
 
 
 def render_for_review(cluster: ClusterRecord, settings: KubernetesDriverSettings) -> list[Manifest]:

@@ -20,12 +20,16 @@ from libs.common.quantities import (
     parse_cpu_millis,
     parse_quantity,
 )
-from libs.common.settings import ELASTICSEARCH_VERSION, ENGINE_VERSION, KubernetesSection
+from libs.common.settings import (
+    ELASTICSEARCH819_VERSION, ELASTICSEARCH_VERSION, ENGINE_VERSION, OPENSEARCH3_VERSION, KubernetesSection,
+)
 from services.manager.planning import EngineSize
 
 Manifest = dict[str, Any]
 
-ENGINE_VERSIONS = {"elasticsearch": [ELASTICSEARCH_VERSION], "opensearch": [ENGINE_VERSION]}
+# each engine's default (its image tag a setting) first; the others are the official images' own tags
+ENGINE_VERSIONS = {"elasticsearch": [ELASTICSEARCH_VERSION, ELASTICSEARCH819_VERSION],
+                   "opensearch": [ENGINE_VERSION, OPENSEARCH3_VERSION]}
 FIELD_MANAGER = "es-serverless"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 TENANT_LABEL = "es-serverless.io/tenant"
@@ -40,6 +44,7 @@ ENGINE_CLIENTS = ("gateway", "manager", "reporting", "shard-controller")
 USER_ANNOTATION = "es-serverless.io/user"
 SPEC_HASH_ANNOTATION = "es-serverless.io/spec-hash"
 PULL_SECRET_SOURCE_ANNOTATION = "es-serverless.io/copied-from"
+ROLLING_FROM_ANNOTATION = "es-serverless.io/rolling-from"  # on a StatefulSet mid-upgrade: the old pods' version
 
 # fixed names inside a cluster's own namespace: the driver finds them from the cluster id alone
 ENGINE = "engine"  # StatefulSet, client Service, PDB, NetworkPolicy, quota, limits; pods engine-0..
@@ -121,14 +126,23 @@ def endpoint_of(cluster_id: str, settings: KubernetesSection) -> str:
     return f"http://{ENGINE}.{namespace_of(cluster_id, settings)}.svc.{settings.kube_cluster_domain}:{HTTP_PORT}"
 
 
-def engine_image(engine: str, settings: KubernetesSection) -> str:
-    """<registry>/<repository>:<tag>; ESS_IMAGE_REGISTRY, when set, replaces every registry."""
+def engine_image(engine: str, settings: KubernetesSection, version: str | None = None) -> str:
+    """<registry>/<repository>:<tag>; ESS_IMAGE_REGISTRY, when set, replaces every registry. The
+    engine's default version (or None) has the tag of the settings; another version its own."""
     repository, tag = {
         "elasticsearch": (settings.elasticsearch_repository, settings.elasticsearch_image_tag),
         "opensearch": (settings.opensearch_repository, settings.opensearch_image_tag),
     }[engine]
+    if version is not None and version != ENGINE_VERSIONS[engine][0]:
+        tag = version
     registry = settings.image_registry.rstrip("/") or FLAVOURS[engine].public_registry
     return f"{registry}/{repository}:{tag}"
+
+
+def version_of_image(engine: str, image: str, settings: KubernetesSection) -> str:
+    """The engine version an image of `engine_image` runs (the settings' tag: the default)."""
+    tag = image.rsplit(":", 1)[-1]
+    return ENGINE_VERSIONS[engine][0] if image == engine_image(engine, settings) else tag
 
 
 def node_heap_mb(memory: str) -> int:
