@@ -55,7 +55,7 @@ kube-tools:
 	@bash deploy/tools/build.sh
 
 test: setup test-tools $(KUSTOMIZE) kube-tools
-	KUSTOMIZE=$(KUSTOMIZE) $(PY) -m pytest -q
+	KUSTOMIZE=$(KUSTOMIZE) $(PY) -m pytest -q --durations=15
 
 bench: setup
 	$(PY) bench/run_all.py

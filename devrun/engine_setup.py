@@ -128,8 +128,8 @@ def install_elasticsearch(home: Path, java: str = "java") -> bool:
 def install_elasticsearch819(home: Path, java: str = "java") -> bool:
     """Install Elasticsearch 8.19 into `home`, and its class archive; True when it installed."""
     own = sorted((ELASTICSEARCH819_RECIPE / "src").rglob("*.java"))
-    shared = [ELASTICSEARCH_RECIPE / "src" / "ElasticsearchLauncher.java", ELASTICSEARCH_RECIPE / "src" / "RootEndpoint.java",
-              RECIPE / "Standby.java"]
+    shared = [ELASTICSEARCH_RECIPE / "src" / name for name in ("ElasticsearchLauncher.java", "RootEndpoint.java")]
+    shared.append(RECIPE / "Standby.java")
     installed = _install(home, java, f"Elasticsearch {ELASTICSEARCH819_VERSION}", ELASTICSEARCH819_RECIPE / "pom.xml",
                          [*own, *shared])
     ensure_class_archive(LocalDriverSection(elasticsearch819_home=home, java_bin=java), "elasticsearch",

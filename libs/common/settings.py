@@ -322,8 +322,9 @@ class KubernetesSection(Section):
     kube_engine_timeout_s: float = Field(default=2.0, gt=0)  # health and drain calls from the manager to an engine
     # false: the manager cannot dial engines (it runs outside the cluster); pods' readiness makes ready
     kube_engines_reachable: bool = True
-    # a drain without progress this long is given up; below ESS_PROVISION_TIMEOUT_S, which would
-    # otherwise fail a cluster whose engine stopped answering mid-drain instead of keeping its size
+    # a drain without progress this long (or an upgrade's wait for green between pods) is given up;
+    # below ESS_PROVISION_TIMEOUT_S, which would otherwise fail a cluster whose engine stopped
+    # answering mid-drain instead of keeping its size
     kube_drain_timeout_s: float = Field(default=120.0, gt=0)
     image_registry: str = ""  # "": each image's public registry (docker.elastic.co, docker.io)
     elasticsearch_repository: str = "elasticsearch/elasticsearch"

@@ -87,6 +87,8 @@ def reasons_until_ready(api: httpx.Client, cluster_id: str, timeout_s: float) ->
     return reasons
 
 
+# a surge's two moves of the endpoint, each shown for a second or more (its drains may be instant)
+MOVES_OF_THE_ENDPOINT = ("moving the endpoint to Node 2", "moving the endpoint to Node 1 before Node 2 leaves")
 # each engine from its default to the second version this platform runs of it
 PATHS = [("opensearch", ENGINE_VERSION, OPENSEARCH3_VERSION), ("elasticsearch", ELASTICSEARCH_VERSION,
                                                               ELASTICSEARCH819_VERSION)]
@@ -113,7 +115,7 @@ def test_a_one_node_cluster_is_upgraded_by_surge_under_a_writer_and_a_reader_los
             assert "by surge" in answer.json()["status_reason"]
             reasons = reasons_until_ready(api, cluster_id, 600)
             print("surge:", " | ".join(reasons))
-            for step in ("moving the endpoint to Node 2", "draining Node 2"):  # each shown a second or more
+            for step in MOVES_OF_THE_ENDPOINT:
                 assert any(step in reason for reason in reasons), (step, reasons)
             acked_before = len(traffic.acked)
             wait_until(lambda: len(traffic.acked) >= acked_before + 20, 60, what="writes after the upgrade")
@@ -167,6 +169,33 @@ def test_a_three_node_cluster_is_upgraded_node_by_node_while_it_serves(api, engi
                            json={"size": 10000, "_source": False, "query": {"match_all": {}}}).json()
         assert {hit["_id"] for hit in found["hits"]["hits"]} >= set(traffic.acked)
         print(f"rolling {engine} upgrade of 3 nodes: {len(traffic.acked)} writes, {traffic.reads} reads, 0 failed, "
+              f"the slowest call {traffic.slowest_s:.2f} s")
+
+
+def test_a_one_node_clusters_new_memory_moves_by_surge_never_stopping(api):
+    tenant, key = tenant_with_key(api)
+    with ready_cluster(api, tenant_org_id=tenant, service_name="memory", memory="512Mi",
+                       hibernate_after_s=0) as cluster:
+        cluster_id, base = cluster["id"], cluster["endpoint"]
+        assert httpx.put(f"{base}/log", headers={"Authorization": f"ApiKey {key}"}).status_code == 200
+
+        def heaps_mb() -> list[int]:
+            engine_url = api.get(f"/clusters/{cluster_id}").json()["engine_endpoint"]
+            nodes = httpx.get(f"{engine_url}/_nodes/jvm").json()["nodes"]
+            return [n["jvm"]["mem"]["heap_max_in_bytes"] // 2**20 for n in nodes.values()]
+        before = heaps_mb()
+        with Traffic(base, key) as traffic:
+            wait_until(lambda: len(traffic.acked) >= 20 and traffic.reads >= 20, 60, what="traffic flowing")
+            assert api.patch(f"/clusters/{cluster_id}", json={"memory": "1Gi"}).status_code == 202
+            reasons = reasons_until_ready(api, cluster_id, 600)
+            acked_before = len(traffic.acked)
+            wait_until(lambda: len(traffic.acked) >= acked_before + 20, 60, what="writes after the change")
+        for step in MOVES_OF_THE_ENDPOINT:
+            assert any(step in reason for reason in reasons), (step, reasons)
+        assert traffic.failed == [], traffic.failed[:5]
+        after = heaps_mb()  # 256 MiB heap to 512 (what the JVM reports is a little under each)
+        assert len(after) == 1 and len(before) == 1 and after[0] > 1.8 * before[0], (before, after)
+        print(f"one-node memory change by surge: {len(traffic.acked)} writes, {traffic.reads} reads, 0 failed, "
               f"the slowest call {traffic.slowest_s:.2f} s")
 
 

@@ -29,8 +29,8 @@ def test_an_upgrade_rolls_pods_from_the_highest_partition_down_and_one_node_surg
 
 
 def test_each_pods_version_is_read_from_the_statefulset_mid_upgrade():
-    statefulset = rules.stamp(manifests.render_statefulset(cluster("opensearch", replicas=3, version="3.5.0"), settings(),
-                                                           partition=1, rolling_from="2.19.1"))
+    three = cluster("opensearch", replicas=3, version="3.5.0")
+    statefulset = rules.stamp(manifests.render_statefulset(three, settings(), partition=1, rolling_from="2.19.1"))
     assert statefulset["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}
     assert engine_container(statefulset)["image"].endswith("/opensearchproject/opensearch:3.5.0")
     statefulset["metadata"]["generation"] = 4

@@ -273,13 +273,14 @@ def test_a_running_nodes_version_is_its_engine_homes_as_found_on_the_machine(tmp
 
 
 def test_the_next_node_step_adds_drains_restarts_and_upgrades_one_node_by_surge():
-    fits, old, other_heap = NodeState(True, True), NodeState(False, False), NodeState(False, True)
+    fits, old, other_heap = NodeState(True), NodeState(False), NodeState(False)
     cases = [
         ({1}, {1: fits}, 3, NodeStep(StepKind.ADD, (2,))),
         ({1, 2, 3}, {1: fits, 2: fits, 3: fits}, 1, NodeStep(StepKind.DRAIN, (2, 3))),
         ({1, 2, 3}, {1: old, 2: old, 3: fits}, 3, NodeStep(StepKind.RESTART, (2,))),  # the highest first
         ({1, 2}, {1: old, 2: fits}, 2, NodeStep(StepKind.RESTART, (1,))),  # node 1 last
-        ({1}, {1: other_heap}, 1, NodeStep(StepKind.RESTART, (1,))),  # a new heap: restarted in place
+        ({1}, {1: other_heap}, 1, NodeStep(StepKind.SURGE, (2,))),  # a new heap too: never restarted in place
+        ({1, 2}, {1: other_heap, 2: fits}, 1, NodeStep(StepKind.HAND_OVER, (1,))),
         # one node on another version: a second joins on the new one, node 1 hands over, node 2 leaves
         ({1}, {1: old}, 1, NodeStep(StepKind.SURGE, (2,))),
         ({1, 2}, {1: old, 2: fits}, 1, NodeStep(StepKind.HAND_OVER, (1,))),

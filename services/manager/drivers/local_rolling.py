@@ -54,8 +54,8 @@ class NodeSteps:
             raise ResizeInProgress(f"waiting for {len(running)} nodes to form the cluster ({health.nodes} joined)")
         admin = engine.admin()
         target = (new.heap_mb, new.processors, cluster.spec.version)
-        states = {n: NodeState(fits=(p.heap_mb, p.processors, self._version_of(p)) == target,
-                               on_version=self._version_of(p) == cluster.spec.version) for n, p in running.items()}
+        states = {n: NodeState(fits=(p.heap_mb, p.processors, self._version_of(p)) == target)
+                  for n, p in running.items()}
         step = next_node_step(members, states, new.nodes)
         match step.kind:
             case StepKind.ADD:
@@ -64,9 +64,10 @@ class NodeSteps:
                 self._start_node(cluster, step.nodes[0], new)
                 raise ResizeInProgress(f"{node_name(step.nodes[0])} joining ({len(members) + 1} of {new.nodes} nodes)")
             case StepKind.SURGE:
+                what = self._kind_of_change(cluster, running[1], new)
                 self._start_node(cluster, step.nodes[0], new)
-                raise ResizeInProgress(f"upgrading by surge: {node_name(step.nodes[0])} joining on "
-                                       f"{cluster.spec.engine} {cluster.spec.version} to take {node_name(1)}'s shards")
+                raise ResizeInProgress(f"by surge: {node_name(step.nodes[0])} joining on {what} to take "
+                                       f"{node_name(1)}'s shards")
             case StepKind.HAND_OVER:
                 await self._hand_over(cluster, admin, running, new)
             case StepKind.DRAIN:
@@ -76,6 +77,12 @@ class NodeSteps:
         self._stalls.done(cluster.id)
         for key in [k for k in self._restarted if k[0] == cluster.id]:  # all in place: nothing to remember
             del self._restarted[key]
+
+    def _kind_of_change(self, cluster: ClusterRecord, node: NodeProcess, new: EngineSize) -> str:
+        """What a node is moved to, for the status reason: the new version, else the new heap."""
+        if self._version_of(node) != cluster.spec.version:
+            return f"{cluster.spec.engine} {cluster.spec.version}"
+        return f"{new.heap_mb} MiB heap"
 
     def _stalled(self, cluster: ClusterRecord, pending: int) -> float | None:
         """Seconds without progress, once beyond `local_restart_stall_s`; None while within it."""
@@ -102,8 +109,7 @@ class NodeSteps:
         copies its nodes can hold (a replica with no node left to go to does not hold it up); a
         wait without progress beyond `local_restart_stall_s` is given up. Before the endpoint's own
         node goes, the cluster's endpoint moves to another node and in-flight calls finish."""
-        what = (f"{cluster.spec.engine} {cluster.spec.version}" if self._version_of(running[node]) != cluster.spec.version
-                else f"{new.heap_mb} MiB heap")
+        what = self._kind_of_change(cluster, running[node], new)
         if len(running) > 1 and (short := await admin.drain_pending([], len(running))):
             if (waited := self._stalled(cluster, short)) is not None:
                 raise ResizeAbandoned(
@@ -147,13 +153,14 @@ class NodeSteps:
 
     async def _hand_over(self, cluster: ClusterRecord, admin, running: dict[int, NodeProcess],
                          new: EngineSize) -> None:
-        """The surge's middle: node 1 hands its shards to the new-version node 2, the endpoint moves
-        there, node 1 stops, its exclusions are lifted (by node 2) and it starts on the new version."""
-        version = f"{cluster.spec.engine} {cluster.spec.version}"
+        """The surge's middle: node 1 hands its shards to node 2 (already of the new version or
+        size), the endpoint moves there, node 1 stops, its exclusions are lifted (by node 2) and it
+        starts as node 2 runs."""
+        version = self._kind_of_change(cluster, running[1], new)
         await self._exclude(cluster, admin, [node_name(1)])
         if pending := await admin.drain_pending([node_name(1)], 1):
-            await self._given_up_drain(cluster, admin, pending, f"upgrading by surge to {version}")
-            raise ResizeInProgress(f"upgrading by surge: {pending} shard copies still to move from {node_name(1)} "
+            await self._given_up_drain(cluster, admin, pending, f"moving to {version} by surge")
+            raise ResizeInProgress(f"by surge: {pending} shard copies still to move from {node_name(1)} "
                                    f"to {node_name(2)} on {version}")
         self._stalls.done(cluster.id)
         await self._leave_endpoint(cluster, running, 1, f"restarts on {version}")
@@ -165,7 +172,7 @@ class NodeSteps:
             await survivor.close()
         self._excluded.pop(cluster.id, None)
         self._start_node(cluster, 1, new)
-        raise ResizeInProgress(f"upgrading by surge: {node_name(1)} restarting on {version}; {node_name(2)} serves")
+        raise ResizeInProgress(f"by surge: {node_name(1)} restarting on {version}; {node_name(2)} serves")
 
     async def _drain_one(self, cluster: ClusterRecord, admin, running: dict[int, NodeProcess],
                          leaving: list[int], remaining: int) -> None:

@@ -2,9 +2,10 @@
 (a plain function: the driver acts on it), and the clock that gives up a step without progress.
 
 Order: add a missing node, drain the nodes above the wanted count, then restart nodes of another
-size or version one at a time, the endpoint's node (1) last. A one-node cluster on another
-version is upgraded by surge: a node of the new version joins (2), node 1 hands its shards over
-and restarts on the new version, then node 2 is drained back onto it and leaves.
+size or version one at a time, the endpoint's node (1) last. A one-node cluster is moved to
+another version or size by surge, as restarting its only node would leave nobody serving: a
+node of the new kind joins (2), node 1 hands its shards over and restarts as it, then node 2 is
+drained back onto it and leaves.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from enum import Enum
 @dataclass(frozen=True)
 class NodeState:
     fits: bool  # runs at the wanted heap, processors and version
-    on_version: bool  # runs the wanted version
 
 
 class StepKind(str, Enum):
@@ -37,7 +37,7 @@ class NodeStep:
 def next_node_step(members: set[int], running: dict[int, NodeState], wanted_nodes: int) -> NodeStep:
     """`members`: nodes running or with data on disk; `running`: the live ones (all members run
     when this is asked: the driver starts a down node first)."""
-    surging = set(running) == {1, 2} and not running[1].on_version and running[2].on_version
+    surging = set(running) == {1, 2} and not running[1].fits and running[2].fits
     if wanted_nodes == 1 and surging:
         return NodeStep(StepKind.HAND_OVER, (1,))
     missing = [n for n in range(1, wanted_nodes + 1) if n not in members]
@@ -49,7 +49,7 @@ def next_node_step(members: set[int], running: dict[int, NodeState], wanted_node
     wrong = sorted((n for n in running if not running[n].fits), key=lambda n: (n == 1, -n))
     if not wrong:
         return NodeStep(StepKind.NONE)
-    if len(running) == 1 and not running[wrong[0]].on_version:
+    if len(running) == 1:
         return NodeStep(StepKind.SURGE, (2,))  # restarted in place it would serve nobody meanwhile
     return NodeStep(StepKind.RESTART, (wrong[0],))
 
