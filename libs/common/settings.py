@@ -257,6 +257,8 @@ class LocalDriverSection(Section):
     # OpenSearch 3 needs Java 21 or later; None: the newest JDK under /usr/lib/jvm, if it is one
     java21_bin: str | None = None
     local_class_archive: bool = True  # false: engines start without the class archive or AOT cache (benches)
+    # the OpenSearch a new cluster runs when it names no version, and the one standbys are warmed of
+    local_opensearch_version: str = ENGINE_VERSION
     # a node step (a restart's wait for its shards' copies, a drain, a surge's hand-over) without progress
     # this long is given up with a reason; the cluster serves on the nodes it has
     local_restart_stall_s: float = Field(default=300.0, gt=0)
@@ -303,6 +305,13 @@ class LocalDriverSection(Section):
     def standby_dir(self) -> Path:
         """The warm engines' directories, beside `clusters_dir` (`stop_all_engines` looks there)."""
         return self.state_dir.resolve() / "standby"
+
+    @field_validator("local_opensearch_version")
+    @classmethod
+    def _an_installable_opensearch(cls, version: str) -> str:
+        if version not in (ENGINE_VERSION, OPENSEARCH3_VERSION):
+            raise ValueError(f"ESS_LOCAL_OPENSEARCH_VERSION {version!r}: use {ENGINE_VERSION} or {OPENSEARCH3_VERSION}")
+        return version
 
 
 class KubernetesSection(Section):

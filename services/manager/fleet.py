@@ -57,7 +57,7 @@ def new_upgrade(request: FleetUpgradeRequest, asked_by: str, records: list[Clust
 
 class Progress(StrEnum):
     WAITING = "waiting"  # on the old version, its turn to come
-    UPGRADING = "upgrading"  # stopped or starting on the new version
+    UPGRADING = "upgrading"  # moving to the new version (rolling, by surge, or starting on it)
     DONE = "done"  # ready on the new version
     ASLEEP = "asleep"  # hibernated, on the new version: it wakes on it
     FAILED = "failed"  # on the new version and failed to start, or its upgrade given up: its reason says why

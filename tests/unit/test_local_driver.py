@@ -300,3 +300,21 @@ def test_a_step_is_stalled_only_while_nothing_moves():
     assert clock.waited("c", 4, now=80.0) == 30.0  # more again (a node left) is no progress
     clock.done("c")
     assert clock.waited("c", 4, now=90.0) == 0.0
+
+
+def test_the_opensearch_a_new_cluster_gets_is_a_setting_of_the_installed_ones(tmp_path):
+    from pydantic import ValidationError
+
+    from libs.common.settings import LocalDriverSection
+    from services.manager.drivers.local import LocalDriver
+
+    homes = {"engine_home": tmp_path / "2", "engine3_home": tmp_path / "3", "elasticsearch819_home": tmp_path / "8"}
+    settings = LocalDriverSection(state_dir=tmp_path / "state", **homes)
+    assert LocalDriver(settings).engine_versions["opensearch"] == ["2.19.1"]  # 3.5.0 not installed
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / ".complete").write_text("recipe")
+    assert LocalDriver(settings).engine_versions["opensearch"] == ["2.19.1", "3.5.0"]
+    three = settings.model_copy(update={"local_opensearch_version": "3.5.0"})
+    assert LocalDriver(three).engine_versions["opensearch"] == ["3.5.0", "2.19.1"]  # the default first
+    with pytest.raises(ValidationError, match="ESS_LOCAL_OPENSEARCH_VERSION '2.18.0': use 2.19.1 or 3.5.0"):
+        LocalDriverSection(local_opensearch_version="2.18.0")

@@ -62,8 +62,11 @@ class UpgradeSteps:
         raise ResizeInProgress(f"upgrading to {what}: {names[step.partition]} being replaced")
 
     async def _apply_step(self, cluster: ClusterRecord, step: RollStep, rolling_from: str) -> None:
+        """At partition 0 the annotation goes: the last pod's replacement is watched by the
+        StatefulSet's own rollout, and nothing stale is left once it is done."""
         nodes = cluster.model_copy(update={"spec": cluster.spec.model_copy(update={"replicas": step.replicas})})
-        await self._api("apply the cluster", self._apply_cluster, nodes, step.partition, rolling_from)
+        await self._api("apply the cluster", self._apply_cluster, nodes, step.partition,
+                        rolling_from if step.partition > 0 else None)
 
     async def _wait_green(self, cluster: ClusterRecord, what: str, next_pod: str) -> None:
         credentials = await self._api("read the credentials", self._read_credentials, cluster.id)

@@ -38,7 +38,7 @@ from services.manager.drivers import (
     local_elasticsearch as es,
 )
 from services.manager.drivers.local_jvm import jvm_options, node_arguments
-from services.manager.drivers.local_launch import engine_launch, node_name, write_node_config
+from services.manager.drivers.local_launch import engine_home, engine_launch, node_name, write_node_config
 from services.manager.drivers.local_processes import (
     PORTS_PER_SLOT, STANDBY_FLAG, NodeProcess, alive, find_engines, listening, send_signal, slot_free,
 )
@@ -82,29 +82,35 @@ class LocalDriver(NodeSteps):
 
     @property
     def engine_versions(self) -> dict[str, list[str]]:
-        """Each engine's versions here, its default first; the second ones where setup installed them."""
-        opensearch = [ENGINE_VERSION]
-        if (self._settings.engine3_home / ".complete").exists():
-            opensearch.append(OPENSEARCH3_VERSION)
+        """Each engine's versions here, its default first; the second ones where setup installed them
+        (OpenSearch's default, `local_opensearch_version`, always: a start says what it lacks)."""
+        default = self._settings.local_opensearch_version
+        installed = (self._settings.engine3_home / ".complete").exists()
+        opensearch = [default, *(v for v in (ENGINE_VERSION, OPENSEARCH3_VERSION)
+                                 if v != default and (v != OPENSEARCH3_VERSION or installed))]
         elasticsearch = [ELASTICSEARCH_VERSION]
         if (self._settings.elasticsearch819_home / ".complete").exists():
             elasticsearch.append(ELASTICSEARCH819_VERSION)
         return {"opensearch": opensearch, "elasticsearch": elasticsearch}
 
+    def _default_version(self, engine: str) -> str:
+        return self._settings.local_opensearch_version if engine == "opensearch" else ELASTICSEARCH_VERSION
+
     def _pooled(self, cluster: ClusterRecord) -> bool:
         """Standbys are of each engine's default version: a node of another never takes one."""
-        return cluster.spec.version in (ENGINE_VERSION, ELASTICSEARCH_VERSION)
+        return cluster.spec.version == self._default_version(cluster.spec.engine)
 
     # -- warm engines ---------------------------------------------------------------------
     def _warm_classes(self) -> list[tuple[str, EngineSize]]:
         """Each installed engine at the size of a one-replica spec of the warm cpu and memory."""
         size = plan_engine_size(1, self._settings.warm_cpu, self._settings.warm_memory,
                                 self._settings.local_heap_min_mb, self._settings.local_heap_max_mb, os.cpu_count() or 1)
-        homes = {"opensearch": self._settings.engine_home, "elasticsearch": self._settings.elasticsearch_home}
+        homes = {engine: engine_home(self._settings, engine, self._default_version(engine))
+                 for engine in ("opensearch", "elasticsearch")}
         return [(engine, size) for engine, home in homes.items() if (home / ".complete").exists()]
 
     def _standby_command(self, engine: str, size: EngineSize, directory: Path) -> list[str]:
-        launch = engine_launch(self._settings, engine)
+        launch = engine_launch(self._settings, engine, self._default_version(engine))
         return [launch.java, *jvm_options(size, launch.archive, launch.jvm_extra), "-cp", launch.classpath,
                 launch.launcher, STANDBY_FLAG, str(directory)]
 
