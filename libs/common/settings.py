@@ -257,7 +257,8 @@ class LocalDriverSection(Section):
     # OpenSearch 3 needs Java 21 or later; None: the newest JDK under /usr/lib/jvm, if it is one
     java21_bin: str | None = None
     local_class_archive: bool = True  # false: engines start without the class archive or AOT cache (benches)
-    # the OpenSearch a new cluster runs when it names no version, and the one standbys are warmed of
+    # the OpenSearch a new cluster runs when it names no version, and the one standbys are warmed of;
+    # 3.x falls back to 2.19.1 where setup found no Java 21 to install it
     local_opensearch_version: str = ENGINE_VERSION
     # a node step (a restart's wait for its shards' copies, a drain, a surge's hand-over) without progress
     # this long is given up with a reason; the cluster serves on the nodes it has

@@ -310,11 +310,11 @@ def test_the_opensearch_a_new_cluster_gets_is_a_setting_of_the_installed_ones(tm
 
     homes = {"engine_home": tmp_path / "2", "engine3_home": tmp_path / "3", "elasticsearch819_home": tmp_path / "8"}
     settings = LocalDriverSection(state_dir=tmp_path / "state", **homes)
-    assert LocalDriver(settings).engine_versions["opensearch"] == ["2.19.1"]  # 3.5.0 not installed
+    three = settings.model_copy(update={"local_opensearch_version": "3.5.0"})
+    assert LocalDriver(three).engine_versions["opensearch"] == ["2.19.1"]  # no Java 21 here: 3.5.0 not installed
     (tmp_path / "3").mkdir()
     (tmp_path / "3" / ".complete").write_text("recipe")
     assert LocalDriver(settings).engine_versions["opensearch"] == ["2.19.1", "3.5.0"]
-    three = settings.model_copy(update={"local_opensearch_version": "3.5.0"})
     assert LocalDriver(three).engine_versions["opensearch"] == ["3.5.0", "2.19.1"]  # the default first
     with pytest.raises(ValidationError, match="ESS_LOCAL_OPENSEARCH_VERSION '2.18.0': use 2.19.1 or 3.5.0"):
         LocalDriverSection(local_opensearch_version="2.18.0")

@@ -82,9 +82,8 @@ class LocalDriver(NodeSteps):
 
     @property
     def engine_versions(self) -> dict[str, list[str]]:
-        """Each engine's versions here, its default first; the second ones where setup installed them
-        (OpenSearch's default, `local_opensearch_version`, always: a start says what it lacks)."""
-        default = self._settings.local_opensearch_version
+        """Each engine's versions here, its default first; the second ones where setup installed them."""
+        default = self._default_version("opensearch")
         installed = (self._settings.engine3_home / ".complete").exists()
         opensearch = [default, *(v for v in (ENGINE_VERSION, OPENSEARCH3_VERSION)
                                  if v != default and (v != OPENSEARCH3_VERSION or installed))]
@@ -94,7 +93,14 @@ class LocalDriver(NodeSteps):
         return {"opensearch": opensearch, "elasticsearch": elasticsearch}
 
     def _default_version(self, engine: str) -> str:
-        return self._settings.local_opensearch_version if engine == "opensearch" else ELASTICSEARCH_VERSION
+        """`local_opensearch_version` for OpenSearch, unless that is 3.x and this machine has no
+        Java 21 to run it (setup said so): then 2.19.1."""
+        if engine == "elasticsearch":
+            return ELASTICSEARCH_VERSION
+        wanted = self._settings.local_opensearch_version
+        if wanted == OPENSEARCH3_VERSION and not (self._settings.engine3_home / ".complete").exists():
+            return ENGINE_VERSION
+        return wanted
 
     def _pooled(self, cluster: ClusterRecord) -> bool:
         """Standbys are of each engine's default version: a node of another never takes one."""
