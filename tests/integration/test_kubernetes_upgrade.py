@@ -33,15 +33,22 @@ async def upgraded_while_watched(provisioner, store, admin, cluster_id: str) -> 
     return seen
 
 
+async def upgrade_asked(control_plane, manager_token, engine, cluster_id: str, nodes: int):
+    """A cluster of `nodes` on 8.15.3 reconciled to ready, then its upgrade to 8.19.21 asked as the
+    API records it: (driver, store, provisioner)."""
+    driver = make_driver(control_plane, manager_token, engine)
+    store = RecordsInMemory(record(cluster_id, nodes))
+    provisioner = Provisioner(driver._settings, store, driver, publish_nowhere, leases=None)
+    await reconcile_until(provisioner, store, cluster_id, lambda r: r.status == ClusterStatus.READY,
+                          f"ready at {nodes}")
+    store.records[cluster_id] = start_upgrade(store.records[cluster_id], ELASTICSEARCH819_VERSION, None)
+    return driver, store, provisioner
+
+
 async def test_three_pods_roll_highest_first_each_only_once_the_engine_is_green(
         control_plane, manager_token, engine, admin, cluster_id):
-    driver = make_driver(control_plane, manager_token, engine)
-    store = RecordsInMemory(record(cluster_id, 3))
-    provisioner = Provisioner(driver._settings, store, driver, publish_nowhere, leases=None)
-    await reconcile_until(provisioner, store, cluster_id, lambda r: r.status == ClusterStatus.READY, "ready at 3")
+    driver, store, provisioner = await upgrade_asked(control_plane, manager_token, engine, cluster_id, 3)
     namespace = f"ess-{cluster_id}"
-
-    store.records[cluster_id] = start_upgrade(store.records[cluster_id], ELASTICSEARCH819_VERSION, None)
     engine.status = "yellow"  # engine-2 is replaced at once; engine-1 must wait for green
     waiting = await reconcile_until(provisioner, store, cluster_id,
                                     lambda r: "waiting for green health before engine-1" in r.status_reason,
@@ -63,13 +70,8 @@ async def test_three_pods_roll_highest_first_each_only_once_the_engine_is_green(
 
 async def test_one_pod_is_upgraded_by_surge_and_the_second_pod_leaves(
         control_plane, manager_token, engine, admin, cluster_id):
-    driver = make_driver(control_plane, manager_token, engine)
-    store = RecordsInMemory(record(cluster_id, 1))
-    provisioner = Provisioner(driver._settings, store, driver, publish_nowhere, leases=None)
-    await reconcile_until(provisioner, store, cluster_id, lambda r: r.status == ClusterStatus.READY, "ready at 1")
+    _, store, provisioner = await upgrade_asked(control_plane, manager_token, engine, cluster_id, 1)
     namespace = f"ess-{cluster_id}"
-
-    store.records[cluster_id] = start_upgrade(store.records[cluster_id], ELASTICSEARCH819_VERSION, None)
     seen = await upgraded_while_watched(provisioner, store, admin, cluster_id)
     # a second pod on the new version beside the first, the first replaced, then one pod again
     assert seen == [(2, 1, ELASTICSEARCH819_VERSION), (2, 0, ELASTICSEARCH819_VERSION),
