@@ -9,6 +9,9 @@ machine hits all alike; the figures are medians over the rounds with their sprea
 Targets (issue 23), at 20 connections: GET _doc through the gateway >= 50 % of direct, <= 0.5 ms
 added at p50 and <= 2 ms at p99; _search >= 80 %. At 200 connections: no errors (non-2xx
 answers stop the run; socket errors and calls over 10 s are counted).
+A yardstick, when HAProxy is installed (Debian: apt install haproxy): the same calls through
+HAProxy on one thread, keeping its engine connections, deciding nothing. It is what a compiled,
+well-kept proxy costs on the same shared cores: the floor a second process per call sets.
 Run: .venv/bin/python bench/gateway_overhead.py   (needs wrk: apt install wrk)
 """
 
@@ -23,7 +26,11 @@ import re
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -32,6 +39,8 @@ from devrun.supervisor import free_port
 from libs.common.settings import GatewaySection
 from services.gateway import api_policy
 
+WAYS = {"pump": "through the gateway, the pump carries", "python": "through the gateway, Python alone",
+        "haproxy": "yardstick, HAProxy deciding nothing"}
 ROUNDS = 4  # even: each of pump and Python runs first in half the rounds
 CONNECTIONS = (20, 200)
 DURATION_S = 8
@@ -62,6 +71,49 @@ def _spread(values: list[float], digits: int = 2) -> str:
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}..{max(values):.{digits}f})"
 
 
+HAPROXY_CONFIG = """global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend tenants
+    bind 127.0.0.1:{port}
+    default_backend engine
+backend engine
+    server node1 {engine}
+"""
+
+
+@contextmanager
+def haproxy(engine_endpoint: str):
+    """HAProxy on a free port in front of the engine (base URL), stopped by its pid on exit."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="ess-bench-haproxy-") as folder:
+        config = Path(folder) / "haproxy.cfg"
+        config.write_text(HAPROXY_CONFIG.format(port=port, engine=urlsplit(engine_endpoint).netloc))
+        process = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise RuntimeError("haproxy did not start") from None
+                    time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
 def run(running: Running, internal_port: int) -> list[str]:
     with httpx.Client(base_url=running.api, headers=AUTH, timeout=30) as api:
         body = {**seed_body("gateway"), "memory": "1Gi", "hibernate_after_s": 0}
@@ -84,15 +136,18 @@ def run(running: Running, internal_port: int) -> list[str]:
         key = {"Authorization": f"ApiKey {tenant_key}"}
         results: dict[tuple[str, int, str], list[tuple[float, float, float]]] = {}
         try:
-            for name, path in paths.items():
-                for connections in CONNECTIONS:
-                    for way, base in ways.items():  # warm-up: caches, JIT, the pump's grant
-                        wrk(base + path, key, connections)
-                    for round_ in range(ROUNDS):
-                        order = ["direct", "pump", "python"] if round_ % 2 == 0 else ["direct", "python", "pump"]
-                        for way in order:
-                            results.setdefault((name, connections, way), []).append(
-                                wrk(ways[way] + path, key, connections))
+            with ExitStack() as stack:
+                if shutil.which("haproxy"):
+                    ways["haproxy"] = stack.enter_context(haproxy(ways["direct"]))
+                for name, path in paths.items():
+                    for connections in CONNECTIONS:
+                        for way, base in ways.items():  # warm-up: caches, JIT, the pump's grant
+                            wrk(base + path, key, connections)
+                        for round_ in range(ROUNDS):
+                            others = [way for way in ways if way != "direct"]
+                            for way in ["direct", *(others if round_ % 2 == 0 else others[::-1])]:
+                                results.setdefault((name, connections, way), []).append(
+                                    wrk(ways[way] + path, key, connections))
         finally:
             delete_and_wait(api, cluster_id)
     lines = []
@@ -102,10 +157,10 @@ def run(running: Running, internal_port: int) -> list[str]:
             lines.append(f"{name} at {connections} connections, median of {ROUNDS} (min..max): direct "
                          f"{_spread([r[2] for r in d], 0)}/s p50 {_spread([r[0] for r in d])} ms "
                          f"p99 {_spread([r[1] for r in d])} ms, socket errors {sum(r[3] for r in d)}")
-            for way in ("pump", "python"):
+            for way in [way for way in ("pump", "python", "haproxy") if (name, connections, way) in results]:
                 g = results[(name, connections, way)]
                 lines.append(
-                    f"  through the gateway, {way + ' carries' if way == 'pump' else 'Python alone'}: "
+                    f"  {WAYS[way]}: "
                     f"{_spread([r[2] for r in g], 0)}/s = {_spread([gp[2] / dp[2] * 100 for dp, gp in zip(d, g)], 0)} "
                     f"% of direct; p50 {_spread([r[0] for r in g])} ms, added "
                     f"{_spread([gp[0] - dp[0] for dp, gp in zip(d, g)])} ms; p99 {_spread([r[1] for r in g])} ms, "

@@ -6,6 +6,7 @@ package main
 // or anything it is unsure of, goes to the Python gateway.
 
 import (
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ type Grant struct {
 	Epoch         string  `json:"epoch"`
 	Seq           int64   `json:"seq"`
 	until         time.Time
+	host          string // the endpoint's host:port, parsed once
 }
 
 type grantKey struct {
@@ -59,6 +61,11 @@ func (g *Grants) Put(key grantKey, grant *Grant, now time.Time) bool {
 	if grant.Epoch != g.epoch || g.changedAt[grant.Cluster] > grant.Seq || grant.TTL <= 0 {
 		return false
 	}
+	endpoint, err := url.Parse(grant.Endpoint)
+	if err != nil || endpoint.Host == "" {
+		return false
+	}
+	grant.host = endpoint.Host
 	if len(g.byKey) >= g.limit {
 		g.byKey = map[grantKey]*Grant{}
 	}

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"regexp"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -31,8 +30,6 @@ const (
 	bufferLimit  = 1 << 20        // bodies up to this are read whole, so a refused connection can be retried
 	soReusePort  = 0xf            // SO_REUSEPORT on Linux (asm-generic/socket.h): the frozen syscall package lacks it
 )
-
-var clusterPath = regexp.MustCompile(`^/(c[0-9a-f]{12})(/[^?]*)?$`)
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9200", "the tenants' address")
@@ -54,7 +51,7 @@ func main() {
 	if pump.secret = os.Getenv("PUMP_SECRET"); pump.secret == "" {
 		log.Fatalf("ess-pump: no PUMP_SECRET: the gateway starts the pump and gives it one")
 	}
-	server := pump.Server(*listen)
+	server := pump.Server()
 	listener, err := reusePort.Listen(context.Background(), "tcp", *listen)
 	if err != nil {
 		log.Fatalf("ess-pump: %v", err)
@@ -80,20 +77,6 @@ func main() {
 	<-drained // Serve returns as the shutdown begins, not when it ends
 	close(stop)
 	<-reported
-}
-
-// Server: the tenants' server; each client connection keeps its own engine connections.
-func (p *Pump) Server(listen string) *http.Server {
-	return &http.Server{Addr: listen, Handler: p, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute,
-		MaxHeaderBytes: 1 << 20, ErrorLog: log.New(os.Stderr, "ess-pump ", log.LstdFlags),
-		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, p.clients.opened(conn))
-		},
-		ConnState: func(conn net.Conn, state http.ConnState) {
-			if state == http.StateClosed || state == http.StateHijacked {
-				p.clients.closed(conn)
-			}
-		}}
 }
 
 // reusePort: the gateway's workers (one pump each) share the tenants' port; the kernel spreads
@@ -124,15 +107,19 @@ func target(r *http.Request) (cluster, path, query string, ok bool) {
 		return "", "", "", false
 	}
 	raw, query, _ := strings.Cut(r.RequestURI, "?")
-	match := clusterPath.FindStringSubmatch(raw)
-	if match == nil {
+	// "/c" and 12 lower-case hex digits, then the end or the engine's path
+	if len(raw) < 14 || raw[:2] != "/c" || (len(raw) > 14 && raw[14] != '/') {
 		return "", "", "", false
 	}
-	path = match[2]
-	if path == "" {
+	for i := 2; i < 14; i++ {
+		if c := raw[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return "", "", "", false
+		}
+	}
+	if path = raw[14:]; path == "" {
 		path = "/"
 	}
-	return match[1], path, query, true
+	return raw[1:14], path, query, true
 }
 
 func keyOf(r *http.Request, cluster string) grantKey {

@@ -102,15 +102,16 @@ func (p *Pump) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // decide: the Python gateway serves it (and may send back a grant and a shape for next time).
 func (p *Pump) decide(w http.ResponseWriter, r *http.Request) {
+	r, stop := watched(r)
+	defer stop()
 	ctx := context.WithValue(r.Context(), originalKey{}, r)
 	p.toPython.ServeHTTP(w, r.WithContext(ctx))
 }
 
 func (p *Pump) forward(w http.ResponseWriter, r *http.Request, key grantKey, grant *Grant, path, query string,
 	read bool) {
-	engineURL, err := url.Parse(grant.Endpoint)
 	engines, _ := r.Context().Value(connKey{}).(map[string]*engineConn)
-	if err != nil || engines == nil {
+	if engines == nil {
 		p.decide(w, r)
 		return
 	}
@@ -120,12 +121,13 @@ func (p *Pump) forward(w http.ResponseWriter, r *http.Request, key grantKey, gra
 	}
 	var body []byte // the whole body when it is small: served by the Python gateway if the engine is down
 	if r.ContentLength > 0 && r.ContentLength <= bufferLimit {
+		var err error
 		if body, err = io.ReadAll(io.LimitReader(r.Body, r.ContentLength)); err != nil {
 			return // the client went away mid-body
 		}
 	}
 	p.activity.Started(grant.Cluster, grant.Tenant)
-	response, engine, err := p.exchangeRead(engines, grant, engineURL.Host, r, target, body, read && !opensScroll(query))
+	response, engine, err := p.exchangeRead(engines, grant, grant.host, r, target, body, read && !opensScroll(query))
 	var down notSent
 	if errors.As(err, &down) {
 		p.activity.Abandoned(grant.Cluster)
@@ -155,7 +157,7 @@ func (p *Pump) forward(w http.ResponseWriter, r *http.Request, key grantKey, gra
 	sent, reusable = answer(w, response)
 	if !reusable {
 		engine.conn.Close()
-		delete(engines, engineURL.Host)
+		delete(engines, grant.host)
 	}
 }
 

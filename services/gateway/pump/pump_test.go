@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -71,7 +73,13 @@ func TestAGrantEndsWithItsTTLItsClusterChangeOrANewEpoch(t *testing.T) {
 	grants.Reset("e1")
 	now := time.Now()
 	key := grantKey{cluster: "c1"}
-	if !grants.Put(key, &Grant{Cluster: "c1", TTL: 5, Epoch: "e1", Seq: 3}, now) || grants.Get(key, now) == nil {
+	grant := func(epoch string, seq int64) *Grant {
+		return &Grant{Cluster: "c1", TTL: 5, Epoch: epoch, Seq: seq, Endpoint: "http://127.0.0.1:19201"}
+	}
+	if grants.Put(key, &Grant{Cluster: "c1", TTL: 5, Epoch: "e1", Seq: 3, Endpoint: "no host"}, now) {
+		t.Error("a grant naming no engine was kept")
+	}
+	if !grants.Put(key, grant("e1", 3), now) || grants.Get(key, now) == nil {
 		t.Fatal("a fresh grant is kept")
 	}
 	if grants.Get(key, now.Add(6*time.Second)) != nil {
@@ -81,13 +89,13 @@ func TestAGrantEndsWithItsTTLItsClusterChangeOrANewEpoch(t *testing.T) {
 	if grants.Get(key, now) != nil {
 		t.Error("kept after its cluster changed")
 	}
-	if grants.Put(key, &Grant{Cluster: "c1", TTL: 5, Epoch: "e1", Seq: 3}, now) {
+	if grants.Put(key, grant("e1", 3), now) {
 		t.Error("a grant decided before the change was kept")
 	}
-	if grants.Put(key, &Grant{Cluster: "c1", TTL: 5, Epoch: "e0", Seq: 9}, now) {
+	if grants.Put(key, grant("e0", 9), now) {
 		t.Error("a grant of another epoch was kept")
 	}
-	if !grants.Put(key, &Grant{Cluster: "c1", TTL: 5, Epoch: "e1", Seq: 4}, now) {
+	if !grants.Put(key, grant("e1", 4), now) {
 		t.Error("a grant decided after the change is kept")
 	}
 	grants.Reset("e2")
@@ -139,13 +147,10 @@ func TestDecidedRequestsGoToTheEngineWithItsCredentialsAndTheRestToTheDecider(t 
 	defer python.Close()
 	pump := NewPump(python.URL, 5*time.Second, &Retry{})
 	pump.grants.Reset("e1")
-	front := httptest.NewUnstartedServer(pump)
-	front.Config = pump.Server("")
-	front.Start()
-	defer front.Close()
+	front := startFront(t, pump)
 
 	get := func(path string, headers map[string]string) (string, http.Header) {
-		request, _ := http.NewRequest("GET", front.URL+path, nil)
+		request, _ := http.NewRequest("GET", front+path, nil)
 		request.Header.Set("Authorization", "ApiKey k1")
 		for name, value := range headers {
 			request.Header.Set(name, value)
@@ -177,7 +182,7 @@ func TestDecidedRequestsGoToTheEngineWithItsCredentialsAndTheRestToTheDecider(t 
 			t.Errorf("%s went to %q, not to the decider", path, body)
 		}
 	}
-	request, _ := http.NewRequest("GET", front.URL+"/c0123456789ab/bench/_doc/d3", nil)
+	request, _ := http.NewRequest("GET", front+"/c0123456789ab/bench/_doc/d3", nil)
 	request.Header.Set("Authorization", "ApiKey another")
 	response, _ := http.DefaultClient.Do(request)
 	body2, _ := io.ReadAll(response.Body)
@@ -214,4 +219,20 @@ func TestActivityIsCountedOnceAndPutBackWhenNotReported(t *testing.T) {
 	if len(a.Take()) != 0 {
 		t.Error("an idle cluster is not reported again")
 	}
+}
+
+// startFront: the pump's own server on a free port, shut down with the test.
+func startFront(t *testing.T, pump *Pump) string {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := pump.Server()
+	go server.Serve(listener)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		server.Shutdown(ctx)
+	})
+	return "http://" + listener.Addr().String()
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -18,12 +17,59 @@ const (
 	headBytes    = 512     // a search answer's `_shards` is in its first bytes
 )
 
-var partialHead = regexp.MustCompile(`"_shards"\s*:\s*\{[^}]*"failed"\s*:\s*[1-9]`)
+// partialHead: the Python gateway's retries.PARTIAL, `"_shards"\s*:\s*\{[^}]*"failed"\s*:\s*[1-9]`,
+// scanned by hand (Go's regexp took a microsecond a search answer).
+func partialHead(head []byte) bool {
+	for rest := head; ; {
+		at := bytes.Index(rest, []byte(`"_shards"`))
+		if at < 0 {
+			return false
+		}
+		rest = rest[at+1:] // the closing quote may open the next one
+		if shards, ok := after(rest[len(`"_shards"`)-1:], ':'); ok {
+			if shards, ok = after(shards, '{'); ok {
+				if end := bytes.IndexByte(shards, '}'); end >= 0 {
+					shards = shards[:end]
+				}
+				if failedShards(shards) {
+					return true
+				}
+			}
+		}
+	}
+}
 
-// scrollParam: a search that opens a scroll context is not sent again (retries.SCROLL)
-var scrollParam = regexp.MustCompile(`(?:^|&)scroll=`)
+// failedShards: `"failed"\s*:\s*[1-9]` anywhere in these bytes.
+func failedShards(shards []byte) bool {
+	for {
+		at := bytes.Index(shards, []byte(`"failed"`))
+		if at < 0 {
+			return false
+		}
+		shards = shards[at+1:]
+		if count, ok := after(shards[len(`"failed"`)-1:], ':'); ok {
+			if count = bytes.TrimLeft(count, spaces); len(count) > 0 && count[0] >= '1' && count[0] <= '9' {
+				return true
+			}
+		}
+	}
+}
 
-func opensScroll(query string) bool { return scrollParam.MatchString(query) }
+const spaces = "\t\n\f\r " // regexp's \s
+
+// after: the bytes past `mark`, if only spaces come before it.
+func after(text []byte, mark byte) ([]byte, bool) {
+	text = bytes.TrimLeft(text, spaces)
+	if len(text) == 0 || text[0] != mark {
+		return nil, false
+	}
+	return text[1:], true
+}
+
+// opensScroll: a search that opens a scroll context is not sent again (retries.SCROLL, `(?:^|&)scroll=`).
+func opensScroll(query string) bool {
+	return strings.HasPrefix(query, "scroll=") || strings.Contains(query, "&scroll=")
+}
 
 type Retry struct {
 	errors map[string]bool
@@ -62,7 +108,7 @@ func worthLooking(response *http.Response, peek func(int) ([]byte, error)) bool 
 		return true
 	case http.StatusOK:
 		head, err := peek(int(min(response.ContentLength, headBytes)))
-		return err == nil && partialHead.Match(head)
+		return err == nil && partialHead(head)
 	}
 	return false
 }

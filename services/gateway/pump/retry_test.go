@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,12 +73,9 @@ func TestAReadTheEngineFailedForAMomentIsSentAgainAndNothingElseIs(t *testing.T)
 			defer python.Close()
 			pump := NewPump(python.URL, 5*time.Second, retry)
 			pump.grants.Reset("e1")
-			front := httptest.NewUnstartedServer(pump)
-			front.Config = pump.Server("")
-			front.Start()
-			defer front.Close()
+			front := startFront(t, pump)
 			send := func() (int, string) {
-				request, _ := http.NewRequest(c.method, front.URL+"/c0123456789ab/bench/_search",
+				request, _ := http.NewRequest(c.method, front+"/c0123456789ab/bench/_search",
 					strings.NewReader(`{"query":{"match_all":{}}}`))
 				request.Header.Set("Authorization", "ApiKey k1")
 				response, err := http.DefaultClient.Do(request)
@@ -171,5 +170,33 @@ func TestReadsSentAgainAreReportedOnceAndPutBackWhenTheReportIsLost(t *testing.T
 	a.PutBack(taken)
 	if back := a.Take(); len(back) != 1 || back[0].SentAgain != 2 {
 		t.Fatalf("a lost report's counts were not put back: %+v", back)
+	}
+}
+
+func TestTheHandScansMatchThePatternsTheGatewayUses(t *testing.T) {
+	// the Python gateway's retries.PARTIAL and retries.SCROLL, the oracle here
+	pattern := regexp.MustCompile(`"_shards"\s*:\s*\{[^}]*"failed"\s*:\s*[1-9]`)
+	scroll := regexp.MustCompile(`(?:^|&)scroll=`)
+	seeds := []string{partial, whole, goneNode, `{"_shards" :` + "\n" + `{"failed":` + "\t" + `2}}`,
+		`{"_shards":{"total":1},"failed":1}`, `"_shards":"_shards":{"failed":3`, `scroll=1m&q=x`, `q=x&scroll=1m`,
+		`q=xscroll=1`}
+	tokens := []string{`"_shards"`, `"failed"`, `:`, ` `, "\n", `{`, `}`, `,`, `0`, `1`, `9`, `"`, `&`, `scroll=`}
+	random := rand.New(rand.NewSource(7))
+	for i := 0; i < 100_000; i++ {
+		s := seeds[random.Intn(len(seeds))]
+		for edits := random.Intn(4); edits > 0; edits-- { // insert a token, or cut a piece out
+			at := random.Intn(len(s) + 1)
+			if random.Intn(2) == 0 {
+				s = s[:at] + tokens[random.Intn(len(tokens))] + s[at:]
+			} else {
+				s = s[:at] + s[min(len(s), at+random.Intn(6)):]
+			}
+		}
+		if got, want := partialHead([]byte(s)), pattern.MatchString(s); got != want {
+			t.Fatalf("%q: partial %v, the pattern says %v", s, got, want)
+		}
+		if got, want := opensScroll(s), scroll.MatchString(s); got != want {
+			t.Fatalf("%q: scroll %v, the pattern says %v", s, got, want)
+		}
 	}
 }

@@ -77,8 +77,8 @@ func exchange(engines map[string]*engineConn, grant *Grant, hostport string, r *
 				delete(engines, hostport)
 				return nil, nil, notSent{err}
 			}
-			e = &engineConn{conn: conn, reader: bufio.NewReaderSize(conn, 16<<10),
-				writer: bufio.NewWriterSize(conn, 16<<10), grant: grant}
+			e = &engineConn{conn: conn, reader: bufio.NewReaderSize(rawOf(conn), 16<<10),
+				writer: bufio.NewWriterSize(rawOf(conn), 16<<10), grant: grant}
 			engines[hostport] = e
 		}
 		e.conn.SetDeadline(time.Now().Add(timeout))
