@@ -21,7 +21,7 @@ from libs.common.leases import Leases
 from libs.common.models import ClusterRecord, ClusterStatus, queued_reason, utcnow
 from libs.common.store import RecordGone
 from services.manager import backups
-from services.manager.drivers import Driver, EngineUnavailable, ResizeAbandoned, ResizeInProgress
+from services.manager.drivers import DataGone, Driver, EngineUnavailable, ResizeAbandoned, ResizeInProgress
 from services.manager.settings import ManagerSettings
 from services.manager.store_index import ManagerStore
 from services.manager.transitions import idle_s, request_hibernation
@@ -238,8 +238,14 @@ class Provisioner:
         if not observed.running:
             try:
                 endpoint = await self._driver.start(record, desired)
-            except EngineUnavailable:
-                return True, None  # its data is gone or cannot run here: nothing left to keep
+            except DataGone:
+                return True, None  # nothing left to keep
+            except EngineUnavailable as exc:
+                # it cannot start yet (no free port slot, say): its data is still there, so it is
+                # tried again until the timeout above, not deleted without its snapshot at once
+                self._log.warning("final snapshot: the engine cannot start yet", cluster=record.id, error=str(exc))
+                await self._record(record.id, None, f"waiting to start the engine for the final snapshot: {exc}")
+                return False, None
             # a hibernated cluster starts on whichever port slot is free: the snapshot must go to
             # this engine, not to the one now on the slot it slept from (another cluster's)
             await self._record(record.id, None, "starting the engine for the final snapshot", endpoint=endpoint)

@@ -276,3 +276,29 @@ async def test_a_delete_takes_no_final_snapshot_of_a_cluster_without_backups():
     settings = ManagerSettings(driver="kubernetes", snapshot_bucket="backups")
     provisioner = Provisioner(settings, None, None, None, None, final_snapshot=final_snapshot)
     assert await provisioner._before_remove(opensearch_cluster(), None, None) == (True, None)
+
+
+async def test_a_sleeping_cluster_deleted_while_its_engine_cannot_start_waits_for_its_final_snapshot():
+    """No free port slot is not data lost: the delete waits (and says why) until the snapshot
+    timeout; only a cluster whose data is gone is removed without its final snapshot."""
+    from services.manager.drivers import DataGone, EngineUnavailable
+
+    async def final_snapshot(record):
+        raise AssertionError("the engine never started")
+
+    class CannotStart:
+        def __init__(self, error: Exception):
+            self.error = error
+
+        async def start(self, record, desired):
+            raise self.error
+
+    asleep = SimpleNamespace(running=False)
+    settings = ManagerSettings(driver="local")
+    for error, want in ((EngineUnavailable("no free port slot among 3; raise ESS_LOCAL_PORT_SLOTS"), (False, None)),
+                        (DataGone("the data of cluster c0123456789ab is gone"), (True, None))):
+        store = OneRecord(opensearch_cluster())
+        provisioner = Provisioner(settings, store, CannotStart(error), None, None, final_snapshot=final_snapshot)
+        assert await provisioner._before_remove(store.record, None, asleep) == want
+        if want == (False, None):
+            assert "no free port slot" in store.record.status_reason

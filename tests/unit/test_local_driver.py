@@ -89,7 +89,7 @@ def test_a_cluster_that_formed_is_never_started_empty(tmp_path):
 
     from libs.common.models import ClusterRecord, ClusterSpec
     from libs.common.settings import LocalDriverSection
-    from services.manager.drivers import EngineUnavailable
+    from services.manager.drivers import DataGone
     from services.manager.drivers.local import LocalDriver
 
     (tmp_path / "engine").mkdir()
@@ -98,7 +98,7 @@ def test_a_cluster_that_formed_is_never_started_empty(tmp_path):
     spec = ClusterSpec(replicas=1, cpu="500m", memory="512Mi", storage="5Gi", version="2.19.1")
     formed = ClusterRecord(id="c1", tenant_org_id="acme", user="a", service_name="s", spec=spec,
                            formed_at=datetime.now(timezone.utc))
-    with pytest.raises(EngineUnavailable, match="data of cluster c1 is gone"):
+    with pytest.raises(DataGone, match="data of cluster c1 is gone"):
         driver._start_node(formed, 1, driver.size_for(spec))
     assert not (tmp_path / "state" / "clusters" / "c1" / "nodes" / "node_1" / "config").exists()
 

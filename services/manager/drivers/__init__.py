@@ -21,6 +21,10 @@ class EngineUnavailable(Exception):
     """Permanent: the engine cannot be started here (not installed, no Java)."""
 
 
+class DataGone(EngineUnavailable):
+    """Permanent: a formed cluster's data is gone from where it lived; it is not started empty."""
+
+
 class NoCredentials(Exception):
     """Permanent: this driver's engines have no credentials to rotate."""
 

@@ -34,7 +34,7 @@ from libs.common.settings import (
     ELASTICSEARCH819_VERSION, ELASTICSEARCH_VERSION, ENGINE_VERSION, OPENSEARCH3_VERSION, LocalDriverSection,
 )
 from services.manager.drivers import (
-    EngineUnavailable, NoCredentials, ResizeInProgress, Stored, flush_and_measure,
+    DataGone, EngineUnavailable, NoCredentials, ResizeInProgress, Stored, flush_and_measure,
     local_elasticsearch as es,
 )
 from services.manager.drivers.local_jvm import jvm_options, node_arguments
@@ -221,7 +221,7 @@ class LocalDriver(NodeSteps):
     def _start_node(self, cluster: ClusterRecord, node: int, size: EngineSize) -> None:
         home, http_base = self._home(cluster.id), self._http_base(cluster.id)
         if cluster.formed_at is not None and not (home / "node_1" / "data").exists():
-            raise EngineUnavailable(
+            raise DataGone(
                 f"the data of cluster {cluster.id} is gone from {home}; it will not be started empty in its "
                 "place: restore it from a snapshot, or delete the cluster"
             )
