@@ -2,9 +2,9 @@ package main
 
 // The tenants' HTTP/1.1 server: a loop per client connection that reads a request with
 // net/http's own parser (http.ReadRequest), serves it and writes the answer straight into the
-// connection's buffer. net/http's server costs every call a background read (a goroutine, a
-// read that waits and two deadlines) and a response writer built for any handler; on two cores
-// shared with the engine that was a tenth of the pump's CPU (bench/gateway_overhead.py).
+// connection's buffer. Owning the connection is what lets a carried call's reads and writes be
+// raw system calls (rawio.go): 28-30 µs of CPU per GET _doc became 21 µs on two shared cores.
+// The loop alone, with ordinary reads and writes, measured no cheaper than net/http's server.
 
 import (
 	"bufio"
