@@ -36,6 +36,7 @@ import httpx
 
 from bench.private_platform import AUTH, Running, delete_and_wait, private_platform, seed_body, wait_for_idle_standby
 from devrun.supervisor import free_port
+from services.manager.drivers.local_processes import listening
 from libs.common.settings import GatewaySection
 from services.gateway import api_policy
 
@@ -100,14 +101,10 @@ def haproxy(engine_endpoint: str):
                                    stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 10
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise RuntimeError("haproxy did not start") from None
-                    time.sleep(0.1)
+            while not listening("127.0.0.1", port):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("haproxy did not start")
+                time.sleep(0.1)
             yield f"http://127.0.0.1:{port}"
         finally:
             process.terminate()
