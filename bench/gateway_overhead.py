@@ -122,6 +122,9 @@ def run(running: Running, internal_port: int) -> list[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cluster not ready: {view['status_reason']}")
             time.sleep(0.2)
+        # pinned at one node: under wrk the shard controller would rightly add nodes mid-run, and a
+        # node joining (a JVM start, shards moving) lands in some rounds and not others
+        api.patch(f"/clusters/{cluster_id}", json={"autoscaling": False}).raise_for_status()
         wait_for_idle_standby(running)  # the pool's refill warms a JVM up: not while measuring
         ways = {"direct": view["engine_endpoint"], "pump": view["endpoint"],
                 "python": f"http://127.0.0.1:{internal_port}/{cluster_id}"}

@@ -87,18 +87,41 @@ func (b *bufferPool) Put(p []byte) { b.pool.Put(p) } //nolint:staticcheck // a s
 
 func (p *Pump) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cluster, path, query, ok := target(r)
-	if ok {
-		key := keyOf(r, cluster)
-		grant := p.grants.Get(key, time.Now())
-		if grant != nil {
-			if allowed, read := p.shapes.Allows(grant.Engine, r.Method, path); allowed {
-				p.forward(w, r, key, grant, path, query, read)
-				return
+	if !ok {
+		p.decide(w, r)
+		return
+	}
+	key := keyOf(r, cluster)
+	grant := p.grants.Get(key, time.Now())
+	if grant == nil {
+		lead, wait := p.grants.Renewal(key)
+		if lead {
+			defer func() { p.grants.Renewed(key, time.Now()) }()
+			p.decide(w, r)
+			return
+		}
+		if wait != nil {
+			timer := time.NewTimer(renewalWait)
+			select {
+			case <-wait:
+			case <-timer.C: // the lead call is slow (held, or a long search): decided as before
 			}
+			timer.Stop()
+			grant = p.grants.Get(key, time.Now())
+		}
+	}
+	if grant != nil {
+		if allowed, read := p.shapes.Allows(grant.Engine, r.Method, path); allowed {
+			p.forward(w, r, key, grant, path, query, read)
+			return
 		}
 	}
 	p.decide(w, r)
 }
+
+// renewalWait: how long a call waits for an expired grant's renewal before the Python gateway
+// decides it; a renewal is one key lookup and one engine call, milliseconds.
+const renewalWait = 500 * time.Millisecond
 
 // decide: the Python gateway serves it (and may send back a grant and a shape for next time).
 func (p *Pump) decide(w http.ResponseWriter, r *http.Request) {

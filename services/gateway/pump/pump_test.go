@@ -108,7 +108,10 @@ func TestAGrantEndsWithItsTTLItsClusterChangeOrANewEpoch(t *testing.T) {
 type decider struct {
 	engine  string
 	epoch   string
-	shape   string // "": GET /*/_doc/*
+	shape   string        // "": GET /*/_doc/*
+	ttl     float64       // 0: 30 s
+	delay   time.Duration // a key lookup's time
+	refuse  atomic.Bool   // the key is revoked: 401, no grant
 	calls   atomic.Int64
 	lastHdr atomic.Value
 }
@@ -124,8 +127,18 @@ func (d *decider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d.calls.Add(1)
 	d.lastHdr.Store(r.Header.Clone())
+	time.Sleep(d.delay)
+	if d.refuse.Load() {
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, "refused")
+		return
+	}
+	ttl := d.ttl
+	if ttl == 0 {
+		ttl = 30
+	}
 	grant, _ := json.Marshal(Grant{Cluster: "c0123456789ab", Tenant: "t", Engine: "opensearch", Endpoint: d.engine,
-		Authorization: "Basic ZW5naW5lOnB3", TTL: 30, Epoch: d.epoch})
+		Authorization: "Basic ZW5naW5lOnB3", TTL: ttl, Epoch: d.epoch})
 	w.Header().Set(grantHeader, string(grant))
 	shape := d.shape
 	if shape == "" {
