@@ -5,6 +5,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -215,5 +216,34 @@ func TestAClientThatLeavesEndsItsHeldCallAtTheGateway(t *testing.T) {
 	fmt.Fprint(conn, "GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
 	if response, _ := readAnswer(t, reader, "GET"); response.StatusCode != 200 || <-left {
 		t.Errorf("a staying client's call ended early (%d)", response.StatusCode)
+	}
+}
+
+func TestEveryAnswerHasOneDate(t *testing.T) {
+	var out bytes.Buffer
+	w := &connWriter{out: bufio.NewWriter(&out), header: http.Header{}}
+	for _, given := range []string{"", "Mon, 07 Dec 2026 10:00:00 GMT"} {
+		out.Reset()
+		request, _ := http.NewRequest("GET", "/", nil)
+		w.reset(request)
+		if given != "" {
+			w.Header().Set("Date", given) // the engine's own, passed on
+		}
+		w.WriteHeader(http.StatusOK)
+		w.finish()
+		w.out.Flush()
+		response, err := http.ReadResponse(bufio.NewReader(&out), request)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dates := response.Header.Values("Date")
+		if len(dates) != 1 {
+			t.Fatalf("Date headers %q (given %q)", dates, given)
+		}
+		if at, err := http.ParseTime(dates[0]); given == "" && (err != nil || time.Since(at).Abs() > 5*time.Second) {
+			t.Errorf("the pump's own Date %q is not now", dates[0])
+		} else if given != "" && dates[0] != given {
+			t.Errorf("the given Date became %q", dates[0])
+		}
 	}
 }

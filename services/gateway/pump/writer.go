@@ -61,11 +61,13 @@ func (w *connWriter) WriteHeader(status int) {
 			w.closeAfter = true
 		}
 	}
-	if _, dated := w.header["Date"]; !dated {
-		w.header["Date"] = []string{now()}
-	}
 	w.statusLine(status)
 	w.headerLines()
+	if _, dated := w.header["Date"]; !dated { // written, not put in the map: no slice per answer
+		w.out.WriteString("Date: ")
+		w.out.WriteString(now())
+		w.out.WriteString("\r\n")
+	}
 	if w.chunked {
 		w.out.WriteString("Transfer-Encoding: chunked\r\n")
 	}
