@@ -18,7 +18,8 @@ from services.manager.settings import ManagerSettings
 
 
 class EngineUnavailable(Exception):
-    """Permanent: the engine cannot be started here (not installed, no Java)."""
+    """The engine cannot be started here: not installed, no Java, or no free port slot (the one that
+    passes; a delete waits it out for the final snapshot, a reconcile marks the cluster failed)."""
 
 
 class DataGone(EngineUnavailable):
